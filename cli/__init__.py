@@ -1,0 +1,1 @@
+"""The shapekit command line (installed as the package ``shapekit_cli``)."""

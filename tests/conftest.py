@@ -1,0 +1,48 @@
+"""Shared fixtures: the real data in ../shared/data, and the --slow switch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_root():
+    """Return the shared data folder: $SHAPEKIT_DATA, else ../shared/data beside the repo."""
+    env = os.environ.get("SHAPEKIT_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False, help="also run the long end-to-end tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    skip_slow = pytest.mark.skip(reason="long end-to-end run: pass --slow (a short version runs by default)")
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    has_cuda = torch.cuda.is_available()
+    for item in items:
+        if "slow" in item.keywords and not config.getoption("--slow"):
+            item.add_marker(skip_slow)
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """Return a function ``name -> Path`` of a folder in the shared data; skip when absent."""
+
+    root = shared_data_root()
+
+    def get(name):
+        path = root / name
+        if not path.exists():
+            pytest.skip(f"real data not found: {path} (set SHAPEKIT_DATA to the shared data folder)")
+        return path
+
+    return get
