@@ -1,0 +1,1 @@
+"""shapekit.viz: every plot, one module per topic."""
