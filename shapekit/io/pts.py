@@ -1,0 +1,210 @@
+"""300-W / iBUG ``.pts`` files: ``version: 1`` / ``n_points: L`` / ``{`` / L lines ``x y`` / ``}``.
+
+On disk the coordinates are 1-based (the centre of the top-left pixel is (1, 1)); in
+memory shapekit uses 0-based pixel centres, so the reader subtracts 1 and the writer
+adds it back. Headerless files (just L lines ``x y``, as some 300-W mirrors ship them)
+are read too. ``nan nan`` marks a missing point (300-W itself has none).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from shapekit._files import atomic_open
+from shapekit.errors import FormatError, ShapekitError
+
+#: Image extensions looked for beside a ``.pts`` file, in this order.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
+
+
+def parse_pts(text, path="<string>", n_points=None, one_based=True):
+    """Return the points of ``.pts`` text as an (L, 2) float array of 0-based pixel coordinates.
+
+    ``n_points`` (optional) is the count the caller expects; the header's own
+    ``n_points`` is always checked against the lines that follow. Errors name ``path``
+    and the 1-based line.
+    """
+    lines = text.splitlines()
+    if lines and lines[0].startswith("\ufeff"):
+        lines[0] = lines[0][1:]
+    i, n = 0, len(lines)
+    while i < n and not lines[i].strip():
+        i += 1
+    if i == n:
+        raise FormatError(path, "empty file: expected 'version: 1', 'n_points: L', '{', L lines 'x y', '}'")
+
+    header = {}
+    headerless = False
+    # Header lines are 'key: value' up to the opening brace.
+    while i < n:
+        s = lines[i].strip()
+        if not s:
+            i += 1
+            continue
+        if s == "{":
+            i += 1
+            break
+        if ":" in s:
+            key, _, value = s.partition(":")
+            header[key.strip().lower()] = (value.strip(), i + 1)
+            i += 1
+            continue
+        if not header and _is_point_line(s):
+            headerless = True
+            break
+        if header:
+            raise FormatError(path, f"expected '{{' after the header, got {s[:40]!r}", line=i + 1)
+        raise FormatError(path, f"expected a 'version: 1' header or a point line 'x y', got {s[:40]!r}", line=i + 1)
+    else:
+        raise FormatError(path, "expected '{' after the header, reached the end of the file", line=n)
+
+    declared = None
+    if "n_points" in header:
+        value, hline = header["n_points"]
+        try:
+            declared = int(value)
+        except ValueError:
+            raise FormatError(path, f"n_points must be an integer, got {value!r}", line=hline) from None
+        if declared < 0:
+            raise FormatError(path, f"n_points must be >= 0, got {declared}", line=hline)
+
+    xs, ys = [], []
+    closed = False
+    first_point_line = i + 1
+    while i < n:
+        s = lines[i]
+        parts = s.split()
+        if not parts:
+            i += 1
+            continue
+        if parts[0] == "}":
+            if headerless:
+                raise FormatError(path, "unexpected '}' in a file without header", line=i + 1)
+            if len(parts) > 1:
+                raise FormatError(path, f"unexpected text after '}}': {s.strip()[:40]!r}", line=i + 1)
+            closed = True
+            i += 1
+            break
+        if len(parts) != 2:
+            raise FormatError(
+                path, f"expected a point line 'x y' (2 numbers), got {len(parts)} fields: {s.strip()[:60]!r}",
+                line=i + 1,
+            )
+        try:
+            x, y = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise FormatError(path, f"expected two numbers 'x y', got {s.strip()[:60]!r}", line=i + 1) from None
+        if math.isinf(x) or math.isinf(y):
+            raise FormatError(path, f"infinite coordinate in {s.strip()[:60]!r}", line=i + 1)
+        xs.append(x)
+        ys.append(y)
+        i += 1
+    if not headerless and not closed:
+        raise FormatError(
+            path, f"expected '}}' closing the points, reached the end of the file after {len(xs)} points", line=n
+        )
+    while i < n:
+        if lines[i].strip():
+            raise FormatError(path, f"unexpected text after '}}': {lines[i].strip()[:40]!r}", line=i + 1)
+        i += 1
+
+    if declared is not None and declared != len(xs):
+        raise FormatError(
+            path, f"header says n_points: {declared} but {len(xs)} point lines follow "
+            f"(lines {first_point_line}-{i})", line=header["n_points"][1],
+        )
+    if n_points is not None and len(xs) != n_points:
+        raise FormatError(path, f"expected {n_points} points, got {len(xs)}")
+    if not xs:
+        raise FormatError(path, "no points in file")
+    points = np.empty((len(xs), 2))
+    points[:, 0] = xs
+    points[:, 1] = ys
+    if one_based:
+        points -= 1.0
+    return points
+
+
+def _is_point_line(s):
+    parts = s.split()
+    if len(parts) != 2:
+        return False
+    try:
+        float(parts[0]), float(parts[1])
+    except ValueError:
+        return False
+    return True
+
+
+def read_pts(path, n_points=None, one_based=True):
+    """Return the points of one ``.pts`` file as an (L, 2) array of 0-based pixel coordinates."""
+    path = Path(path)
+    try:
+        with open(path, "r", encoding="utf-8", errors="strict") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as exc:
+        raise FormatError(path, f"not a text file ({exc.reason} at byte {exc.start})") from None
+    except IsADirectoryError:
+        raise ShapekitError(f"path is a folder, not a .pts file: {path}") from None
+    return parse_pts(text, path, n_points=n_points, one_based=one_based)
+
+
+def format_pts(points, one_based=True, decimals=6):
+    """Return the text of a ``.pts`` file holding ``points`` ((L, 2), 0-based pixels)."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ShapekitError(f"points must have shape (L, 2), got {points.shape}")
+    if np.isinf(points).any():
+        raise ShapekitError("points contain inf; a .pts file can hold finite values or nan only")
+    offset = 1.0 if one_based else 0.0
+    out = [f"version: 1\nn_points: {len(points)}\n{{\n"]
+    for x, y in points + offset:
+        out.append(f"{_num(x, decimals)} {_num(y, decimals)}\n")
+    out.append("}\n")
+    return "".join(out)
+
+
+def _num(v, decimals):
+    if v != v:
+        return "nan"
+    s = f"{v:.{decimals}f}"
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return "0" if s == "-0" else s
+
+
+def write_pts(path, points, one_based=True, decimals=6):
+    """Write ``points`` ((L, 2), 0-based pixels) to a 300-W ``.pts`` file (1-based on disk).
+
+    Coordinates are rounded to ``decimals`` places (1e-6 px by default); missing points
+    are written as ``nan nan``. Returns the path.
+    """
+    text = format_pts(points, one_based=one_based, decimals=decimals)
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def find_image(path, listing=None):
+    """Return the image beside annotation ``path`` with the same stem, or None.
+
+    ``listing`` (optional) maps lower-case file names of the folder to real names, to
+    avoid one ``stat`` per candidate when reading many files from one folder.
+    """
+    path = Path(path)
+    folder = path.parent
+    if listing is None:
+        try:
+            listing = {e.lower(): e for e in os.listdir(folder)}
+        except OSError:
+            return None
+    for ext in IMAGE_EXTENSIONS:
+        for cand in (path.stem + ext, path.stem + ext.upper()):
+            real = listing.get(cand.lower())
+            if real is not None:
+                return folder / real
+    return None
