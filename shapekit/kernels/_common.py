@@ -1,0 +1,125 @@
+"""Input checks and the parallel/serial choice shared by the kernels."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numba
+import numpy as np
+
+from shapekit.errors import ShapekitError
+
+# Below this many independent items (maps, shapes) a thread pool costs more than it saves.
+PARALLEL_MIN_ITEMS = 32
+
+_state = {"parallel_used": False, "fork_unsafe": False}
+
+
+def _layer_is_fork_safe():
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel region has run: nothing to inherit
+        return True
+    # GNU OpenMP aborts a forked child that enters a parallel region ("Terminating:
+    # fork() called from a process already using GNU OpenMP"); tbb and workqueue do not.
+    return layer in ("tbb", "workqueue")
+
+
+def _after_fork_in_child():
+    if _state["parallel_used"] and not _layer_is_fork_safe():
+        _state["fork_unsafe"] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _in_torch_worker():
+    data = sys.modules.get("torch.utils.data")
+    if data is None:
+        return False
+    try:
+        return data.get_worker_info() is not None
+    except Exception:  # pragma: no cover - torch internals changed
+        return False
+
+
+def use_parallel(parallel, n_items):
+    """Return whether to run the parallel variant of a kernel.
+
+    ``parallel``: True, False or "auto". "auto" runs in parallel when numba has more
+    than one thread, there are at least ``PARALLEL_MIN_ITEMS`` items, and the caller is
+    not a torch DataLoader worker (the workers are the parallelism there). Whatever was
+    asked, a process forked after its parent ran numba's GNU OpenMP pool runs serially,
+    because entering that pool again would abort the process.
+    """
+    if parallel not in (True, False, "auto"):
+        raise ShapekitError(f"parallel: expected True, False or 'auto', got {parallel!r}")
+    if _state["fork_unsafe"]:
+        return False
+    if parallel == "auto":
+        return numba.get_num_threads() > 1 and n_items >= PARALLEL_MIN_ITEMS and not _in_torch_worker()
+    return parallel
+
+
+def mark_parallel_used():
+    _state["parallel_used"] = True
+
+
+def hw(size):
+    """Return (height, width) from an int or a (height, width) pair."""
+    if isinstance(size, (int, np.integer)):
+        h = w = int(size)
+    else:
+        try:
+            h, w = (int(s) for s in size)
+        except (TypeError, ValueError) as exc:
+            raise ShapekitError(f"size: expected an int or a (height, width) pair, got {size!r}") from exc
+    if h < 1 or w < 1:
+        raise ShapekitError(f"size: height and width must be >= 1, got {(h, w)}")
+    return h, w
+
+
+def as_points(points, name="points"):
+    """Return ``(flat (M, 2) float64 C-contiguous, leading shape)`` from an array (..., 2)."""
+    arr = np.asarray(points, dtype=np.float64)
+    if arr.ndim < 1 or arr.shape[-1] != 2:
+        raise ShapekitError(f"{name}: expected an array (..., 2) of x, y, got shape {arr.shape}")
+    lead = arr.shape[:-1]
+    return np.ascontiguousarray(arr.reshape(-1, 2)), lead
+
+
+def as_shapes(shapes, name="shapes"):
+    """Return ``(shapes (N, L, 2) float64 C-contiguous, single)`` from (N, L, 2) or (L, 2)."""
+    arr = np.asarray(shapes, dtype=np.float64)
+    single = arr.ndim == 2
+    if single:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[-1] != 2:
+        raise ShapekitError(f"{name}: expected shapes (N, L, 2) or points (L, 2), got shape {np.shape(shapes)}")
+    return np.ascontiguousarray(arr), single
+
+
+def as_heatmaps(heatmaps, name="heatmaps"):
+    """Return ``(maps (M, H, W) C-contiguous float32/float64, leading shape)`` from (..., H, W)."""
+    arr = np.asarray(heatmaps)
+    if arr.ndim < 2:
+        raise ShapekitError(f"{name}: expected an array (..., H, W), got shape {arr.shape}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    lead = arr.shape[:-2]
+    h, w = arr.shape[-2:]
+    if h < 1 or w < 1:
+        raise ShapekitError(f"{name}: empty maps of shape {arr.shape}")
+    return np.ascontiguousarray(arr.reshape(-1, h, w)), lead
+
+
+def check_sigma(sigma):
+    try:
+        s = float(sigma)
+    except (TypeError, ValueError) as exc:
+        raise ShapekitError(f"sigma: expected a positive number of pixels, got {sigma!r}") from exc
+    if not s > 0 or not np.isfinite(s):
+        raise ShapekitError(f"sigma: expected a positive finite number of pixels, got {sigma!r}")
+    return s
