@@ -9,20 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-try:
-    from shapekit.nn.functional import dsnt as _dsnt, flat_softmax as _flat_softmax
-except ImportError:  # pragma: no cover - only while shapekit.nn.functional is not installed yet
-    def _flat_softmax(heatmaps):
-        b, l, h, w = heatmaps.shape
-        return torch.softmax(heatmaps.reshape(b, l, h * w), dim=-1).reshape(b, l, h, w)
-
-    def _dsnt(heatmaps):
-        h, w = heatmaps.shape[-2:]
-        xs = (2 * torch.arange(w, dtype=heatmaps.dtype, device=heatmaps.device) + 1) / w - 1
-        ys = (2 * torch.arange(h, dtype=heatmaps.dtype, device=heatmaps.device) + 1) / h - 1
-        x = (heatmaps.sum(-2) * xs).sum(-1)
-        y = (heatmaps.sum(-1) * ys).sum(-1)
-        return torch.stack([x, y], dim=-1)
+from shapekit.nn.functional import dsnt as _dsnt, flat_softmax as _flat_softmax
 
 
 class RegressionHead(nn.Module):
@@ -74,7 +61,7 @@ class DSNTHead(nn.Module):
 
     def forward_with_heatmaps(self, features):
         hm = self.heatmaps(features)
-        return _dsnt(hm), hm
+        return _dsnt(hm, normalize=None), hm
 
     def forward(self, features):
         return self.forward_with_heatmaps(features)[0]

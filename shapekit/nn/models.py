@@ -635,7 +635,7 @@ def _fix_se_names(state):
 
 def _fix_densenet_legacy(state):
     # Old torchvision DenseNet checkpoints name keys "norm.1" / "conv.2"; newer ones "norm1" / "conv2".
-    pat = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    pat = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
     out = {}
     for k, v in state.items():
         m = pat.match(k)
@@ -662,6 +662,8 @@ def load_pretrained(backbone, path, layout="auto"):
         state = _fix_densenet_legacy(state)
     state = {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_KEYS)}
     own = backbone.state_dict()
+    # Old checkpoints lack BatchNorm's num_batches_tracked counters; they carry no weights.
+    state.update({k: v for k, v in own.items() if k.endswith("num_batches_tracked") and k not in state})
     missing = [k for k in own if k not in state]
     wrong = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in own
              if k in state and state[k].shape != own[k].shape]

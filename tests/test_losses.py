@@ -1,0 +1,195 @@
+"""Losses: hand-computed values of each piece, masks, gradients."""
+
+import math
+
+import pytest
+import torch
+
+from shapekit.errors import ShapekitError
+from shapekit.nn import losses as L
+
+
+def _coords(values):
+    """(1, N, 2) tensor with the values on x and 0 on y (y equals the target)."""
+    x = torch.tensor(values, dtype=torch.float64)
+    return torch.stack([x, torch.zeros_like(x)], -1)[None]
+
+
+def test_kd_assistive_regions_code_constants():
+    # g = 0, teacher at 0.1: T' = +-0.1, B = +-0.015 (beta 0.15)
+    p = _coords([0.2, 0.05, 0.01, -0.2, -0.05])
+    g = torch.zeros_like(p)
+    t = _coords([0.1] * 5)
+    out = L.assistive_loss(p, g, t, beta=0.15, omega_pos=1.9, omega_neg=-0.45, low="zero", reduction="none")
+    expected = [1.9 * 0.1,  # beyond T': positive assistant
+                -0.45 * 0.05,  # between B and T': negative assistant
+                0.0,  # low-influence region: zero in the authors' code
+                1.9 * 0.1,  # mirrored to the student's side
+                -0.45 * 0.05]
+    assert torch.allclose(out[0, :, 0], torch.tensor(expected, dtype=torch.float64))
+    assert torch.all(out[0, :, 1] == 0)
+
+
+def test_kd_assistive_low_region_ramp_paper():
+    # beta 0.4: B = 0.04; p = 0.01 -> w = -0.5 * 0.01/0.04 = -0.125, |T' - p| = 0.09
+    p = _coords([0.01, 0.06, 0.3])
+    out = L.assistive_loss(p, torch.zeros_like(p), _coords([0.1] * 3), beta=0.4, omega_pos=1.0, omega_neg=-0.5,
+                           low="ramp", reduction="none")
+    assert torch.allclose(out[0, :, 0], torch.tensor([-0.125 * 0.09, -0.5 * 0.04, 1.0 * 0.2], dtype=torch.float64))
+
+
+def test_kd_main_loss_both_forms():
+    p = _coords([0.05, 0.3])
+    g = torch.zeros_like(p)
+    tol = _coords([0.1, 0.1])
+    code = L.kd_main_loss(p, g, tol, form="code", reduction="none")[0, :, 0]
+    paper = L.kd_main_loss(p, g, tol, form="paper", reduction="none")[0, :, 0]
+    assert torch.allclose(code, torch.tensor([3 * 0.05, 0.09 + 0.3 - 0.01], dtype=torch.float64))
+    assert torch.allclose(paper, torch.tensor([0.05, 0.09 + 0.1 - 0.01], dtype=torch.float64))
+    # continuous where the two pieces join (d = t)
+    for form in ("code", "paper"):
+        a = L.kd_main_loss(_coords([0.1 - 1e-9]), torch.zeros_like(p[:, :1]), _coords([0.1]), form=form)
+        b = L.kd_main_loss(_coords([0.1 + 1e-9]), torch.zeros_like(p[:, :1]), _coords([0.1]), form=form)
+        assert abs(float(a - b)) < 1e-7
+
+
+def test_kd_loss_total_and_constant_sets():
+    torch.manual_seed(0)
+    g = torch.rand(3, 5, 2, dtype=torch.float64)
+    p, tough, tol = (g + 0.1 * torch.randn_like(g) for _ in range(3))
+    for name, c in L.KD_CONSTANTS.items():
+        total = L.kd_loss(p, g, tough, tol, constants=name)
+        main = L.kd_main_loss(p, g, tol, form=c["main"])
+        a1 = L.assistive_loss(p, g, tough, None, c["beta"], c["omega_pos_tough"], c["omega_neg_tough"], c["low"])
+        a2 = L.assistive_loss(p, g, tol, None, c["beta"], c["omega_pos_tolerant"], c["omega_neg_tolerant"], c["low"])
+        assert torch.allclose(total, c["lambda_main"] * main + a1 + a2)
+    assert L.KD_CONSTANTS["code"]["beta"] == 0.15 and L.KD_CONSTANTS["paper"]["beta"] == 0.4
+    assert not torch.allclose(L.kd_loss(p, g, tough, tol, constants="paper"), L.kd_loss(p, g, tough, tol))
+    assert torch.allclose(L.KDLoss()(p, g, tough=tough, tolerant=tol), L.kd_loss(p, g, tough, tol, constants="code"))
+    with pytest.raises(ShapekitError):
+        L.kd_loss(p, g, tough, tol, constants="nope")
+
+
+def test_kd_gradients_push_the_right_way():
+    g = torch.zeros(1, 1, 2, dtype=torch.float64)
+    t = torch.full_like(g, 0.1)
+    # beyond the teacher: pulled toward T' (gradient positive = decrease p)
+    p = torch.full_like(g, 0.2).requires_grad_()
+    L.assistive_loss(p, g, t).backward()
+    assert p.grad[0, 0, 0] > 0
+    # between B and T': negative weight pushes away from T', i.e. toward g (gradient positive)
+    p = torch.full_like(g, 0.05).requires_grad_()
+    L.assistive_loss(p, g, t).backward()
+    assert p.grad[0, 0, 0] > 0
+
+
+def test_wing_values_and_continuity():
+    p = _coords([1.0, 12.0])
+    out = L.wing_loss(p, torch.zeros_like(p), reduction="none")[0, :, 0]
+    c = 10 - 10 * math.log(1 + 10 / 2)
+    assert torch.allclose(out, torch.tensor([10 * math.log(1.5), 12 - c], dtype=torch.float64))
+    a = L.wing_loss(_coords([10 - 1e-9]), torch.zeros(1, 1, 2, dtype=torch.float64), reduction="sum")
+    b = L.wing_loss(_coords([10 + 1e-9]), torch.zeros(1, 1, 2, dtype=torch.float64), reduction="sum")
+    assert abs(float(a - b)) < 1e-6
+
+
+@pytest.mark.parametrize("epsilon", [1.0, 2.0])
+def test_adaptive_wing_divides_by_epsilon(epsilon):
+    # With the paper's A (divided by epsilon) the loss and its slope are continuous at theta.
+    theta = 0.5
+    vals, grads = [], []
+    for d in (theta - 1e-7, theta + 1e-7):
+        p = _coords([d]).requires_grad_()
+        v = L.adaptive_wing_loss(p, torch.zeros_like(p), epsilon=epsilon, theta=theta, intensity=0.0,
+                                 reduction="sum")
+        v.backward()
+        vals.append(float(v.detach()))
+        grads.append(float(p.grad[0, 0, 0]))
+    assert abs(vals[0] - vals[1]) < 1e-5
+    assert abs(grads[0] - grads[1]) < 1e-4
+    # inner branch by hand: 14 ln(1 + (0.25/eps)^2.1)
+    p = _coords([0.25])
+    v = L.adaptive_wing_loss(p, torch.zeros_like(p), epsilon=epsilon, intensity=0.0, reduction="none")[0, 0, 0]
+    assert math.isclose(float(v), 14 * math.log1p((0.25 / epsilon) ** 2.1), rel_tol=1e-12)
+
+
+def test_adaptive_wing_on_heatmaps_uses_target_intensity():
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    pred = target + 0.1
+    out = L.adaptive_wing_loss(pred, target, reduction="none")
+    e = 2.1 - target
+    assert torch.allclose(out, 14 * torch.log1p((0.1 / 1.0) ** e))
+    m = torch.tensor([[True, False, True], [True, True, True]])
+    assert torch.allclose(L.adaptive_wing_loss(pred, target, mask=m, reduction="none")[0, 1], torch.zeros(8, 8,
+                          dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", ["l2", "l1", "smooth_l1", "wing", "awing", "cgd", "kd"])
+def test_mask_and_nan_targets_do_not_count(name):
+    torch.manual_seed(1)
+    g = torch.rand(2, 6, 2, dtype=torch.float64)
+    p = (g + 0.05 * torch.randn_like(g)).requires_grad_()
+    extra = {}
+    loss = L.get_loss(name)
+    if name == "kd":
+        extra = {"tough": g + 0.02, "tolerant": g - 0.03}
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[0, 2] = False
+    ref = loss(p, g, mask, **extra)
+    g_bad = g.clone()
+    g_bad[0, 2] = torch.tensor([1e3, float("nan")])
+    p2 = p.detach().clone()
+    p2[0, 2] = 5.0
+    p2.requires_grad_()
+    out = loss(p2, g_bad, mask, **extra)
+    assert torch.allclose(out, ref)
+    out.backward()
+    assert torch.all(torch.isfinite(p2.grad))
+    assert torch.all(p2.grad[0, 2] == 0)
+    # NaN target alone (no mask) also leaves the point out
+    g_nan = g.clone()
+    g_nan[0, 2] = float("nan")
+    assert torch.allclose(loss(p2, g_nan, None, **extra), ref)
+
+
+def test_simple_loss_values():
+    p = _coords([0.5, 3.0])
+    g = torch.zeros_like(p)
+    assert math.isclose(float(L.l2_loss(p, g)), (0.25 + 9) / 4)
+    assert math.isclose(float(L.l1_loss(p, g)), 3.5 / 4)
+    assert math.isclose(float(L.smooth_l1_loss(p, g, beta=1.0)), (0.125 + 2.5) / 4)
+
+
+def test_cgd_is_mse_plus_alpha_graph_term():
+    torch.manual_seed(2)
+    g = torch.rand(2, 5, 2, dtype=torch.float64)
+    p = g * 1.3  # scaled shape: pairwise distances differ
+    base = L.l2_loss(p, g)
+    total = L.cgd_loss(p, g, alpha=0.5)
+    d = lambda s: torch.cdist(s, s)  # noqa: E731
+    iu = torch.triu_indices(5, 5, 1)
+    graph = ((d(p) - d(g))[:, iu[0], iu[1]] ** 2).mean()
+    assert torch.allclose(total, base + 0.5 * graph)
+    # a translated prediction has zero graph term
+    assert torch.allclose(L.cgd_loss(g + 0.1, g, alpha=10.0), L.l2_loss(g + 0.1, g))
+
+
+def test_dsnt_loss_prefers_matching_heatmaps():
+    from shapekit.nn.functional import render_gaussian_heatmaps
+    target = torch.tensor([[[0.1, -0.2], [0.3, 0.4]]], dtype=torch.float64)
+    good = render_gaussian_heatmaps(target, 16, 1.0, normalize="sum", window=None)
+    flat = torch.full_like(good, 1 / 256)
+    assert L.dsnt_loss(target, good, target, sigma=1.0) < 1e-6
+    assert L.dsnt_loss(target, flat, target, sigma=1.0) > 0.1
+    with pytest.raises(ShapekitError):
+        L.DSNTLoss()(target, target)
+
+
+def test_get_loss_errors():
+    with pytest.raises(ShapekitError, match="unknown loss"):
+        L.get_loss("nope")
+    with pytest.raises(ShapekitError):
+        L.l2_loss(torch.zeros(1, 2, 2), torch.zeros(1, 3, 2))
+    with pytest.raises(ShapekitError, match="mask"):
+        L.l2_loss(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2), mask=torch.ones(2, dtype=torch.bool))
