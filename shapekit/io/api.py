@@ -240,3 +240,229 @@ def _resolve_schema(ann, schema):
         return ann.schema
     guess = _schemas.for_n_points(ann.n_points)
     return guess.name if guess is not None else None
+
+
+# ----------------------------------------------------------------------------------
+# writing
+# ----------------------------------------------------------------------------------
+_FORMAT_EXT = {"pts": ".pts", "ljson": ".ljson", "npz": ".npz", "npy": ".npy", "csv": ".csv",
+               "kaggle": ".csv", "muct": ".csv", "mtfl": ".txt", "wflw": ".txt"}
+WRITE_FORMATS = tuple(_FORMAT_EXT)
+
+
+def _safe_name(name, i):
+    name = str(name) if name not in (None, "") else f"{i:06d}"
+    name = name.replace("\\", "/").strip("/")
+    # names like 'lfw_5590/x.jpg' become a relative path without the image extension
+    stem = os.path.splitext(name)[0] if os.path.splitext(name)[1].lower() in (
+        ".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pts", ".ljson") else name
+    parts = [p for p in stem.split("/") if p not in ("", ".", "..")]
+    return "/".join(parts) or f"{i:06d}"
+
+
+def write(dest, shapes, format=None, meta=None, schema=None, decimals=6):
+    """Write ``shapes`` ((N, L, 2) or (L, 2), 0-based pixels) and return the written paths.
+
+    ``format`` defaults to ``dest``'s extension (``.pts``, ``.ljson``, ``.npz``, ``.npy``,
+    ``.csv``); ``kaggle``, ``muct``, ``mtfl`` and ``wflw`` are written when named.
+    One-file-per-shape formats (``pts``, ``ljson``) write ``dest`` itself for a single
+    shape with that extension, else one file per shape inside the folder ``dest``,
+    named after ``meta[i]['name']`` (or the index). ``meta`` is a list of dicts as in
+    :class:`Annotations` (``name``, ``image``, ``box``, ``attributes``); ``shapes`` may
+    also be an :class:`Annotations`, whose meta and schema are then used. ``.pts`` and
+    text formats keep ``decimals`` places; ``.ljson``/``.npz``/``.npy`` are exact.
+    """
+    if isinstance(shapes, Annotations):
+        meta = shapes.meta if meta is None else meta
+        schema = shapes.schema if schema is None else schema
+        images_array = shapes.images
+        shapes = shapes.shapes
+    else:
+        images_array = None
+    shapes = np.asarray(shapes, dtype=np.float64)
+    if shapes.ndim == 2 and shapes.shape[1] == 2:
+        shapes = shapes[None]
+    if shapes.ndim != 3 or shapes.shape[2] != 2:
+        raise ShapekitError(f"shapes must have shape (N, L, 2) or (L, 2), got {shapes.shape}")
+    n = len(shapes)
+    if meta is not None and len(meta) != n:
+        raise ShapekitError(f"meta has {len(meta)} entries for {n} shapes")
+    meta = list(meta) if meta is not None else [{} for _ in range(n)]
+    dest = Path(dest)
+    ext = dest.suffix.lower()
+    if format is None:
+        format = WRITE_EXTENSIONS.get(ext)
+        if format is None:
+            raise ShapekitError(f"dest: cannot tell the format from {dest.name!r}; pass format= one of "
+                                f"{', '.join(WRITE_FORMATS)}")
+    if format not in WRITE_FORMATS:
+        raise ShapekitError(f"format must be one of {', '.join(WRITE_FORMATS)}; got {format!r}")
+
+    from shapekit.io import arrays, kaggle, ljson, mtfl, muct, pts, wflw
+
+    if format in ("pts", "ljson"):
+        suffix = _FORMAT_EXT[format]
+        if n == 1 and ext == suffix:
+            targets = [dest]
+        else:
+            if ext == suffix:
+                raise ShapekitError(f"dest: {n} shapes go into a folder, not one {suffix} file ({dest})")
+            targets, seen = [], set()
+            for i, m in enumerate(meta):
+                rel = _safe_name(m.get("name"), i)
+                if rel in seen:
+                    rel = f"{rel}_{i:06d}"
+                seen.add(rel)
+                targets.append(dest / (rel + suffix))
+        for target, points, m in zip(targets, shapes, meta):
+            if format == "pts":
+                pts.write_pts(target, points, decimals=decimals)
+            else:
+                ljson.write_ljson(target, points, schema=schema if schema is not None else _schemas.for_n_points(
+                    points.shape[0]))
+        return targets
+    if format == "npz":
+        return [arrays.write_npz(dest, shapes, meta, schema=schema)]
+    if format == "npy":
+        return [arrays.write_npy(dest, shapes)]
+    if format == "csv":
+        return [arrays.write_csv(dest, shapes, meta, decimals)]
+    if format == "kaggle":
+        return [kaggle.write_kaggle(dest, shapes, images_array, decimals)]
+    if format == "muct":
+        return [muct.write_muct(dest, shapes, [m.get("name") or str(i) for i, m in enumerate(meta)],
+                                [m.get("attributes", {}).get("tag", "0") for m in meta], decimals)]
+    images = [m.get("name") or m.get("image") for m in meta]
+    if any(not im for im in images):
+        raise ShapekitError(f"{format} lines need an image name per shape: pass meta with 'name' or 'image'")
+    if format == "mtfl":
+        return [mtfl.write_mtfl(dest, shapes, images, [m.get("attributes") for m in meta], decimals)]
+    return [wflw.write_wflw(dest, shapes, images, [m.get("box") for m in meta],
+                            [m.get("attributes") for m in meta], decimals)]
+
+
+def write_like(ann, shapes, outdir, decimals=6):
+    """Write ``shapes`` in the format and under the file names of ``ann``'s sources, inside
+    ``outdir`` (the relative structure of the read is kept); return the written paths.
+
+    ``shapes`` is (N, L, 2) like ``ann.shapes`` (0-based pixels). One-file-per-sample
+    formats get one file each; line-based files (WFLW, MTFL, MUCT, Kaggle, CSV) are
+    rewritten line by line with only the coordinates replaced (names, boxes,
+    attributes, images and the header are kept; lines of samples not in ``ann`` are
+    left out). ``.npy``/``.npz`` files hold the samples of ``ann`` that came from them.
+    """
+    if not isinstance(ann, Annotations):
+        raise ShapekitError(f"ann must be an Annotations from shapekit.io.read, not {type(ann).__name__}")
+    shapes = np.asarray(shapes, dtype=np.float64)
+    if shapes.shape != ann.shapes.shape:
+        raise ShapekitError(f"shapes must have the shape of ann.shapes {ann.shapes.shape}, got {shapes.shape}")
+    outdir = Path(outdir)
+    written = []
+    by_source = {}
+    for i, m in enumerate(ann.meta):
+        fmt = m.get("format") or ann.format
+        if fmt is None or fmt == "mixed":
+            raise ShapekitError(f"sample {i}: unknown source format; write_like needs annotations from read()")
+        src = m.get("source")
+        rel = m.get("relpath") or (Path(src).name if src else None)
+        if rel is None:
+            raise ShapekitError(f"sample {i}: no source file name to write like")
+        target = outdir / rel
+        if src is not None and Path(src).exists() and target.resolve() == Path(src).resolve():
+            raise ShapekitError(f"outdir: writing {target} would overwrite the input; choose another folder")
+        by_source.setdefault((fmt, src, target), []).append(i)
+
+    from shapekit.io import arrays, ljson, pts
+
+    for (fmt, src, target), idx in by_source.items():
+        if fmt == "pts":
+            for i in idx:
+                written.append(pts.write_pts(target, shapes[i], decimals=decimals))
+        elif fmt == "ljson":
+            for i in idx:
+                attributes = ann.meta[i].get("attributes", {})
+                groups = ljson.read_ljson_groups(src) if src and Path(src).exists() else {}
+                name = attributes.get("group") or next(iter(groups), "LJSON")
+                g = groups.get(name, {})
+                extra = {k: v for k, v in groups.items() if k != name}
+                written.append(ljson.write_ljson(target, shapes[i], labels=g.get("labels", attributes.get("labels")),
+                                                 connectivity=g.get("connectivity"), group=name, extra_groups=extra))
+        elif fmt == "npy":
+            if Path(src).suffix.lower() == ".npz":
+                written.append(arrays.write_npz(target, shapes[idx], [ann.meta[i] for i in idx], schema=ann.schema))
+            else:
+                written.append(arrays.write_npy(target, shapes[idx]))
+        else:
+            written.append(_rewrite_lines(fmt, src, target, [(ann.meta[i]["line"], shapes[i]) for i in idx],
+                                          decimals))
+    return written
+
+
+def _rewrite_lines(fmt, src, target, items, decimals):
+    """Rewrite the line-based file ``src`` into ``target`` with new coordinates."""
+    import csv
+    import io
+
+    from shapekit._files import atomic_open
+    from shapekit.io import arrays, kaggle, muct
+    from shapekit.io._text import fmt_num, read_text
+
+    lines = read_text(src, "the annotation file read before").splitlines()
+    new = dict(items)
+    if len(new) != len(items) or any(k is None for k in new):
+        raise ShapekitError(f"{src}: samples without distinct line numbers cannot be rewritten")
+    out = []
+
+    def cells(text):
+        return next(csv.reader([text]))
+
+    def row_text(row):
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="").writerow(row)
+        return buf.getvalue()
+
+    header = None
+    if fmt in ("muct", "kaggle") or (fmt == "csv" and not all(arrays._is_number(c) for c in cells(lines[0]))):
+        header = cells(lines[0])
+        out.append(lines[0])
+    for lineno in sorted(new):
+        points = new[lineno]
+        text = lines[lineno - 1]
+        if fmt in ("mtfl", "wflw"):
+            fields = text.split()
+            if fmt == "mtfl":
+                fields[1:11] = [fmt_num(v, decimals) for v in points[:, 0]] + [fmt_num(v, decimals)
+                                                                              for v in points[:, 1]]
+            else:
+                fields[:196] = [fmt_num(v, decimals) for v in points.ravel()]
+            out.append(" ".join(fields))
+        elif fmt == "muct":
+            row = cells(text)
+            n_file = (len(row) - 2) // 2
+            if len(points) > n_file and not np.isnan(points[n_file:]).all():
+                raise ShapekitError(f"{src}: the file has {n_file} points; points {n_file}.. cannot be written")
+            row[2:] = muct.format_muct_row("", "", points[:n_file], decimals).split(",")[2:]
+            out.append(row_text(row))
+        elif fmt == "kaggle":
+            row = cells(text)
+            flat = kaggle.format_kaggle_row(points, None, decimals)
+            for j, h in enumerate(header):
+                h = h.strip()
+                if h in kaggle.COLUMNS:
+                    row[j] = flat[kaggle.COLUMNS.index(h)]
+            out.append(row_text(row))
+        else:  # plain csv
+            row = cells(text)
+            vals = arrays.csv_row(points, "", None, decimals)[2:]
+            if header is None:
+                row = vals
+            else:
+                for j, h in enumerate(header):
+                    mm = arrays._XY.match(h.strip())
+                    if mm:
+                        k, c = int(mm.group(2)), 0 if mm.group(1).lower() == "x" else 1
+                        row[j] = vals[2 * k + c]
+            out.append(row_text(row))
+    with atomic_open(target, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write("\n".join(out) + "\n")
+    return Path(target)

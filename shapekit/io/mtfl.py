@@ -1,0 +1,87 @@
+"""CUHK MTFL label lines: ``path x1 x2 x3 x4 x5 y1 y2 y3 y4 y5`` (and optionally the four
+MTFL attributes ``gender smile glasses pose``).
+
+Points: left eye centre, right eye centre, nose tip, left and right mouth corners, with
+left/right on the image (schema ``mtfl5``). Coordinates are read as 0-based pixels
+(the shared-data check puts the labels within 0.1-0.2 px of 0-based pixel centres).
+Image paths are relative to the label file's folder; Windows ``\\`` separators are
+accepted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from shapekit._files import atomic_open
+from shapekit.errors import FormatError, ShapekitError
+from shapekit.io._core import Annotations, new_meta
+from shapekit.io._text import fmt_num, read_text, to_float
+
+#: Names of the four optional MTFL attribute columns (1-based codes as in MTFL).
+ATTRIBUTES = ("gender", "smile", "glasses", "pose")
+_EXPECTED = "a line 'image x1..x5 y1..y5' (11 fields) or with 4 attributes (15 fields)"
+
+
+def parse_mtfl_line(fields, path, line):
+    """Return (points (5, 2), attributes dict) from the fields of one MTFL line."""
+    if len(fields) not in (11, 15):
+        raise FormatError(path, f"expected {_EXPECTED}, got {len(fields)} fields", line=line)
+    vals = [to_float(t, path, line, f"coordinate {k + 1}") for k, t in enumerate(fields[1:11])]
+    points = np.column_stack([vals[:5], vals[5:]])
+    attributes = {}
+    if len(fields) == 15:
+        for name, tok in zip(ATTRIBUTES, fields[11:]):
+            try:
+                attributes[name] = int(tok)
+            except ValueError:
+                raise FormatError(path, f"expected an integer code for MTFL attribute {name!r}, got {tok!r}",
+                                  line=line) from None
+    return points, attributes
+
+
+def read_mtfl(path):
+    """Return the :class:`Annotations` of an MTFL label file: (N, 5, 2) 0-based pixels."""
+    path = Path(path)
+    text = read_text(path, _EXPECTED)
+    shapes, meta = [], []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        fields = raw.split()
+        if not fields:
+            continue
+        points, attributes = parse_mtfl_line(fields, path, lineno)
+        rel = fields[0].replace("\\", "/")
+        shapes.append(points)
+        meta.append(new_meta(source=path, line=lineno, image=path.parent / rel, name=rel,
+                             attributes=attributes))
+    if not shapes:
+        raise FormatError(path, f"no annotation lines: expected {_EXPECTED}")
+    return Annotations(np.stack(shapes), meta, format="mtfl", schema="mtfl5")
+
+
+def format_mtfl_line(image, points, attributes=None, decimals=6):
+    """Return one MTFL line (no newline) for ``points`` (5, 2) of ``image``."""
+    points = np.asarray(points, dtype=float)
+    if points.shape != (5, 2):
+        raise ShapekitError(f"MTFL lines hold 5 points, got points of shape {points.shape}")
+    image = str(image)
+    if not image or any(c.isspace() for c in image):
+        raise ShapekitError(f"MTFL image names cannot be empty or hold spaces: {image!r}")
+    out = [image] + [fmt_num(v, decimals) for v in points[:, 0]] + [fmt_num(v, decimals) for v in points[:, 1]]
+    if attributes and all(k in attributes for k in ATTRIBUTES):
+        out += [str(int(attributes[k])) for k in ATTRIBUTES]
+    return " ".join(out)
+
+
+def write_mtfl(path, shapes, images, attributes=None, decimals=6):
+    """Write an MTFL label file: one line per shape with its image path. Returns the path."""
+    shapes = np.asarray(shapes, dtype=float)
+    if shapes.ndim != 3 or len(images) != len(shapes):
+        raise ShapekitError(f"write_mtfl needs shapes (N, 5, 2) and N images; got {shapes.shape} "
+                            f"and {len(images)} images")
+    attributes = attributes or [None] * len(shapes)
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as fh:
+        for pts, img, att in zip(shapes, images, attributes):
+            fh.write(format_mtfl_line(img, pts, att, decimals) + "\n")
+    return Path(path)
