@@ -1,0 +1,402 @@
+"""The active shape model: a point distribution model plus per-landmark grey-level profile
+models at every pyramid level, trained from annotated images and fitted to new ones.
+
+>>> from shapekit.asm import ActiveShapeModel, train_asm
+>>> asm = train_asm("lfpw68/train")                 # any folder/file shapekit.io reads
+>>> points = asm.search(image, box=(x0, y0, x1, y1))  # (68, 2) pixels of ``image``
+>>> asm.save("face.asm.npz"); ActiveShapeModel.load("face.asm.npz")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from shapekit import schemas as _schemas
+from shapekit._files import atomic_path
+from shapekit._progress import progress
+from shapekit.asm.profiles import contour_neighbours, extract_profiles, shape_normals
+from shapekit.asm.pyramid import SearchFrame, build_pyramid, to_level
+from shapekit.asm.search import (
+    apply_similarity,
+    fit_shape,
+    fit_similarity,
+    search_pyramid,
+)
+from shapekit.errors import FormatError, ShapekitError
+
+#: Version of the .npz layout written by :meth:`ActiveShapeModel.save`.
+FILE_VERSION = 1
+_KIND = "shapekit.asm.ActiveShapeModel"
+
+
+def load_image(image):
+    """Return an image array: ``image`` itself, or the file it names read as uint8."""
+    if isinstance(image, np.ndarray):
+        return image
+    try:
+        from shapekit.io import read_image
+    except ImportError:
+        from skimage.io import imread as read_image
+    try:
+        return np.asarray(read_image(str(image)))
+    except (OSError, ValueError) as exc:
+        raise ShapekitError(f"image: cannot read {image}: {exc}") from exc
+
+
+def _disable(progress_bar):
+    # None: automatic (tqdm on a terminal for long loops); True/False: force on/off
+    return None if progress_bar is None else not progress_bar
+
+
+def _pdm_arrays(pdm):
+    """Return ``(mean, components, variances)`` of a fitted PDM in the model frame.
+
+    Read through ``inverse_transform`` so that the layout of ``components_`` (interleaved
+    or not) does not matter: mode ``i`` is the instance with ``b = e_i`` minus the mean.
+    """
+    variances = np.asarray(pdm.explained_variance_, dtype=np.float64)
+    k = len(variances)
+    basis = np.vstack([np.zeros((1, k)), np.eye(k)])
+    inst = np.asarray(pdm.inverse_transform(basis), dtype=np.float64)
+    mean = inst[0]
+    comps = inst[1:] - mean
+    return mean, comps, variances
+
+
+class ActiveShapeModel:
+    """A multi-resolution active shape model with normalised derivative profiles.
+
+    Parameters (stored only; :meth:`fit` learns):
+
+    ``n_levels``: pyramid levels (each halves the image). ``profile_half``: ``k``, a
+    profile has ``2k + 1`` derivatives. ``search_half``: ``m``, candidates ``±m`` pixels
+    of the level along the normal. ``n_components``: modes of the PDM (count, or
+    fraction of variance). ``clip``: shape weights are kept within ``±clip √λ_i``.
+    ``face_size``: the search frame makes the face's landmark box this many pixels on
+    its longer side at level 0. ``margin``: context around the face in the frame, in
+    face sizes. ``regularization``: profile covariance ``C + r·(tr C / n)·I``.
+    ``max_iter``, ``converge_fraction``: per level stopping rule. ``flip``: also train
+    profiles on mirrored images (needs a schema with a flip permutation). ``weighted``:
+    robust shape fit that down-weights poorly matched landmarks. ``mode``: ``box`` or
+    ``ellipsoid`` constraint. ``schema``: the landmark layout (guessed from the point
+    count when None).
+
+    Learned state: ``mean_``, ``components_`` (K, L, 2), ``variances_`` (K,) (the PDM
+    in its unit-norm model frame), ``profile_mean_`` (levels, L, 2k+1),
+    ``profile_icov_`` (levels, L, 2k+1, 2k+1), ``prev_``/``next_`` (outline neighbours
+    that define the normals), ``box_pose_`` (how the mean shape sits in a landmark box),
+    ``n_train_``, ``schema_``.
+    """
+
+    def __init__(
+        self,
+        n_levels=4,
+        profile_half=4,
+        search_half=3,
+        n_components=0.98,
+        clip=3.0,
+        face_size=160,
+        margin=0.5,
+        regularization=0.05,
+        max_iter=8,
+        converge_fraction=0.9,
+        flip=True,
+        weighted=False,
+        mode="box",
+        schema=None,
+    ):
+        self.n_levels = n_levels
+        self.profile_half = profile_half
+        self.search_half = search_half
+        self.n_components = n_components
+        self.clip = clip
+        self.face_size = face_size
+        self.margin = margin
+        self.regularization = regularization
+        self.max_iter = max_iter
+        self.converge_fraction = converge_fraction
+        self.flip = flip
+        self.weighted = weighted
+        self.mode = mode
+        self.schema = schema
+
+    # ------------------------------------------------------------------ params
+    _PARAMS = ("n_levels", "profile_half", "search_half", "n_components", "clip", "face_size", "margin",
+               "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema")
+
+    def get_params(self):
+        """Return the constructor parameters as a dict."""
+        return {p: getattr(self, p) for p in self._PARAMS}
+
+    def set_params(self, **params):
+        """Set constructor parameters (search parameters take effect at the next search); return self."""
+        for key, value in params.items():
+            if key not in self._PARAMS:
+                raise ShapekitError(f"unknown ActiveShapeModel parameter {key!r}; known: {', '.join(self._PARAMS)}")
+            setattr(self, key, value)
+        return self
+
+    def _validate(self):
+        for name in ("n_levels", "profile_half", "search_half", "max_iter"):
+            v = getattr(self, name)
+            if int(v) != v or v < (0 if name == "search_half" else 1):
+                raise ShapekitError(f"{name}: expected a positive integer, got {v!r}")
+        if not self.face_size >= 16:
+            raise ShapekitError(f"face_size: expected at least 16 pixels, got {self.face_size!r}")
+        if self.face_size / 2 ** (self.n_levels - 1) < 8:
+            raise ShapekitError(
+                f"n_levels={self.n_levels}: the face would be under 8 pixels at the coarsest level "
+                f"(face_size={self.face_size}); use fewer levels or a larger face_size"
+            )
+        if not self.clip > 0:
+            raise ShapekitError(f"clip: expected a positive number of standard deviations, got {self.clip!r}")
+        if self.mode not in ("box", "ellipsoid"):
+            raise ShapekitError(f"mode: expected 'box' or 'ellipsoid', got {self.mode!r}")
+        if not self.regularization >= 0:
+            raise ShapekitError(f"regularization: expected >= 0, got {self.regularization!r}")
+
+    # ------------------------------------------------------------------ training
+    def fit(self, images, shapes, pdm=None, progress_bar=None):
+        """Learn the shape model and the profile models from images and their shapes; return self.
+
+        ``images``: a sequence of arrays (H, W[, 3]) or image paths; ``shapes`` (N, L, 2)
+        in their pixels (NaN = missing: the point's profiles are skipped). ``pdm``: an
+        already fitted :class:`~shapekit.shape.PointDistributionModel` to use instead of
+        fitting one on ``shapes``.
+        """
+        self._validate()
+        shapes = np.asarray(shapes, dtype=np.float64)
+        if shapes.ndim != 3 or shapes.shape[2] != 2:
+            raise ShapekitError(f"shapes: expected (N, L, 2), got {shapes.shape}")
+        if len(images) != len(shapes):
+            raise ShapekitError(f"images: {len(images)} images for {len(shapes)} shapes")
+        n, n_points = shapes.shape[:2]
+        if n < 2:
+            raise ShapekitError(f"shapes: an active shape model needs at least 2 training shapes, got {n}")
+        schema = _schemas.get(self.schema) if self.schema is not None else _schemas.for_n_points(n_points)
+        if schema is not None and schema.n_points != n_points:
+            raise ShapekitError(f"schema {schema.name!r} has {schema.n_points} points but shapes have {n_points}")
+        if self.flip and schema is None:
+            raise ShapekitError("flip=True needs a schema with a flip permutation (pass schema= or flip=False)")
+
+        if pdm is None:
+            from shapekit.shape import PointDistributionModel
+
+            pdm = PointDistributionModel(n_components=self.n_components).fit(shapes)
+        mean, comps, variances = _pdm_arrays(pdm)
+        if mean.shape != (n_points, 2):
+            raise ShapekitError(f"pdm: its mean has shape {mean.shape}, the shapes have {n_points} points")
+        self.mean_, self.components_, self.variances_ = mean, comps, variances
+        self.schema_ = schema.name if schema is not None else None
+        if schema is not None:
+            self.prev_, self.next_ = contour_neighbours(schema)
+        else:
+            self.prev_, self.next_ = contour_neighbours(None, n_points)
+
+        k = int(self.profile_half)
+        dim = 2 * k + 1
+        s1 = np.zeros((self.n_levels, n_points, dim))
+        s2 = np.zeros((self.n_levels, n_points, dim, dim))
+        cnt = np.zeros((self.n_levels, n_points))
+        poses = []
+        used = 0
+        for image, points in progress(zip(images, shapes), total=n, desc="ASM profiles", disable=_disable(progress_bar)):
+            ok = np.isfinite(points).all(axis=1)
+            if ok.sum() < 3:
+                continue
+            image = load_image(image)
+            frame = SearchFrame.around(points[ok], self.face_size, self.margin)
+            grey = frame.sample(image)
+            views = [(grey, frame.to_frame(points))]
+            if self.flip:
+                w = grey.shape[1]
+                views.append((np.ascontiguousarray(grey[:, ::-1]), schema.flip_shapes(views[0][1], w)))
+            for g, pts in views:
+                pyr = build_pyramid(g, self.n_levels)
+                valid = np.isfinite(pts).all(axis=1)
+                for level in range(self.n_levels):
+                    p = to_level(pts, level)
+                    filled = np.where(valid[:, None], p, np.nanmean(p, axis=0))
+                    nrm = shape_normals(filled, self.prev_, self.next_)
+                    # a normal needs both outline neighbours present
+                    has = valid & valid[self.prev_] & valid[self.next_]
+                    prof = extract_profiles(pyr[level], filled, nrm, k)
+                    prof[~has] = 0.0
+                    s1[level] += prof
+                    s2[level] += prof[:, :, None] * prof[:, None, :]
+                    cnt[level] += has
+            poses.append(self._box_relation(points))
+            used += 1
+        if used < 2:
+            raise ShapekitError("shapes: fewer than 2 usable training images (each needs at least 3 points)")
+        if np.any(cnt < 2):
+            bad = np.flatnonzero(cnt.min(axis=0) < 2)[:10]
+            raise ShapekitError(f"landmarks {bad.tolist()} have fewer than 2 training profiles")
+        mu = s1 / cnt[..., None]
+        cov = s2 / cnt[..., None, None] - mu[..., :, None] * mu[..., None, :]
+        cov *= (cnt / np.maximum(cnt - 1, 1))[..., None, None]
+        tr = np.trace(cov, axis1=-2, axis2=-1) / dim
+        reg = self.regularization * np.maximum(tr, 1e-12)[..., None, None] * np.eye(dim)
+        self.profile_mean_ = mu
+        self.profile_icov_ = np.linalg.inv(cov + reg + 1e-12 * np.eye(dim))
+        self.box_pose_ = np.median(np.asarray(poses), axis=0)
+        self.n_train_ = used
+        return self
+
+    def _box_relation(self, points):
+        # how the mean shape sits in the landmark box: scale and rotation of the pose
+        # relative to the box size, and the pose's translation relative to the box centre
+        ok = np.isfinite(points).all(axis=1)
+        a, b, tx, ty = fit_similarity(self.mean_[ok], points[ok])
+        lo, hi = points[ok].min(axis=0), points[ok].max(axis=0)
+        size = 0.5 * ((hi - lo).sum())
+        centre = 0.5 * (lo + hi)
+        return np.array([math.hypot(a, b) / size, math.atan2(b, a), (tx - centre[0]) / size, (ty - centre[1]) / size])
+
+    # ------------------------------------------------------------------ search
+    def _check_fitted(self):
+        if not hasattr(self, "profile_icov_"):
+            raise ShapekitError("this ActiveShapeModel is not fitted: call fit() or load() first")
+
+    def start_from_box(self, box):
+        """Return the start shape (L, 2) for a face box ``(x0, y0, x1, y1)`` in image pixels:
+        the mean shape placed as the training shapes sit in their landmark boxes."""
+        self._check_fitted()
+        box = np.asarray(box, dtype=np.float64).ravel()
+        if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
+            raise ShapekitError(f"box: expected (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box.tolist()}")
+        size = 0.5 * ((box[2] - box[0]) + (box[3] - box[1]))
+        centre = 0.5 * (box[:2] + box[2:])
+        scale, angle, ox, oy = self.box_pose_
+        s = scale * size
+        pose = np.array([s * math.cos(angle), s * math.sin(angle), centre[0] + ox * size, centre[1] + oy * size])
+        return apply_similarity(pose, self.mean_)
+
+    def search(self, image, box=None, start=None, return_info=False):
+        """Return the landmarks (L, 2) found in ``image``, in its pixels (0-based centres).
+
+        Starts from ``start`` (a shape (L, 2) in image pixels) when given, else from the
+        face ``box`` (x0, y0, x1, y1) pixels, else from the best face of the detector
+        (:func:`shapekit.data.detect.detect_faces`). With ``return_info`` also returns a
+        :class:`~shapekit.asm.search.SearchInfo`.
+        """
+        self._check_fitted()
+        image = load_image(image)
+        if start is None:
+            if box is None:
+                box = detect_box(image)
+            start = self.start_from_box(box)
+        start = np.asarray(start, dtype=np.float64)
+        if start.shape != self.mean_.shape:
+            raise ShapekitError(f"start: expected a shape {self.mean_.shape}, got {start.shape}")
+        if not np.all(np.isfinite(start)):
+            raise ShapekitError("start: the start shape has missing points")
+        frame = SearchFrame.around(start, self.face_size, self.margin)
+        pyr = build_pyramid(frame.sample(image), self.n_levels)
+        pts, info = search_pyramid(
+            pyr, frame.to_frame(start), self.mean_, self.components_, self.variances_,
+            self.profile_mean_, self.profile_icov_, self.prev_, self.next_,
+            int(self.profile_half), int(self.search_half), clip=self.clip, max_iter=int(self.max_iter),
+            converge_fraction=self.converge_fraction, mode=self.mode, weighted=self.weighted,
+        )
+        out = frame.to_image(pts)
+        return (out, info) if return_info else out
+
+    def predict(self, images, boxes=None, starts=None, progress_bar=None):
+        """Return the landmarks ``(N, L, 2)`` of each image (see :meth:`search`)."""
+        self._check_fitted()
+        n = len(images)
+        out = np.empty((n, *self.mean_.shape))
+        for i in progress(range(n), desc="ASM search", disable=_disable(progress_bar)):
+            box = None if boxes is None else boxes[i]
+            start = None if starts is None else starts[i]
+            out[i] = self.search(images[i], box=box, start=start)
+        return out
+
+    def fit_points(self, points, k=None):
+        """Return the plausible model shape (L, 2) closest to ``points`` (pixels, no missing)."""
+        self._check_fitted()
+        return fit_shape(np.asarray(points, float), self.mean_, self.components_, self.variances_,
+                         self.clip if k is None else k, mode=self.mode)[0]
+
+    # ------------------------------------------------------------------ files
+    _ARRAYS = ("mean_", "components_", "variances_", "profile_mean_", "profile_icov_", "prev_", "next_", "box_pose_")
+
+    def save(self, path):
+        """Write the model to one versioned ``.npz`` (atomic) and return its path."""
+        self._check_fitted()
+        path = Path(path)
+        meta = {"kind": _KIND, "version": FILE_VERSION, "params": self.get_params(), "schema_": self.schema_,
+                "n_train_": int(self.n_train_)}
+        arrays = {name.rstrip("_"): np.asarray(getattr(self, name)) for name in self._ARRAYS}
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Return the model saved by :meth:`save`."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                arrays = {name: z[name.rstrip("_")] for name in cls._ARRAYS}
+        except FileNotFoundError:
+            raise ShapekitError(f"{path}: no such file") from None
+        except (OSError, KeyError, ValueError) as exc:
+            raise FormatError(path, f"not a shapekit active shape model ({exc})") from None
+        if meta.get("kind") != _KIND:
+            raise FormatError(path, f"not a shapekit active shape model (kind {meta.get('kind')!r})")
+        if int(meta.get("version", 0)) > FILE_VERSION:
+            raise FormatError(path, f"written by a newer shapekit (file version {meta['version']}, "
+                                    f"this one reads up to {FILE_VERSION})")
+        model = cls(**meta["params"])
+        for name, value in arrays.items():
+            setattr(model, name, value)
+        model.schema_ = meta["schema_"]
+        model.n_train_ = meta["n_train_"]
+        return model
+
+    def __repr__(self):
+        state = f", fitted on {self.n_train_} images" if hasattr(self, "n_train_") else ""
+        return f"ActiveShapeModel(n_levels={self.n_levels}, profile_half={self.profile_half}, search_half={self.search_half}{state})"
+
+
+def detect_box(image):
+    """Return the best face box ``(x0, y0, x1, y1)`` of the detector in ``image`` (pixels)."""
+    try:
+        from shapekit.data.detect import detect_faces
+    except ImportError as exc:
+        raise ShapekitError("no face box given and the face detector (shapekit.data.detect) is not available; "
+                            "pass box= or start=") from exc
+    boxes = np.asarray(detect_faces(image))
+    if boxes.size == 0:
+        raise ShapekitError("the face detector found no face in the image; pass a box")
+    best = boxes[np.argmax(boxes[:, 4])] if boxes.shape[1] > 4 else boxes[0]
+    return best[:4]
+
+
+def train_asm(source, format="auto", pdm=None, progress_bar=None, **params):
+    """Return an :class:`ActiveShapeModel` trained on every annotated image of ``source``.
+
+    ``source`` is anything :func:`shapekit.io.read` reads (folders of .pts + images,
+    lists of them, ...); samples without an image are skipped. ``params`` go to
+    :class:`ActiveShapeModel`.
+    """
+    from shapekit.io import read
+
+    ann = read(source, format=format)
+    images = ann.images if getattr(ann, "images", None) is not None else [m.get("image") for m in ann.meta]
+    keep = [i for i, im in enumerate(images) if im is not None]
+    if not keep:
+        raise ShapekitError(f"{source}: no sample has an image to train profiles on")
+    if "schema" not in params and ann.schema is not None:
+        params["schema"] = ann.schema
+    model = ActiveShapeModel(**params)
+    return model.fit([images[i] for i in keep], ann.shapes[keep], pdm=pdm, progress_bar=progress_bar)

@@ -1,0 +1,206 @@
+"""Active shape model search: pose and shape updates under the model's constraint, and the
+multi-resolution profile search (Cootes et al. 1995; Cootes & Taylor, "Statistical
+models of appearance", sections 4.4 and 7).
+
+The shape model is handled as three arrays, taken from a fitted
+:class:`shapekit.shape.PointDistributionModel`: ``mean`` (L, 2), centred, unit norm;
+``components`` (K, L, 2), orthonormal modes; ``variances`` (K,), the eigenvalues λ.
+A shape instance is ``T(mean + Σ b_i components_i)`` with ``T`` a similarity from the
+model frame to image pixels; a plausible shape has ``|b_i| ≤ k √λ_i``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shapekit.asm.profiles import profile_costs, shape_normals
+from shapekit.asm.pyramid import build_pyramid, from_level, to_level
+from shapekit.errors import ShapekitError
+
+
+# --------------------------------------------------------------------------- similarity
+def fit_similarity(src, dst, weights=None):
+    """Return ``(a, b, tx, ty)`` of the least-squares similarity ``dst ≈ [[a, -b], [b, a]] src + t``.
+
+    ``src`` and ``dst`` are (L, 2); ``weights`` (L,) are per-point weights (default 1).
+    Points with a NaN in either array or a zero weight do not count. The scale is
+    ``hypot(a, b)``; a rotation, never a reflection.
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, dtype=np.float64).copy()
+    ok = np.isfinite(src).all(axis=1) & np.isfinite(dst).all(axis=1) & (w > 0)
+    if ok.sum() < 2:
+        raise ShapekitError("fit_similarity: needs at least 2 finite points with positive weight")
+    w = np.where(ok, w, 0.0)
+    s = np.where(ok[:, None], src, 0.0)
+    d = np.where(ok[:, None], dst, 0.0)
+    sw = w.sum()
+    cs = (w @ s) / sw
+    cd = (w @ d) / sw
+    s = s - cs
+    d = d - cd
+    norm = w @ (s * s).sum(axis=1)
+    if norm <= 0:
+        raise ShapekitError("fit_similarity: the source points all coincide")
+    a = (w @ (s[:, 0] * d[:, 0] + s[:, 1] * d[:, 1])) / norm
+    b = (w @ (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0])) / norm
+    tx = cd[0] - (a * cs[0] - b * cs[1])
+    ty = cd[1] - (b * cs[0] + a * cs[1])
+    return np.array([a, b, tx, ty])
+
+
+def apply_similarity(params, points):
+    """Return ``points`` (L, 2) mapped by the similarity ``(a, b, tx, ty)``."""
+    a, b, tx, ty = params
+    p = np.asarray(points, dtype=np.float64)
+    return np.stack([a * p[:, 0] - b * p[:, 1] + tx, b * p[:, 0] + a * p[:, 1] + ty], axis=1)
+
+
+def invert_similarity(params):
+    """Return the parameters ``(a, b, tx, ty)`` of the inverse similarity."""
+    a, b, tx, ty = params
+    r2 = a * a + b * b
+    ia, ib = a / r2, -b / r2
+    return np.array([ia, ib, -(ia * tx - ib * ty), -(ib * tx + ia * ty)])
+
+
+# --------------------------------------------------------------------------- shape update
+def constrain(b, variances, k=3.0, mode="box"):
+    """Return shape weights ``b`` made plausible: clipped to ``±k√λ_i`` (``box``) or scaled
+    back onto the ellipsoid ``Σ b_i²/λ_i ≤ k²`` (``ellipsoid``)."""
+    sd = np.sqrt(variances)
+    if mode == "box":
+        return np.clip(b, -k * sd, k * sd)
+    if mode == "ellipsoid":
+        d = np.sqrt(np.sum(b * b / variances))
+        return b * (k / d) if d > k else b
+    raise ShapekitError(f"mode: expected 'box' or 'ellipsoid', got {mode!r}")
+
+
+def fit_shape(target, mean, components, variances, k=3.0, weights=None, n_iter=3, mode="box", b=None):
+    """Return ``(points, b, pose)``: the plausible model shape closest to ``target`` (L, 2).
+
+    Alternates a weighted similarity fit of the current model shape onto ``target`` and
+    a weighted least-squares update of ``b`` in the model frame (target projected into
+    the tangent space of the mean), then clips ``b`` (see :func:`constrain`). ``points``
+    are in the pixels of ``target``; ``pose`` is ``(a, b, tx, ty)`` from the model frame.
+    """
+    n_modes = components.shape[0]
+    flat = components.reshape(n_modes, -1)
+    b = np.zeros(n_modes) if b is None else np.asarray(b, dtype=np.float64).copy()
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    if w is not None:
+        w2 = np.repeat(w, 2)
+        # a tiny ridge keeps b defined when zero weights leave a mode unobserved
+        gram = (flat * w2) @ flat.T + 1e-6 * max(w.mean(), 1e-12) * np.eye(n_modes)
+    for _ in range(n_iter):
+        x = mean + np.tensordot(b, components, axes=1)
+        pose = fit_similarity(x, target, w)
+        y = apply_similarity(invert_similarity(pose), target)
+        # tangent-space projection: scale y so that (y - mean) is orthogonal to the mean
+        dot = float(np.sum(y * mean))
+        if dot > 1e-12:
+            y = y / dot
+        r = (y - mean).ravel()
+        if w is None:
+            b = flat @ r
+        else:
+            b = np.linalg.solve(gram, (flat * w2) @ r)
+        b = constrain(b, variances, k, mode)
+    x = mean + np.tensordot(b, components, axes=1)
+    pose = fit_similarity(x, target, w)
+    return apply_similarity(pose, x), b, pose
+
+
+# --------------------------------------------------------------------------- search
+@dataclass
+class SearchInfo:
+    """What happened during one search: iterations and convergence per level (coarse first)."""
+
+    iterations: list = field(default_factory=list)
+    converged: list = field(default_factory=list)
+    cost: float = float("nan")
+
+
+def search_pyramid(
+    pyramid,
+    start,
+    mean,
+    components,
+    variances,
+    profile_mean,
+    profile_icov,
+    prev,
+    nxt,
+    k_profile,
+    m_search,
+    clip=3.0,
+    max_iter=8,
+    converge_fraction=0.9,
+    mode="box",
+    levels=None,
+    weighted=False,
+):
+    """Return ``(points, info)``: the shape found by the multi-resolution ASM search.
+
+    ``pyramid`` is the list of grey images (finest first, see
+    :func:`shapekit.asm.pyramid.build_pyramid`); ``start`` the start shape (L, 2) in
+    pixels of level 0; ``profile_mean[l]`` / ``profile_icov[l]`` the profile model of
+    level ``l``. At each level, coarse to fine: every landmark moves to the offset
+    along its normal (within ``±m_search`` pixels of that level) whose profile has the
+    lowest Mahalanobis cost, then pose and shape are refitted to those targets with
+    ``|b_i| ≤ clip √λ_i``. A level ends when at least ``converge_fraction`` of the
+    points moved by at most ``m_search // 2`` pixels (Cootes' test), or after
+    ``max_iter`` iterations. ``weighted`` down-weights landmarks whose best cost is
+    high (robust fit) instead of weighting all landmarks equally.
+    """
+    n_levels = len(pyramid)
+    levels = range(n_levels - 1, -1, -1) if levels is None else levels
+    info = SearchInfo()
+    points = np.asarray(start, dtype=np.float64)
+    if not np.all(np.isfinite(points)):
+        raise ShapekitError("start: the start shape must have no missing points")
+    _, b, _ = fit_shape(points, mean, components, variances, clip, mode=mode)
+    near = max(m_search // 2, 1) if m_search > 1 else 0
+    cost = np.nan
+    for level in levels:
+        img = pyramid[level]
+        pts = to_level(points, level)
+        done = False
+        it = 0
+        for it in range(1, max_iter + 1):
+            normals = shape_normals(pts, prev, nxt)
+            costs = profile_costs(img, pts, normals, profile_mean[level], profile_icov[level], k_profile, m_search)
+            best = np.argmin(costs, axis=1)
+            offset = best - m_search
+            target = pts + offset[:, None] * normals
+            weights = None
+            if weighted:
+                c = costs[np.arange(len(best)), best]
+                scale = np.median(c) + 1e-9
+                weights = 1.0 / (1.0 + c / scale)
+            pts, b, _ = fit_shape(target, mean, components, variances, clip, weights=weights, mode=mode, b=b)
+            cost = float(np.mean(costs[np.arange(len(best)), best]))
+            if np.mean(np.abs(offset) <= near) >= converge_fraction:
+                done = True
+                break
+        info.iterations.append(it)
+        info.converged.append(done)
+        points = from_level(pts, level)
+    info.cost = cost
+    return points, info
+
+
+__all__ = [
+    "fit_similarity",
+    "apply_similarity",
+    "invert_similarity",
+    "constrain",
+    "fit_shape",
+    "search_pyramid",
+    "SearchInfo",
+    "build_pyramid",
+]
