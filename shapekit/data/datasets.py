@@ -257,7 +257,7 @@ class LandmarkDataset(_torch_dataset_base()):
             if sq is None:
                 self.detector_fallbacks.append(index)
                 return _crops.landmark_crop_transform(pts, self.size, self.scale)
-            return _crops.crop_transform(sq[:2], sq[2], self.size)
+            return _crops.crop_transform(sq[:2], sq[2] * self.scale, self.size)
         sq = np.asarray(self.crop(image, pts), dtype=np.float64)
         if sq.shape == (3, 3):
             return sq

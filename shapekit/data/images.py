@@ -101,9 +101,11 @@ def to_tensor(arr):
     a = np.asarray(arr)
     if a.ndim == 2:
         a = a[..., None]
+    # the scaling is done in NumPy: torch's elementwise ops on small tensors pay a
+    # thread-pool round trip per call, which dominates a data-loading worker
     if a.dtype == np.uint8:
-        t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().div_(255.0)
+        f = np.empty((a.shape[2], a.shape[0], a.shape[1]), dtype=np.float32)
+        np.multiply(a.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=f, dtype=np.float32)
     else:
-        t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))
-        t.clamp_(0.0, 1.0)
-    return t
+        f = np.clip(a.transpose(2, 0, 1), 0.0, 1.0).astype(np.float32)
+    return torch.from_numpy(f)

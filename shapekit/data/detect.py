@@ -1,0 +1,381 @@
+"""Face detection for new images, and the learned correction to the training-crop framing.
+
+The detector is scikit-image's multi-block LBP frontal-face cascade
+(``skimage.data.lbp_frontal_face_cascade_filename()``, run by
+``skimage.feature.Cascade``). Its raw multi-scale window hits are grouped here
+(union of windows overlapping by ``merge_iou``); a group's box is the mean of its
+windows and its **score is the number of windows** in it (OpenCV's "neighbours").
+Groups with fewer than ``min_neighbours`` windows are dropped, and non-maximum
+suppression removes overlapping or nested groups.
+
+A detector box frames a face differently from the landmark box that training
+crops are built from (it is tighter around eyes-nose-mouth, and offset). The
+:class:`BoxCorrection` is **learned on training data** — a required fit step,
+no default ships — as a robust regression of the centre offset (in units of the
+detector box side) and the log side ratio from detector box to the square
+landmark box. ``FaceDetector(correction=...)`` then returns landmark-box squares,
+which a dataset enlarges by its crop ``scale`` exactly as for training crops.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from shapekit.data import crops as _crops
+from shapekit.data.images import load_image
+from shapekit.errors import FormatError, ShapekitError
+
+CORRECTION_VERSION = 1
+
+
+def box_iou(a, b):
+    """Return the intersection-over-union matrix ``(len(a), len(b))`` of boxes ``x0, y0, x1, y1``."""
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))[:, :4]
+    b = np.atleast_2d(np.asarray(b, dtype=np.float64))[:, :4]
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(-1)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _containment(a, b):
+    """Intersection over the smaller area, for nested-box suppression."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(-1)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    small = np.minimum(area_a[:, None], area_b[None, :])
+    return np.where(small > 0, inter / np.where(small > 0, small, 1), 0.0)
+
+
+def group_windows(windows, merge_iou=0.4, min_neighbours=3):
+    """Return grouped detections ``(K, 5)`` ``x0, y0, x1, y1, score`` from raw windows ``(M, 4)``.
+
+    Windows overlapping by IoU >= ``merge_iou`` are joined (transitively); a group's
+    box is the mean of its windows and its score the window count. Groups with
+    fewer than ``min_neighbours`` windows are dropped. Sorted by score, descending.
+    """
+    w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
+    if len(w) == 0:
+        return np.zeros((0, 5))
+    iou = box_iou(w, w) >= merge_iou
+    parent = np.arange(len(w))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(iou, 1))):
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    roots = np.array([find(i) for i in range(len(w))])
+    out = []
+    for r in np.unique(roots):
+        members = w[roots == r]
+        if len(members) >= min_neighbours:
+            out.append(np.concatenate([members.mean(0), [len(members)]]))
+    if not out:
+        return np.zeros((0, 5))
+    out = np.array(out)
+    return out[np.argsort(-out[:, 4], kind="stable")]
+
+
+def non_max_suppression(boxes, iou=0.3, nested=0.7):
+    """Return the boxes ``(K, 5)`` kept by greedy NMS (by score), also removing boxes nested in a kept one."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+    if len(b) == 0:
+        return b
+    b = b[np.argsort(-b[:, 4], kind="stable")]
+    ov = box_iou(b, b)
+    inside = _containment(b[:, :4], b[:, :4])
+    keep = []
+    dropped = np.zeros(len(b), dtype=bool)
+    for i in range(len(b)):
+        if dropped[i]:
+            continue
+        keep.append(i)
+        dropped |= (ov[i] > iou) | (inside[i] > nested)
+    return b[keep]
+
+
+@dataclass
+class BoxCorrection:
+    """Learned map from a detector box to the square landmark box (centre, side = longer landmark-box side).
+
+    ``offset_`` is the centre shift ``(dx, dy)`` in units of the detector box side,
+    ``log_scale_`` the log of landmark side / detector side (medians over the
+    training pairs, robust to the odd wrong match); ``spread_`` holds their robust
+    standard deviations (1.4826 MAD); ``n_samples_`` the number of pairs used.
+    """
+
+    offset_: tuple = (0.0, 0.0)
+    log_scale_: float = 0.0
+    spread_: tuple = (0.0, 0.0, 0.0)
+    n_samples_: int = 0
+    n_points: int | None = None
+
+    @classmethod
+    def fit(cls, detector_boxes, landmark_squares, n_points=None):
+        """Return the correction fitted on pairs of detector boxes ``(N, 4+)`` and landmark squares ``(N, 3)``."""
+        d = np.asarray(detector_boxes, dtype=np.float64).reshape(-1, np.shape(detector_boxes)[-1])[:, :4]
+        sq = np.asarray(landmark_squares, dtype=np.float64).reshape(-1, 3)
+        if len(d) != len(sq):
+            raise ShapekitError(f"{len(d)} detector boxes for {len(sq)} landmark squares")
+        if len(d) < 3:
+            raise ShapekitError(f"fitting a box correction needs at least 3 detected faces, got {len(d)}")
+        side = np.maximum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1])
+        centre = 0.5 * (d[:, :2] + d[:, 2:])
+        off = (sq[:, :2] - centre) / side[:, None]
+        ls = np.log(sq[:, 2] / side)
+        med = np.array([np.median(off[:, 0]), np.median(off[:, 1]), np.median(ls)])
+        vals = np.column_stack([off, ls])
+        mad = 1.4826 * np.median(np.abs(vals - med), axis=0)
+        return cls(offset_=(float(med[0]), float(med[1])), log_scale_=float(med[2]),
+                   spread_=tuple(float(v) for v in mad), n_samples_=int(len(d)), n_points=n_points)
+
+    def apply(self, boxes):
+        """Return corrected squares ``(K, 4)``: ``cx, cy, side, score`` in pixels, for detector boxes ``(K, 4|5)``."""
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, np.shape(boxes)[-1] if np.size(boxes) else 5)
+        if len(b) == 0:
+            return np.zeros((0, 4))
+        side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+        centre = 0.5 * (b[:, :2] + b[:, 2:4]) + np.asarray(self.offset_) * side[:, None]
+        score = b[:, 4] if b.shape[1] > 4 else np.ones(len(b))
+        return np.column_stack([centre, side * np.exp(self.log_scale_), score])
+
+    def to_dict(self):
+        return {"format": "shapekit-box-correction", "version": CORRECTION_VERSION,
+                "offset": list(self.offset_), "log_scale": self.log_scale_, "spread": list(self.spread_),
+                "n_samples": self.n_samples_, "n_points": self.n_points}
+
+    def save(self, path):
+        """Write the correction as JSON (atomically) and return the path."""
+        from shapekit._files import atomic_open
+
+        with atomic_open(path) as fh:
+            json.dump(self.to_dict(), fh, indent=1)
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Return the correction stored at ``path`` by :meth:`save`."""
+        try:
+            with open(path) as fh:
+                d = json.load(fh)
+        except FileNotFoundError:
+            raise FormatError(path, "box correction file not found") from None
+        except json.JSONDecodeError as exc:
+            raise FormatError(path, f"not JSON: {exc.msg}", line=exc.lineno) from None
+        if not isinstance(d, dict) or d.get("format") != "shapekit-box-correction":
+            raise FormatError(path, "not a shapekit box correction (missing format: shapekit-box-correction)")
+        if int(d.get("version", 0)) > CORRECTION_VERSION:
+            raise FormatError(path, f"box correction version {d['version']} is newer than this shapekit reads")
+        try:
+            return cls(offset_=tuple(float(v) for v in d["offset"]), log_scale_=float(d["log_scale"]),
+                       spread_=tuple(float(v) for v in d.get("spread", (0, 0, 0))),
+                       n_samples_=int(d.get("n_samples", 0)), n_points=d.get("n_points"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(path, f"bad box correction field: {exc}") from None
+
+
+class FaceDetector:
+    """Multi-scale LBP-cascade face detector with grouping, NMS and an optional learned correction.
+
+    Parameters
+    ----------
+    scale_factor : window growth between scales (smaller finds more, slower).
+    step_ratio : window stride as a fraction of its size (1 = exhaustive).
+    min_size : smallest window side, in pixels of the working image.
+    max_side : images whose longer side exceeds this are reduced before detection
+        (speed); boxes are returned in the original pixels. None: no reduction.
+    min_neighbours : windows a face needs (its score) to be reported.
+    merge_iou, nms_iou : grouping and suppression overlaps.
+    correction : a :class:`BoxCorrection` (or a path to one); without it the raw
+        detector boxes are returned by :meth:`face_squares` as their own squares.
+    """
+
+    def __init__(self, scale_factor=1.1, step_ratio=1.0, min_size=24, max_side=320, min_neighbours=3,
+                 merge_iou=0.4, nms_iou=0.3, correction=None, cascade=None):
+        if scale_factor <= 1.0:
+            raise ShapekitError(f"scale_factor: must be > 1, got {scale_factor}")
+        if min_size < 8:
+            raise ShapekitError(f"min_size: the cascade window is at least 24 pixels; got {min_size}")
+        self.scale_factor = float(scale_factor)
+        self.step_ratio = float(step_ratio)
+        self.min_size = int(min_size)
+        self.max_side = None if max_side is None else int(max_side)
+        self.min_neighbours = int(min_neighbours)
+        self.merge_iou = float(merge_iou)
+        self.nms_iou = float(nms_iou)
+        if correction is not None and not isinstance(correction, BoxCorrection):
+            correction = BoxCorrection.load(correction)
+        self.correction = correction
+        self.cascade_file = cascade
+        self._cascade = None
+
+    def __getstate__(self):
+        # the Cython cascade does not pickle; each worker process loads its own
+        state = dict(self.__dict__)
+        state["_cascade"] = None
+        return state
+
+    @property
+    def cascade(self):
+        if self._cascade is None:
+            from skimage import data
+            from skimage.feature import Cascade
+
+            self._cascade = Cascade(self.cascade_file or data.lbp_frontal_face_cascade_filename())
+        return self._cascade
+
+    def detect(self, image):
+        """Return raw face boxes ``(K, 5)``: ``x0, y0, x1, y1, score`` in original pixels, best first.
+
+        Box edges are pixel edges in 0-based pixel-centre coordinates (a window
+        covering pixels 10..33 is ``9.5 .. 33.5``).
+        """
+        img = load_image(image, grey=True)
+        h, w = img.shape
+        factor = 1.0
+        if self.max_side is not None and max(h, w) > self.max_side:
+            factor = max(h, w) / float(self.max_side)
+            from PIL import Image
+
+            nw, nh = max(1, int(round(w / factor))), max(1, int(round(h / factor)))
+            img = np.asarray(Image.fromarray(img).resize((nw, nh), Image.Resampling.BOX))
+            fx, fy = w / nw, h / nh
+        else:
+            fx = fy = 1.0
+        hh, ww = img.shape
+        if min(hh, ww) < self.min_size:
+            return np.zeros((0, 5))
+        raw = self.cascade.detect_multi_scale(img, self.scale_factor, self.step_ratio,
+                                              (self.min_size, self.min_size), (min(hh, ww), min(hh, ww)),
+                                              min_neighbor_number=1, intersection_score_threshold=2.0)
+        if not raw:
+            return np.zeros((0, 5))
+        win = np.array([[d["c"], d["r"], d["c"] + d["width"], d["r"] + d["height"]] for d in raw], dtype=np.float64)
+        # window pixel edges in the working image (corner frame) -> centre frame of the original
+        win = win * np.array([fx, fy, fx, fy]) - 0.5
+        grouped = group_windows(win, self.merge_iou, self.min_neighbours)
+        return non_max_suppression(grouped, self.nms_iou)
+
+    def face_squares(self, image):
+        """Return face squares ``(K, 4)``: ``cx, cy, side, score`` pixels, best first.
+
+        With a correction these estimate the square landmark box (side = its longer
+        side); without, they are the detector boxes themselves.
+        """
+        boxes = self.detect(image)
+        if self.correction is not None:
+            return self.correction.apply(boxes)
+        if len(boxes) == 0:
+            return np.zeros((0, 4))
+        sq = _crops.square_from_box(boxes[:, :4])
+        return np.column_stack([sq, boxes[:, 4]])
+
+    def face_square(self, image):
+        """Return ``(cx, cy, side)`` of the best face (highest score), or None when none is found."""
+        sq = self.face_squares(image)
+        return None if len(sq) == 0 else sq[0, :3]
+
+    def face_boxes(self, image):
+        """Return the face boxes ``(K, 5)`` ``x0, y0, x1, y1, score`` pixels (corrected when a correction is set)."""
+        sq = self.face_squares(image)
+        return np.column_stack([_crops.box_from_square(sq[:, :3]), sq[:, 3]]) if len(sq) else np.zeros((0, 5))
+
+
+def match_detection(boxes, square, min_ratio=0.5, max_ratio=2.0):
+    """Return the index of the detector box that belongs to the face of ``square`` (cx, cy, side), or -1.
+
+    A candidate's centre must lie inside the landmark square and its side within
+    ``[min_ratio, max_ratio]`` of the square's; among candidates the best score wins
+    (ties: the nearer centre).
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+    if len(b) == 0:
+        return -1
+    cx, cy, s = square
+    c = 0.5 * (b[:, :2] + b[:, 2:4])
+    side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+    ok = (np.abs(c[:, 0] - cx) <= s / 2) & (np.abs(c[:, 1] - cy) <= s / 2)
+    ok &= (side >= min_ratio * s) & (side <= max_ratio * s)
+    if not ok.any():
+        return -1
+    dist = np.hypot(c[:, 0] - cx, c[:, 1] - cy)
+    key = np.where(ok, b[:, 4] - 1e-6 * dist, -np.inf)
+    return int(np.argmax(key))
+
+
+def detect_all(detector, images, progress=None, desc="detecting faces"):
+    """Return the raw detector boxes of every image: a list of ``(K, 5)`` arrays."""
+    from shapekit._progress import progress as _progress
+
+    return [detector.detect(im) for im in _progress(images, disable=progress is False if progress is not None else None,
+                                                     desc=desc)]
+
+
+def fit_correction(detector, images, shapes, detections=None, progress=None):
+    """Return a :class:`BoxCorrection` learned on training ``images`` and their ``shapes`` (N, L, 2).
+
+    Each image's detections (computed, or given as ``detections``) are matched to
+    its landmark square with :func:`match_detection`; unmatched images are left out
+    (their count is in the result's ``n_samples_``).
+    """
+    shapes = np.asarray(shapes, dtype=np.float64)
+    squares = _crops.square_from_box(_crops.landmark_box(shapes))
+    if detections is None:
+        detections = detect_all(detector, images, progress=progress, desc="detecting faces (fit)")
+    pairs_d, pairs_s = [], []
+    for det, sq in zip(detections, squares):
+        k = match_detection(det, sq)
+        if k >= 0:
+            pairs_d.append(det[k, :4])
+            pairs_s.append(sq)
+    return BoxCorrection.fit(np.array(pairs_d).reshape(-1, 4), np.array(pairs_s).reshape(-1, 3),
+                             n_points=shapes.shape[1])
+
+
+def evaluate_detections(detections, shapes, correction=None, iou_threshold=0.5):
+    """Return detection figures against the landmark squares of ``shapes``.
+
+    A face is **found** when the best-scored (corrected) box has IoU >= ``iou_threshold``
+    with the square landmark box (side = longer landmark-box side); ``any_found``
+    counts a hit by any box. Keys: n_images, found, found_rate, any_found_rate,
+    no_detection, mean_iou (of the best box, 0 when none).
+    """
+    shapes = np.asarray(shapes, dtype=np.float64)
+    truth = _crops.box_from_square(_crops.square_from_box(_crops.landmark_box(shapes)))
+    best_iou, any_iou, empty = [], [], 0
+    for det, tb in zip(detections, truth):
+        det = np.asarray(det).reshape(-1, 5)
+        if len(det) == 0:
+            empty += 1
+            best_iou.append(0.0)
+            any_iou.append(0.0)
+            continue
+        if correction is not None:
+            sq = correction.apply(det)
+            boxes = _crops.box_from_square(sq[:, :3])
+        else:
+            boxes = _crops.box_from_square(_crops.square_from_box(det[:, :4]))
+        ious = box_iou(boxes, tb[None])[:, 0]
+        best_iou.append(float(ious[0]))
+        any_iou.append(float(ious.max()))
+    best_iou, any_iou = np.array(best_iou), np.array(any_iou)
+    n = len(best_iou)
+    return {"n_images": int(n), "found": int((best_iou >= iou_threshold).sum()),
+            "found_rate": float(np.mean(best_iou >= iou_threshold)) if n else float("nan"),
+            "any_found_rate": float(np.mean(any_iou >= iou_threshold)) if n else float("nan"),
+            "no_detection": int(empty), "mean_iou": float(best_iou.mean()) if n else float("nan"),
+            "iou_threshold": float(iou_threshold)}
