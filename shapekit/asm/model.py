@@ -109,6 +109,7 @@ class ActiveShapeModel:
         weighted=False,
         mode="box",
         schema=None,
+        starts=(),
     ):
         self.n_levels = n_levels
         self.profile_half = profile_half
@@ -124,10 +125,11 @@ class ActiveShapeModel:
         self.weighted = weighted
         self.mode = mode
         self.schema = schema
+        self.starts = starts
 
     # ------------------------------------------------------------------ params
     _PARAMS = ("n_levels", "profile_half", "search_half", "n_components", "clip", "face_size", "margin",
-               "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema")
+               "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema", "starts")
 
     def get_params(self):
         """Return the constructor parameters as a dict."""
@@ -142,7 +144,12 @@ class ActiveShapeModel:
         return self
 
     def _validate(self):
-        for name in ("n_levels", "profile_half", "search_half", "max_iter"):
+        halves = self.search_half if np.ndim(self.search_half) else [self.search_half]
+        if np.ndim(self.search_half) and len(halves) != self.n_levels:
+            raise ShapekitError(f"search_half: expected one value or {self.n_levels} (one per level), got {self.search_half!r}")
+        if any(int(h) != h or h < 0 for h in halves):
+            raise ShapekitError(f"search_half: expected integers >= 0, got {self.search_half!r}")
+        for name in ("n_levels", "profile_half", "max_iter"):
             v = getattr(self, name)
             if int(v) != v or v < (0 if name == "search_half" else 1):
                 raise ShapekitError(f"{name}: expected a positive integer, got {v!r}")
@@ -298,12 +305,34 @@ class ActiveShapeModel:
             raise ShapekitError("start: the start shape has missing points")
         frame = SearchFrame.around(start, self.face_size, self.margin)
         pyr = build_pyramid(frame.sample(image), self.n_levels)
-        pts, info = search_pyramid(
-            pyr, frame.to_frame(start), self.mean_, self.components_, self.variances_,
-            self.profile_mean_, self.profile_icov_, self.prev_, self.next_,
-            int(self.profile_half), int(self.search_half), clip=self.clip, max_iter=int(self.max_iter),
-            converge_fraction=self.converge_fraction, mode=self.mode, weighted=self.weighted,
-        )
+        half = tuple(int(h) for h in self.search_half) if np.ndim(self.search_half) else int(self.search_half)
+
+        def run(shape, levels):
+            return search_pyramid(
+                pyr, shape, self.mean_, self.components_, self.variances_,
+                self.profile_mean_, self.profile_icov_, self.prev_, self.next_,
+                int(self.profile_half), half, clip=self.clip, max_iter=int(self.max_iter),
+                converge_fraction=self.converge_fraction, mode=self.mode, weighted=self.weighted, levels=levels,
+            )
+
+        shape = frame.to_frame(start)
+        top = self.n_levels - 1
+        if len(self.starts):
+            _, b, pose = fit_shape(shape, self.mean_, self.components_, self.variances_, self.clip, mode=self.mode)
+            candidates = [shape]
+            for mode_index, sd in self.starts:
+                bb = b.copy()
+                if mode_index < len(bb):
+                    bb[mode_index] += sd * np.sqrt(self.variances_[mode_index])
+                    candidates.append(apply_similarity(pose, self.mean_ + np.tensordot(bb, self.components_, axes=1)))
+            coarse = [run(c, [top]) for c in candidates]
+            shape, first = min(coarse, key=lambda r: r[1].cost)
+            pts, info = run(shape, range(top - 1, -1, -1)) if top > 0 else (shape, first)
+            if top > 0:
+                info.iterations.insert(0, first.iterations[0])
+                info.converged.insert(0, first.converged[0])
+        else:
+            pts, info = run(shape, None)
         out = frame.to_image(pts)
         return (out, info) if return_info else out
 
@@ -400,3 +429,30 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, **params):
         params["schema"] = ann.schema
     model = ActiveShapeModel(**params)
     return model.fit([images[i] for i in keep], ann.shapes[keep], pdm=pdm, progress_bar=progress_bar)
+
+
+def fit_images(model, images, box=None, out_dir=None):
+    """Return ``{image path: points (L, 2)}`` found by ``model`` in each image (pixels,
+    0-based pixel centres), writing ``<out_dir>/<stem>_asm.png`` overlays when ``out_dir``
+    is given.
+
+    ``model``: an :class:`ActiveShapeModel` or the path of one. ``box``: one face box
+    ``(x0, y0, x1, y1)`` used for every image; without it the detector places the face
+    (and an image where it finds none raises :class:`ShapekitError` naming it).
+    """
+    if not isinstance(model, ActiveShapeModel):
+        model = ActiveShapeModel.load(model)
+    results = {}
+    for path in images:
+        image = load_image(path)
+        try:
+            points = model.search(image, box=box)
+        except ShapekitError as exc:
+            raise ShapekitError(f"{path}: {exc}") from None
+        results[str(path)] = points
+        if out_dir is not None:
+            from shapekit.viz.overlay import draw_landmarks, save_png
+
+            save_png(Path(out_dir) / f"{Path(str(path)).stem}_asm.png",
+                     draw_landmarks(image, points, schema=model.schema_))
+    return results

@@ -103,7 +103,7 @@ def fit_shape(target, mean, components, variances, k=3.0, weights=None, n_iter=3
         # tangent-space projection: scale y so that (y - mean) is orthogonal to the mean
         dot = float(np.sum(y * mean))
         if dot > 1e-12:
-            y = y / dot
+            y = y * (float(np.sum(mean * mean)) / dot)
         r = (y - mean).ravel()
         if w is None:
             b = flat @ r
@@ -154,7 +154,8 @@ def search_pyramid(
     lowest Mahalanobis cost, then pose and shape are refitted to those targets with
     ``|b_i| ≤ clip √λ_i``. A level ends when at least ``converge_fraction`` of the
     points moved by at most ``m_search // 2`` pixels (Cootes' test), or after
-    ``max_iter`` iterations. ``weighted`` down-weights landmarks whose best cost is
+    ``max_iter`` iterations. ``m_search`` is one half-width for every level or a
+    sequence indexed by level. ``weighted`` down-weights landmarks whose best cost is
     high (robust fit) instead of weighting all landmarks equally.
     """
     n_levels = len(pyramid)
@@ -164,18 +165,19 @@ def search_pyramid(
     if not np.all(np.isfinite(points)):
         raise ShapekitError("start: the start shape must have no missing points")
     _, b, _ = fit_shape(points, mean, components, variances, clip, mode=mode)
-    near = max(m_search // 2, 1) if m_search > 1 else 0
     cost = np.nan
     for level in levels:
+        m = int(m_search[level]) if np.ndim(m_search) else int(m_search)
+        near = max(m // 2, 1) if m > 1 else 0
         img = pyramid[level]
         pts = to_level(points, level)
         done = False
         it = 0
         for it in range(1, max_iter + 1):
             normals = shape_normals(pts, prev, nxt)
-            costs = profile_costs(img, pts, normals, profile_mean[level], profile_icov[level], k_profile, m_search)
+            costs = profile_costs(img, pts, normals, profile_mean[level], profile_icov[level], k_profile, m)
             best = np.argmin(costs, axis=1)
-            offset = best - m_search
+            offset = best - m
             target = pts + offset[:, None] * normals
             weights = None
             if weighted:

@@ -1,0 +1,81 @@
+"""shapekit asm: train a classical active shape model, or fit one to images.
+
+  shapekit asm train SOURCE... -o ASM.npz
+  shapekit asm fit ASM.npz IMAGE... [--box x0 y0 x1 y1] [--json] [--out DIR]
+"""
+
+import json
+
+
+def register(sub):
+    p = sub.add_parser("asm", help="train or fit a classical active shape model", description=__doc__)
+    asub = p.add_subparsers(dest="asm_command", metavar="ACTION")
+
+    t = asub.add_parser("train", help="train an ASM from annotated images",
+                        description="Train the shape model and the per-landmark profile models from every "
+                                    "annotated image of SOURCE (folders of .pts + images, or any format "
+                                    "shapekit reads) and save them in one .npz.")
+    t.add_argument("source", nargs="+", help="annotation folder(s) or file(s) with their images")
+    t.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
+    t.add_argument("--levels", type=int, default=None, help="pyramid levels (default 4)")
+    t.add_argument("--profile-half", type=int, default=None, help="profile half-length k: 2k+1 derivatives")
+    t.add_argument("--search-half", type=int, nargs="+", default=None,
+                   help="search half-width m in pixels of each level: one value, or one per level (finest first)")
+    t.add_argument("--variance", type=float, default=None, help="shape modes keeping this fraction of variance")
+    t.add_argument("--modes", type=int, default=None, help="number of shape modes (instead of --variance)")
+    t.add_argument("--no-flip", action="store_true", help="do not also train profiles on mirrored images")
+    t.add_argument("--format", default="auto", help="annotation format (default: guessed)")
+    t.set_defaults(func=run_train)
+
+    f = asub.add_parser("fit", help="find landmarks in images with a trained ASM",
+                        description="Search each image from a face box (given, else the face detector) and "
+                                    "print or write the landmarks in pixel coordinates (0-based pixel centres).")
+    f.add_argument("model", help="ASM file from 'shapekit asm train'")
+    f.add_argument("images", nargs="+", help="image files")
+    f.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), default=None,
+                   help="face box in pixels (used for every image); default: the face detector")
+    f.add_argument("--json", action="store_true", help="print one JSON object {image: [[x, y], ...]}")
+    f.add_argument("--out", default=None, help="folder for PNG overlays")
+    f.set_defaults(func=run_fit)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_train(args):
+    from shapekit.asm import train_asm
+    from shapekit.errors import ShapekitError
+
+    params = {}
+    if args.levels is not None:
+        params["n_levels"] = args.levels
+    if args.profile_half is not None:
+        params["profile_half"] = args.profile_half
+    if args.search_half is not None:
+        params["search_half"] = args.search_half[0] if len(args.search_half) == 1 else tuple(args.search_half)
+    if args.variance is not None and args.modes is not None:
+        raise ShapekitError("give --variance or --modes, not both")
+    if args.variance is not None:
+        params["n_components"] = args.variance
+    if args.modes is not None:
+        params["n_components"] = args.modes
+    if args.no_flip:
+        params["flip"] = False
+    source = args.source if len(args.source) > 1 else args.source[0]
+    model = train_asm(source, format=args.format, **params)
+    model.save(args.output)
+    print(f"{args.output}: {model!r}, {model.components_.shape[0]} shape modes, "
+          f"{model.n_levels} levels, {model.mean_.shape[0]} points")
+    return 0
+
+
+def run_fit(args):
+    from shapekit.asm import fit_images
+
+    results = fit_images(args.model, args.images, box=args.box, out_dir=args.out)
+    if args.json:
+        print(json.dumps({k: [[round(float(x), 3), round(float(y), 3)] for x, y in v] for k, v in results.items()}))
+    else:
+        for path, pts in results.items():
+            print(f"{path}: {len(pts)} points, centre ({pts[:, 0].mean():.1f}, {pts[:, 1].mean():.1f})")
+        if args.out:
+            print(f"overlays written to {args.out}")
+    return 0
