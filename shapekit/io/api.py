@@ -74,7 +74,7 @@ def sniff_format(path):
 
     ``.csv``: ``kaggle`` (header with ``left_eye_center_x``), ``muct`` (header
     ``name,tag,x00,y00,...``) or ``csv`` (plain); ``.txt``: ``wflw`` (207 fields per line)
-    or ``mtfl`` (a path and 10 numbers). Returns None when the file is not recognised.
+    or ``mtfl`` (a path and 10 numbers, optionally 4 attribute codes). Returns None when the file is not recognised.
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -93,7 +93,7 @@ def sniff_format(path):
         return None
     if ext == ".csv":
         head = [c.strip().strip('"').lower() for c in first.split(",")]
-        if "left_eye_center_x" in head:
+        if "left_eye_center_x" in head or head == ["imageid", "image"]:
             return "kaggle"
         if len(head) >= 4 and head[:4] == ["name", "tag", "x00", "y00"]:
             return "muct"
@@ -101,8 +101,11 @@ def sniff_format(path):
     fields = first.split()
     if len(fields) == 207:
         return "wflw"
-    if len(fields) == 11:
-        return "mtfl"
+    if len(fields) in (11, 15):
+        try:
+            float(fields[0])
+        except ValueError:
+            return "mtfl"  # an image path, then 10 coordinates (and 4 MTFL attributes)
     return None
 
 

@@ -14,17 +14,13 @@ def read_image(path, grey=False):
 
     Greyscale files are expanded to three channels (unless ``grey``), an alpha channel is
     dropped, 16-bit and float images are scaled to 0..255. Reads JPEG, PNG, PPM/PGM, BMP
-    and whatever else imageio reads.
+    (Pillow) and whatever else imageio reads. The stored pixel grid is returned as
+    it is (no EXIF rotation), since that is the grid the landmarks refer to.
     """
     path = Path(path)
     if not path.is_file():
         raise ShapekitError(f"no such image: {path}")
-    try:
-        from skimage import io as skio
-
-        img = np.asarray(skio.imread(str(path)))
-    except Exception as exc:  # imageio raises many kinds for unreadable files
-        raise FormatError(path, f"cannot read the image ({type(exc).__name__}: {exc})") from None
+    img = _load(path)
     if img.ndim == 3 and img.shape[0] in (1,) and img.shape[2] not in (1, 3, 4):
         img = img[0]  # single-frame stacks
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 2, 3, 4)):
@@ -43,6 +39,32 @@ def read_image(path, grey=False):
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     return np.ascontiguousarray(img)
+
+
+def _load(path):
+    """Return the decoded pixels: Pillow for the common formats, imageio for the rest."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            # the stored pixel grid is what landmarks are annotated on: no EXIF rotation
+            if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+                im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
+            return np.asarray(im)
+    except UnidentifiedImageError:
+        pass
+    except OSError as exc:  # truncated or corrupt file Pillow recognised
+        raise FormatError(path, f"cannot read the image ({exc})") from None
+    try:
+        import warnings
+
+        import imageio.v3 as iio
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asarray(iio.imread(path))
+    except Exception as exc:  # imageio raises many kinds for unreadable files
+        raise FormatError(path, f"cannot read the image ({type(exc).__name__}: not a known image format)") from None
 
 
 def _to_uint8(img):

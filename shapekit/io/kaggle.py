@@ -28,7 +28,10 @@ COLUMNS = tuple(f"{n}_{c}" for n in KAGGLE15_NAMES for c in "xy")
 
 
 def _parse_image(cell, path, line):
-    arr = np.fromstring(cell, dtype=np.int64, sep=" ") if cell.strip() else np.zeros(0, np.int64)
+    try:
+        arr = np.fromstring(cell, dtype=np.int64, sep=" ") if cell.strip() else np.zeros(0, np.int64)
+    except ValueError:  # NumPy 2 refuses trailing text
+        arr = np.zeros(0, np.int64)
     if arr.size != SIZE * SIZE:
         # fromstring stops at the first bad token: say which one
         toks = cell.split()
