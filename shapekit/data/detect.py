@@ -198,18 +198,19 @@ class FaceDetector:
     min_size : smallest window side, in pixels of the working image.
     max_side : images whose longer side exceeds this are reduced before detection
         (speed); boxes are returned in the original pixels. None: no reduction.
-    min_neighbours : windows a face needs (its score) to be reported.
+    min_neighbours : windows a face needs (its score) to be reported. The default 1
+        keeps weak faces as candidates; they rank below stronger ones.
     merge_iou, nms_iou : grouping and suppression overlaps.
     correction : a :class:`BoxCorrection` (or a path to one); without it the raw
         detector boxes are returned by :meth:`face_squares` as their own squares.
     """
 
-    def __init__(self, scale_factor=1.1, step_ratio=1.0, min_size=24, max_side=320, min_neighbours=3,
+    def __init__(self, scale_factor=1.1, step_ratio=1.0, min_size=20, max_side=480, min_neighbours=1,
                  merge_iou=0.4, nms_iou=0.3, correction=None, cascade=None):
         if scale_factor <= 1.0:
             raise ShapekitError(f"scale_factor: must be > 1, got {scale_factor}")
         if min_size < 8:
-            raise ShapekitError(f"min_size: the cascade window is at least 24 pixels; got {min_size}")
+            raise ShapekitError(f"min_size: at least 8 pixels (the cascade window is 24), got {min_size}")
         self.scale_factor = float(scale_factor)
         self.step_ratio = float(step_ratio)
         self.min_size = int(min_size)
