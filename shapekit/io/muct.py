@@ -22,7 +22,7 @@ import numpy as np
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.io._core import Annotations, new_meta
-from shapekit.io._text import fmt_num, read_text, to_float
+from shapekit.io._text import fmt_num, read_text, to_floats
 
 _NAME = re.compile(r"^i(r?)(\d{3})")
 
@@ -62,7 +62,7 @@ def read_muct(path, n_points=None):
             continue
         if len(row) != ncol:
             raise FormatError(path, f"expected {ncol} columns like the header, got {len(row)}", line=line)
-        vals = [to_float(t, path, line, f"column {header[k + 2].strip()}") for k, t in enumerate(row[2:])]
+        vals = to_floats(row[2:], path, line, lambda k: f"column {header[k + 2].strip()}")
         pts = np.full((n_out, 2), np.nan)
         pts[:n_file] = np.asarray(vals).reshape(n_file, 2)
         pts[(pts[:, 0] == 0) & (pts[:, 1] == 0)] = np.nan

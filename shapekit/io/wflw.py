@@ -15,7 +15,7 @@ import numpy as np
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.io._core import Annotations, new_meta
-from shapekit.io._text import fmt_num, read_text, to_float
+from shapekit.io._text import fmt_num, read_text, to_floats
 
 N_POINTS = 98
 #: The six attribute flags, in file order.
@@ -28,9 +28,9 @@ def parse_wflw_line(fields, path, line):
     """Return (points (98, 2), box (4,), attributes dict, image name) of one WFLW line."""
     if len(fields) != N_FIELDS:
         raise FormatError(path, f"expected {_EXPECTED}, got {len(fields)} fields", line=line)
-    coords = [to_float(t, path, line, f"coordinate {k + 1}") for k, t in enumerate(fields[:196])]
+    coords = to_floats(fields[:196], path, line, lambda k: f"coordinate {k + 1}")
     points = np.asarray(coords).reshape(N_POINTS, 2)
-    box = tuple(to_float(t, path, line, f"box value {k + 1}") for k, t in enumerate(fields[196:200]))
+    box = tuple(to_floats(fields[196:200], path, line, lambda k: f"box value {k + 1}"))
     attributes = {}
     for name, tok in zip(ATTRIBUTES, fields[200:206]):
         if tok not in ("0", "1"):
