@@ -167,3 +167,155 @@ def test_bad_arguments():
     with pytest.raises(ShapekitError, match="max_yaw"):
         sample_shapes(3, max_yaw=120)
     assert sample_shapes(0).shape == (0, 68, 2)
+
+
+# --------------------------------------------------------------------------- images
+
+from shapekit.data.synth import SYNTHETIC_NOTE, generate, render_face, write_dataset  # noqa: E402
+
+
+def test_render_face_types_and_determinism():
+    img, pts = render_face(3, size=96)
+    assert img.shape == (96, 96, 3) and img.dtype == np.uint8
+    assert pts.shape == (68, 2) and pts.dtype == float
+    img2, pts2 = render_face(3, size=96)
+    np.testing.assert_array_equal(img, img2)
+    np.testing.assert_array_equal(pts, pts2)
+    # an integer seed is face 0 of that run; the landmarks are those of sample_shapes
+    np.testing.assert_allclose(pts, sample_shapes(1, seed=3, size=96)[0], atol=1e-9)
+    assert not np.array_equal(img, render_face(4, size=96)[0])
+    # the image has real content: not flat, not saturated
+    assert img.std() > 10 and 20 < img.mean() < 235
+
+
+def test_generate_is_independent_of_n_start_and_workers():
+    images, shapes = generate(3, seed=9, size=64, progress=False)
+    assert images.shape == (3, 64, 64, 3) and shapes.shape == (3, 68, 2)
+    img1, sh1 = generate(2, seed=9, size=64, start=1, progress=False)
+    np.testing.assert_array_equal(images[1:], img1)
+    np.testing.assert_array_equal(shapes[1:], sh1)
+    img2, sh2 = generate(3, seed=9, size=64, workers=2, progress=False)
+    np.testing.assert_array_equal(images, img2)
+    np.testing.assert_array_equal(shapes, sh2)
+    np.testing.assert_allclose(shapes, sample_shapes(3, seed=9, size=64), atol=1e-9)
+    single, pts = render_face(FaceParams.sample(9, 2), size=64)
+    np.testing.assert_array_equal(images[2], single)
+
+
+def _local_contrast(img, pts, r):
+    grey = img.astype(float).mean(2)
+    out = []
+    for x, y in np.round(pts).astype(int):
+        patch = grey[max(y - r, 0):y + r + 1, max(x - r, 0):x + r + 1]
+        out.append(patch.std() if patch.size else 0.0)
+    return np.array(out)
+
+
+def test_features_are_drawn_at_the_landmarks():
+    # eyes and mouth corners have more local contrast than the middle of the cheeks
+    ratios = []
+    for i in range(10):
+        p = FaceParams.sample(21, i, occlusion=0.0).replace(appearance={"blur": 0.0, "noise": 0.0})
+        img, pts = render_face(p, size=160)
+        iod = np.linalg.norm(pts[45] - pts[36])
+        r = max(2, int(0.06 * iod))
+        eyes = _local_contrast(img, pts[[37, 38, 40, 41, 43, 44, 46, 47]], r).mean()
+        cheeks = np.stack([0.5 * pts[3] + 0.5 * pts[31], 0.5 * pts[13] + 0.5 * pts[35]])
+        ratios.append(eyes / max(_local_contrast(img, cheeks, r).mean(), 1.0))
+    assert np.median(ratios) > 2.0
+
+
+def test_image_follows_the_landmarks():
+    # an open mouth is dark between the inner lips; a closed one shows lips there
+    base = FaceParams.mean()
+    a, pa = render_face(base, size=128)
+    b, pb = render_face(base.replace(expression=np.array([0.8, 0, 0, 0, 0, 0.0])), size=128)
+
+    def grey_at(img, p, r=2):
+        x, y = np.round(p).astype(int)
+        return img[y - r:y + r + 1, x - r:x + r + 1].astype(float).mean()
+
+    inside = 0.5 * (pb[62] + pb[66]) + np.array([0.0, 0.25]) * (pb[66] - pb[62])
+    cheek = 0.5 * (pb[3] + pb[31])
+    assert grey_at(b, inside) < 0.5 * grey_at(b, cheek)
+    assert grey_at(a, 0.5 * (pa[57] + pa[66])) > 0.6 * grey_at(a, 0.5 * (pa[3] + pa[31]))
+    assert np.linalg.norm(pb[66] - pb[62]) > 8 and np.linalg.norm(pa[66] - pa[62]) < 3
+    # turning the head moves the rendered eyes with the landmarks: the darkest pixels of
+    # each eye region lie inside the eye outline
+    c, pc = render_face(base.replace(yaw=30.0, roll=10.0), size=128)
+    grey = c.astype(float).mean(2)
+    for eye in (slice(36, 42), slice(42, 48)):
+        e = pc[eye]
+        lo = np.floor(e.min(0) - 3).astype(int)
+        hi = np.ceil(e.max(0) + 3).astype(int)
+        win = grey[lo[1]:hi[1] + 1, lo[0]:hi[0] + 1]
+        y, x = np.unravel_index(np.argmin(win), win.shape)
+        x, y = x + lo[0], y + lo[1]
+        assert e[:, 0].min() - 1 <= x <= e[:, 0].max() + 1
+        assert e[:, 1].min() - 2 <= y <= e[:, 1].max() + 2
+
+
+def test_occluders_and_options():
+    p = FaceParams.sample(5, 0, occlusion=1.0)
+    assert p.appearance["occluder"] is not None
+    q = FaceParams.sample(5, 0, occlusion=0.0)
+    assert q.appearance["occluder"] is None
+    # the option changes only the occluder, never the face
+    np.testing.assert_array_equal(p.identity, q.identity)
+    assert p.yaw == q.yaw and p.texture_seed == q.texture_seed
+    for kind in ("patch", "hand", "bar", "glasses"):
+        occ = dict(kind=kind, u=0.5, v=0.5, size=0.5, colour=0.5, angle=0.3)
+        img, _ = render_face(q.replace(appearance={"occluder": occ}), size=64)
+        assert not np.array_equal(img, render_face(q, size=64)[0])
+    with pytest.raises(ShapekitError, match="occlusion"):
+        FaceParams.sample(1, 0, occlusion=2.0)
+    with pytest.raises(ShapekitError, match="seed_or_params"):
+        render_face("face")
+    with pytest.raises(ShapekitError, match="no field"):
+        FaceParams.mean(colour=1)
+
+
+def test_poses_within_range_and_landmarks_mostly_inside():
+    params = [FaceParams.sample(0, i) for i in range(300)]
+    yaw = np.array([p.yaw for p in params])
+    assert np.abs(yaw).max() <= 40 and np.abs(yaw).max() > 30 and np.abs(yaw).mean() > 8
+    assert max(abs(p.pitch) for p in params) <= 20 and max(abs(p.roll) for p in params) <= 30
+    s = sample_shapes(300, seed=0, size=256)
+    assert ((s >= 0) & (s <= 255)).all()
+
+
+def test_write_dataset(tmp_path):
+    import json
+
+    from shapekit.io import read_pts
+
+    paths = write_dataset(tmp_path / "out", 3, seed=4, size=64, progress=False)
+    assert [p.name for p in paths] == ["00000.png", "00001.png", "00002.png"]
+    images, shapes = generate(3, seed=4, size=64, progress=False)
+    from skimage.io import imread
+
+    for i, p in enumerate(paths):
+        np.testing.assert_array_equal(imread(p), images[i])
+        np.testing.assert_allclose(read_pts(p.with_suffix(".pts")), shapes[i], atol=1e-5)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["synthetic"] is True and manifest["count"] == 3 and manifest["schema"] == "ibug68"
+    assert len(manifest["faces"]) == 3 and manifest["faces"][0]["image"] == "00000.png"
+    assert SYNTHETIC_NOTE in (tmp_path / "out" / "README.txt").read_text()
+    assert not [f for f in (tmp_path / "out").iterdir() if f.name.startswith(".")]  # no temporaries left
+
+
+def test_cli_synth(tmp_path, capsys):
+    from shapekit_cli.main import main
+
+    assert main(["synth", "-n", "2", "-o", str(tmp_path / "c"), "--size", "48", "--seed", "3", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    import json
+
+    assert json.loads(out)["synthetic"] is True
+    assert sorted(f.name for f in (tmp_path / "c").iterdir()) == [
+        "00000.png", "00000.pts", "00001.png", "00001.pts", "README.txt", "manifest.json"]
+    assert main(["synth", "-n", "2", "-o", str(tmp_path / "d"), "--size", "8"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "--help"])
+    assert exc.value.code == 0
+    assert "SYNTHETIC" in capsys.readouterr().out
