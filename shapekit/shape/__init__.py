@@ -1,1 +1,19 @@
-"""shapekit.shape"""
+"""Statistical shape models: Procrustes alignment, point distribution model, soft landmarks.
+
+Shapes are ``(N, L, 2)`` float arrays of x, y (pixels in an image frame), NaN marking a
+missing point.
+"""
+
+from shapekit.shape.transforms import Similarity, estimate_similarity
+from shapekit.shape.procrustes import ProcrustesResult, generalized_procrustes, procrustes_distance
+from shapekit.shape.pdm import PointDistributionModel, resolve_n_components
+
+__all__ = [
+    "Similarity",
+    "estimate_similarity",
+    "generalized_procrustes",
+    "ProcrustesResult",
+    "procrustes_distance",
+    "PointDistributionModel",
+    "resolve_n_components",
+]

@@ -1,0 +1,626 @@
+"""Point distribution model (Cootes et al. 1995): Procrustes alignment + PCA of shapes.
+
+A shape in the model frame is ``x = mean_ + components_.T @ b``; the flattened layout
+of an ``(L, 2)`` shape is ``[x0, y0, x1, y1, ...]`` (C order of the array). With
+``align=True`` the model frame is the GPA frame (centred, unit norm when
+``scale=True``) and every image shape carries a pose: a :class:`Similarity` from the
+model frame into its image.
+
+Missing points (NaN) are handled throughout:
+
+* ``fit`` runs an EM / iterative PCA: missing points start at the Procrustes mean,
+  then alternate (align each shape on its visible points to its current model
+  reconstruction, PCA, re-infer the missing points from the visible ones) until the
+  inferred points stop moving. Shapes with missing points thus shape the modes too.
+* ``transform`` / ``project`` fit pose and ``b`` jointly to the visible (or weighted)
+  points and reconstruct the whole shape: shape completion. ``b`` is the posterior
+  mean of probabilistic PCA (Tipping & Bishop 1999), i.e. least squares on the visible
+  points with the prior ``b_i ~ N(0, lambda_i)`` and residual variance
+  ``noise_variance_``; it stays defined when few points are visible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import numpy as np
+
+from shapekit._files import atomic_path
+from shapekit.errors import FormatError, ShapekitError
+from shapekit.shape._kernels import cholesky_factor, cholesky_solve
+from shapekit.shape.procrustes import _Batch, _validate, generalized_procrustes
+from shapekit.shape.transforms import Similarity, as_complex, as_points
+
+__all__ = ["PointDistributionModel", "resolve_n_components"]
+
+FILE_FORMAT = "shapekit.pdm"
+FILE_VERSION = 1
+
+
+def resolve_n_components(n_components, variances, name="n_components"):
+    """Return the number of modes for a count (int >= 1), a variance fraction (0 < f <= 1) or None (all).
+
+    ``variances`` are the eigenvalues in decreasing order. A fraction picks the smallest
+    t whose first t eigenvalues reach that fraction of the total variance.
+    """
+    variances = np.asarray(variances, dtype=float)
+    n_max = int(np.sum(variances > 0)) or 1
+    if n_components is None:
+        return n_max
+    if isinstance(n_components, (bool, np.bool_)):
+        raise ShapekitError(f"{name}: expected a count or a fraction, got {n_components!r}")
+    if isinstance(n_components, (int, np.integer)):
+        if n_components < 1:
+            raise ShapekitError(f"{name}: a count must be >= 1, got {n_components}")
+        return int(min(n_components, n_max))
+    f = float(n_components)
+    if not 0 < f <= 1:
+        raise ShapekitError(f"{name}: a variance fraction must be in (0, 1], got {n_components}")
+    total = variances.sum()
+    if total <= 0:
+        return 1
+    cum = np.cumsum(variances) / total
+    return int(min(np.searchsorted(cum, f - 1e-12) + 1, n_max))
+
+
+def _pca(F, n_points):
+    """Return (mean (D,), eigenvectors (D, D) as rows, eigenvalues (D,)) of real data F (N, D), descending."""
+    n = len(F)
+    mu = F.mean(0)
+    if n > 1:
+        # F.T @ F - n mu mu.T: one pass over F; shape coordinates are O(1), so no precision is lost.
+        cov = (F.T @ F - n * np.outer(mu, mu)) / (n - 1)
+    else:
+        cov = np.zeros((F.shape[1], F.shape[1]))
+    cov = 0.5 * (cov + cov.T)
+    lam, vec = np.linalg.eigh(cov)
+    order = np.argsort(lam)[::-1]
+    lam = np.maximum(lam[order], 0)
+    vec = vec[:, order].T
+    # Deterministic signs: the largest-magnitude entry of each mode is positive.
+    idx = np.argmax(np.abs(vec), axis=1)
+    vec = vec * np.sign(vec[np.arange(len(vec)), idx])[:, None]
+    if len(lam):
+        lam[lam < lam[0] * 1e-12] = 0.0
+    return mu, vec, lam
+
+
+def _available_case_spectrum(aligned, obs):
+    """Return the eigenvalues (descending) of the pairwise-available covariance of complex shapes with gaps."""
+    a = as_points(np.ascontiguousarray(np.where(obs, aligned, 0))).reshape(len(aligned), -1)
+    m = np.repeat(obs, 2, axis=1).astype(float)
+    cnt = m.sum(0)
+    mu = a.sum(0) / np.maximum(cnt, 1)
+    c = (a - mu) * m
+    pair = m.T @ m
+    cov = (c.T @ c) / np.maximum(pair - 1, 1)
+    lam = np.linalg.eigvalsh(0.5 * (cov + cov.T))[::-1]
+    return np.maximum(lam, 0)
+
+
+def _check_shapes(shapes, n_points, name="shapes"):
+    a = np.asarray(shapes, dtype=float)
+    single = a.ndim == 2
+    if single:
+        a = a[None]
+    if a.ndim != 3 or a.shape[-1] != 2:
+        raise ShapekitError(f"{name}: expected (N, L, 2) or (L, 2), got shape {np.shape(shapes)}")
+    if a.shape[1] != n_points:
+        raise ShapekitError(f"{name}: the model has {n_points} points, got shapes with {a.shape[1]}")
+    if np.isinf(a).any():
+        idx = np.flatnonzero(np.isinf(a).any(axis=(1, 2)))
+        raise ShapekitError(f"{name}: shapes {idx[:10].tolist()} contain inf (use NaN for a missing point)")
+    return a, single
+
+
+def _check_weights(weights, shape, missing):
+    if weights is None:
+        return None if not missing.any() else (~missing).astype(float)
+    w = np.asarray(weights, dtype=float)
+    if w.ndim == 1 and len(shape) == 2:
+        w = w[None]
+    try:
+        w = np.broadcast_to(w, shape).astype(float)
+    except ValueError:
+        raise ShapekitError(f"weights: expected shape {shape}, got {np.shape(weights)}") from None
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ShapekitError("weights: point weights must be finite and >= 0")
+    return np.where(missing, 0.0, w)
+
+
+class _Fitter:
+    """Joint pose + b fit of shapes (image frame, complex) to a model, with per-point weights."""
+
+    def __init__(self, mu, vc, lam, sigma2, align, scale):
+        self.mu, self.vc, self.lam = mu, vc, lam
+        self.sigma2 = sigma2
+        self.align, self.scale = align, scale
+        k, n_points = vc.shape
+        # P[k, l, j] = <V_k, V_l> restricted to point j: G_n = sum_j w_nj P[:, :, j].
+        self.P = (np.conj(vc)[:, None, :] * vc[None, :, :]).real.reshape(k * k, n_points)
+        self.prior = np.diag(sigma2 / np.maximum(lam, 1e-300)) if k else np.zeros((0, 0))
+
+    def fit(self, x, w, b0=None, n_iter=30, tol=1e-8, clip=None):
+        """Return (z, t, b): image -> model transforms and mode weights (n, K)."""
+        n, n_points = x.shape
+        k = len(self.lam)
+        G = (w @ self.P.T).reshape(n, k, k) + self.prior[None]
+        # G is fixed for the whole fit (weights do not change): factor it once.
+        chol = cholesky_factor(G) if k else None
+        b = np.zeros((n, k)) if b0 is None else np.array(b0, dtype=float)
+        sw = w.sum(1)
+        mux = (w * x).sum(1) / sw
+        xc = np.where(w > 0, x - mux[:, None], 0)
+        nx2 = (w * (xc.real ** 2 + xc.imag ** 2)).sum(1)
+        sd = np.sqrt(np.maximum(self.lam, 1e-300))
+        z = np.ones(n, complex)
+        t = np.zeros(n, complex)
+        for _ in range(max(1, n_iter) if self.align else 1):
+            z, o = self._pose(xc, w, sw, nx2, b)
+            a = z[:, None] * xc + o[:, None] if self.align else x
+            r = w * (a - self.mu[None])
+            rhs = (r @ np.conj(self.vc).T).real if k else np.zeros((n, 0))
+            b_new = cholesky_solve(chol, rhs) if k else rhs
+            if clip is not None:
+                b_new = clip(b_new)
+            step = np.max(np.abs(b_new - b) / sd) if k and n else 0.0
+            b = b_new
+            if step < tol:
+                break
+        if self.align:
+            z, o = self._pose(xc, w, sw, nx2, b)
+            t = o - z * mux
+        return z, t, b
+
+    def _pose(self, xc, w, sw, nx2, b):
+        if not self.align:
+            return np.ones(len(xc), complex), np.zeros(len(xc), complex)
+        inst = self.mu[None] + (b @ self.vc if b.shape[1] else 0)
+        mut = (w * inst).sum(1) / sw
+        ic = inst - mut[:, None]
+        c = (w * np.conj(xc) * ic).sum(1)
+        a = np.abs(c)
+        u = np.where(a > 0, c / np.where(a > 0, a, 1.0), 1.0 + 0j)
+        if self.scale:
+            u = u * np.sqrt((w * (ic.real ** 2 + ic.imag ** 2)).sum(1) / nx2)
+        return u, mut
+
+
+class PointDistributionModel:
+    """Point distribution model: Procrustes-aligned mean shape and principal modes of variation.
+
+    Parameters
+    ----------
+    n_components : int, float in (0, 1], or None
+        Number of modes kept: a count, or the smallest number whose eigenvalues reach
+        that fraction of the total variance (0.95 = 95 %), or None for all.
+    align : bool
+        Procrustes-align the shapes first (textbook PDM). ``False`` models the shapes in
+        their own frames (the soft-landmark authors' unaligned form); poses are then
+        identities.
+    scale : bool
+        Normalise scale in the alignment (model frame of unit-norm shapes).
+    tol, max_iter : Procrustes tolerance and iteration limit.
+    em_tol, em_max_iter : stopping rule of the EM fit used when shapes have missing
+        points (RMS change of the inferred points, relative to the mean shape's RMS size).
+    schema : str, optional
+        Name of the landmark schema, stored with the model.
+
+    Learned attributes (model frame): ``mean_`` (L, 2), ``components_`` (K, 2L)
+    orthonormal rows, ``explained_variance_`` (K,) eigenvalues lambda,
+    ``explained_variance_ratio_`` (K,), ``variance_spectrum_`` (all eigenvalues),
+    ``noise_variance_``, ``n_components_``, ``n_points_``, ``n_shapes_``,
+    ``reference_`` (unit-norm alignment target), ``schema_``.
+    """
+
+    def __init__(self, n_components=0.95, align=True, scale=True, tol=1e-7, max_iter=100,
+                 em_tol=2e-4, em_max_iter=50, schema=None):
+        self.n_components = n_components
+        self.align = align
+        self.scale = scale
+        self.tol = tol
+        self.max_iter = max_iter
+        self.em_tol = em_tol
+        self.em_max_iter = em_max_iter
+        self.schema = schema
+
+    # -- fitting ------------------------------------------------------------------------
+    def fit(self, shapes, weights=None):
+        """Learn the model from shapes ``(N, L, 2)`` (pixels; NaN = missing point); return ``self``.
+
+        ``weights`` (N, L) >= 0 weight the points in the alignment (0 = ignore, like NaN).
+        """
+        x, w, a = _validate(shapes, weights)
+        n, n_points = x.shape
+        resolve_n_components(self.n_components, np.ones(1))  # validate early
+        if self.align:
+            gpa = generalized_procrustes(a, scale=self.scale, tol=self.tol, max_iter=self.max_iter, weights=w)
+            aligned = as_complex(gpa.aligned)
+            self.gpa_n_iter_ = gpa.n_iter
+            self.gpa_converged_ = gpa.converged
+            start = as_complex(gpa.mean)
+        else:
+            aligned = np.where(w > 0, x, np.nan) if w is not None else x
+            start = np.nanmean(aligned, 0) if w is not None else x.mean(0)
+            self.gpa_n_iter_, self.gpa_converged_ = 0, True
+        self.n_points_ = n_points
+        self.n_features_ = 2 * n_points
+        self.n_shapes_ = n
+        self.em_n_iter_, self.em_converged_ = 0, True
+        incomplete = np.zeros(n, bool) if w is None else ~(w > 0).all(1)
+        self.missing_fraction_ = 0.0 if w is None else float(np.mean(w <= 0))
+        if incomplete.any():
+            F = self._fit_missing(x, w, aligned, start, incomplete, gpa.transforms if self.align else None)
+        else:
+            F = aligned
+        mu, vec, lam = _pca(as_points(np.ascontiguousarray(F)).reshape(n, -1), n_points)
+        self._set_model(mu, vec, lam)
+        return self
+
+    def _set_model(self, mu, vec, lam):
+        k = resolve_n_components(self.n_components, lam)
+        self.n_components_ = k
+        self.mean_ = mu.reshape(-1, 2).copy()
+        self.components_ = np.ascontiguousarray(vec[:k])
+        self.explained_variance_ = lam[:k].copy()
+        self.variance_spectrum_ = lam.copy()
+        total = lam.sum()
+        self.explained_variance_ratio_ = lam[:k] / total if total > 0 else np.zeros(k)
+        rest = lam[k:][lam[k:] > 0]
+        self.noise_variance_ = float(rest.mean()) if rest.size else 0.0
+        self.schema_ = self._schema_name()
+        self._update_reference()
+
+    def _schema_name(self):
+        if self.schema is None:
+            return None
+        from shapekit import schemas
+
+        s = schemas.get(self.schema)
+        if s.n_points != self.n_points_:
+            raise ShapekitError(f"schema {s.name!r} has {s.n_points} points but the shapes have {self.n_points_}")
+        return s.name
+
+    def _update_reference(self):
+        m = as_complex(self.mean_)
+        if self.align:
+            m = m - m.mean()
+            if self.scale:
+                m = m / np.sqrt(np.sum(np.abs(m) ** 2))
+        self.reference_ = as_points(m)
+
+    def _fitter(self, n_modes=None, sigma2=None):
+        k = self.n_components_ if n_modes is None else int(n_modes)
+        lam = self.variance_spectrum_ if hasattr(self, "variance_spectrum_") else self.explained_variance_
+        if sigma2 is None:
+            rest = lam[k:][lam[k:] > 0]
+            sigma2 = float(rest.mean()) if rest.size else 0.0
+        # A floor keeps completion defined when every mode is used (no residual variance).
+        sigma2 = max(sigma2, 1e-10 * float(lam[:1].sum() if lam.size else 1.0), 1e-300)
+        vc = as_complex(self.components_[:k].reshape(k, -1, 2)) if k else np.zeros((0, self.n_points_), complex)
+        return _Fitter(as_complex(self.mean_), vc, lam[:k], sigma2, self.align, self.scale)
+
+    def _fit_missing(self, x, w, aligned, start, incomplete, transforms):
+        """EM / iterative PCA: return the aligned shapes (complex (N, L)) with missing points inferred.
+
+        Inner loop (fixed frame): PCA of the completed shapes, then the missing points of
+        each incomplete shape are re-inferred from its visible ones (PPCA posterior with the
+        current modes); this is the EM of a low-rank Gaussian and converges monotonically.
+        Outer loop (``align=True``): the completed shapes are re-aligned by GPA (orientation
+        pinned to the first mean), because the Procrustes frame of a shape depends on all of
+        its points, inferred ones included. Stops when the inferred points move less than
+        ``em_tol`` (RMS, relative to the mean shape's RMS radius).
+        """
+        obs = w > 0
+        F = np.where(obs, aligned, start[None])
+        inc = np.flatnonzero(incomplete)
+        wi = w[inc]
+        miss = ~obs[inc]
+        n_points = x.shape[1]
+        z, t = (transforms.z, transforms.t) if transforms is not None else (None, None)
+        size = np.sqrt(np.mean(np.abs(start - start.mean()) ** 2))
+        history, b = [], None
+        total = 0
+        converged = False
+        max_total = int(self.em_max_iter)
+        # Rank for the first round from the available-case covariance (mean-filling would
+        # flatten the spectrum and ask for far too many modes).
+        k = resolve_n_components(self.n_components, _available_case_spectrum(aligned, obs))
+        for outer in range(max_total):
+            first = F[inc][miss]
+            if outer:
+                # Fixed rank within a round: a rank that changes between iterations makes
+                # the inferred points jump.
+                k = resolve_n_components(self.n_components, lam)
+            for _ in range(max_total):
+                total += 1
+                mu, vec, lam = _pca(as_points(np.ascontiguousarray(F)).reshape(len(F), -1), n_points)
+                rest = lam[k:][lam[k:] > 0]
+                sigma2 = max(float(rest.mean()) if rest.size else 0.0, 1e-10 * float(lam[0]), 1e-300)
+                muc = as_complex(mu.reshape(-1, 2))
+                vc = as_complex(np.ascontiguousarray(vec[:k]).reshape(k, -1, 2))
+                fitter = _Fitter(muc, vc, lam[:k], sigma2, align=False, scale=self.scale)
+                _, _, b = fitter.fit(F[inc], wi)
+                rec = muc[None] + b @ vc
+                old = F[inc][miss]
+                F[inc] = np.where(miss, rec, F[inc])
+                change = float(np.sqrt(np.mean(np.abs(F[inc][miss] - old) ** 2)) / size)
+                history.append(change)
+                if change < self.em_tol or total >= max_total:
+                    break
+            if not self.align or total >= max_total:
+                converged = change < self.em_tol
+                break
+            # Re-align: completed shapes back in their images, then GPA on all their points.
+            img = np.where(obs, x, (F - t[:, None]) / z[:, None])
+            w_full = np.where(obs, w, 1.0)
+            gpa = generalized_procrustes(as_points(img), scale=self.scale, tol=self.tol,
+                                         max_iter=self.max_iter, weights=w_full, reference=as_points(start))
+            F = as_complex(gpa.aligned).copy()
+            z, t = gpa.transforms.z, gpa.transforms.t
+            moved = float(np.sqrt(np.mean(np.abs(F[inc][miss] - first) ** 2)) / size)
+            history.append(moved)
+            if moved < self.em_tol:
+                converged = True
+                break
+        if not converged:
+            warnings.warn(f"PointDistributionModel.fit: EM still moving after {total} iterations "
+                          f"(last change {history[-1]:.2g}, em_tol={self.em_tol})", RuntimeWarning, stacklevel=3)
+        self.em_n_iter_, self.em_converged_ = total, converged
+        self.em_history_ = history
+        return F
+
+    # -- using the model --------------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "components_"):
+            raise ShapekitError("this PointDistributionModel is not fitted yet: call fit(shapes) first")
+
+    def n_modes_for(self, variance):
+        """Return the number of modes explaining ``variance`` (fraction) of the total, or a count as given."""
+        self._check_fitted()
+        return resolve_n_components(variance, self.variance_spectrum_, name="variance")
+
+    def _modes(self, n_components):
+        if n_components is None:
+            return self.n_components_
+        k = resolve_n_components(n_components, self.variance_spectrum_)
+        if k > self.n_components_:
+            raise ShapekitError(
+                f"n_components={n_components!r} needs {k} modes but the model keeps {self.n_components_}: "
+                "fit it with more modes (a larger --variance or --modes)"
+            )
+        return k
+
+    def transform(self, shapes, weights=None, n_components=None):
+        """Return ``(b, pose)``: mode weights (N, K) and the model -> image :class:`Similarity`.
+
+        Complete shapes without weights: textbook projection (align onto the mean as in
+        fitting, ``b = V^T (x - mean)``). With missing points (NaN) or ``weights`` (N, L):
+        pose and ``b`` are fitted jointly to the visible/weighted points, so the missing
+        points can be reconstructed with :meth:`inverse_transform` (shape completion).
+        ``b`` is in model units (``sqrt(explained_variance_)`` is its natural scale).
+        """
+        self._check_fitted()
+        a, single = _check_shapes(shapes, self.n_points_)
+        b, z, t = self._transform(a, weights, self._modes(n_components), clip=None)
+        pose = Similarity.from_complex(z, t).inverse()
+        return (b[0], pose) if single else (b, pose)
+
+    def _transform(self, a, weights, k, clip):
+        missing = np.isnan(a).any(-1)
+        w = _check_weights(weights, missing.shape, missing)
+        x = np.where(missing, 0, as_complex(np.nan_to_num(a)))
+        if w is not None:
+            few = np.flatnonzero((w > 0).sum(1) < (2 if self.align else 1))
+            if few.size:
+                raise ShapekitError(f"shapes: shapes {few[:10].tolist()} have fewer than 2 valid points")
+        fitter = self._fitter(k)
+        if w is None:
+            if self.align:
+                batch = _Batch(x, None)
+                z, o = batch.align(as_complex(self.reference_), self.scale)
+                al = z[:, None] * batch.y + o[:, None]
+                t = o - z * batch.mux
+            else:
+                al = x
+                z, t = np.ones(len(x), complex), np.zeros(len(x), complex)
+            b = ((al - fitter.mu[None]) @ np.conj(fitter.vc).T).real if k else np.zeros((len(x), 0))
+            if clip is not None:
+                b = clip(b)
+            return b, z, t
+        z, t, b = fitter.fit(x, w, clip=clip)
+        return b, z, t
+
+    def inverse_transform(self, b, pose=None):
+        """Return shapes (N, L, 2) ``mean_ + components_[:K].T @ b``, mapped into images by ``pose`` if given.
+
+        ``b`` (N, K') with K' <= n_components_ (missing trailing modes are 0). Without a
+        pose the result is in the model frame; with the pose from :meth:`transform` it is
+        in each image's pixel frame.
+        """
+        self._check_fitted()
+        b = np.asarray(b, dtype=float)
+        single = b.ndim == 1
+        if single:
+            b = b[None]
+        if b.ndim != 2 or b.shape[1] > self.n_components_:
+            raise ShapekitError(f"b: expected (N, K) with K <= {self.n_components_}, got shape {np.shape(b)}")
+        k = b.shape[1]
+        flat = self.mean_.reshape(1, -1) + b @ self.components_[:k]
+        shapes = flat.reshape(len(b), self.n_points_, 2)
+        if pose is not None:
+            if not isinstance(pose, Similarity):
+                raise ShapekitError(f"pose: expected a Similarity, got {type(pose).__name__}")
+            shapes = pose.apply(shapes)
+        return shapes[0] if single else shapes
+
+    def constrain(self, b, k=3.0, mode="box"):
+        """Return ``b`` made plausible: clipped to ``|b_i| <= k sqrt(lambda_i)`` (``mode="box"``) or
+        scaled back onto the ellipsoid ``sum b_i^2 / lambda_i <= k^2`` (``mode="ellipsoid"``).
+
+        For the ellipsoid ``k`` is the Mahalanobis radius M; with t modes a typical
+        shape has M about sqrt(t), see :meth:`ellipsoid_radius` for a chi-square choice.
+        """
+        self._check_fitted()
+        b = np.asarray(b, dtype=float)
+        if k is None:
+            return b.copy()
+        if not np.isfinite(k) or k <= 0:
+            raise ShapekitError(f"k: must be > 0, got {k}")
+        lam = self.explained_variance_[: b.shape[-1]]
+        if b.shape[-1] > self.n_components_:
+            raise ShapekitError(f"b: has {b.shape[-1]} modes, the model has {self.n_components_}")
+        sd = np.sqrt(lam)
+        if mode == "box":
+            return np.clip(b, -k * sd, k * sd)
+        if mode == "ellipsoid":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                d = np.sqrt(np.sum(np.where(lam > 0, b ** 2 / lam, 0), axis=-1, keepdims=True))
+                f = np.where(d > k, k / np.where(d > 0, d, 1), 1.0)
+            return b * f
+        raise ShapekitError(f"mode: expected 'box' or 'ellipsoid', got {mode!r}")
+
+    def mahalanobis(self, b):
+        """Return the Mahalanobis distance ``sqrt(sum b_i^2 / lambda_i)`` of mode weights ``b``."""
+        self._check_fitted()
+        b = np.asarray(b, dtype=float)
+        lam = self.explained_variance_[: b.shape[-1]]
+        return np.sqrt(np.sum(b ** 2 / np.maximum(lam, 1e-300), axis=-1))
+
+    def ellipsoid_radius(self, p=0.98, n_components=None):
+        """Return the Mahalanobis radius M enclosing probability ``p`` of the Gaussian model (chi-square)."""
+        from scipy.stats import chi2
+
+        return float(np.sqrt(chi2.ppf(p, self._modes(n_components))))
+
+    def project(self, shapes, n_components=None, k=3.0, weights=None, mode="box"):
+        """Return the closest plausible shapes (N, L, 2) in the input's (image) frame and units.
+
+        Pose-fit, compute ``b`` with ``n_components`` modes (missing or low-weight points
+        inferred from the others), constrain ``b`` (``k`` in units of sqrt(lambda); None =
+        no constraint), reconstruct and map back into each image. ``weights`` (N, L) are
+        per-point confidences. Every point of the result is filled, missing ones too.
+        """
+        self._check_fitted()
+        a, single = _check_shapes(shapes, self.n_points_)
+        kk = self._modes(n_components)
+        clip = None if k is None else (lambda b: self.constrain(b, k=k, mode=mode))
+        if k is not None:
+            self.constrain(np.zeros((1, kk)), k=k, mode=mode)  # validate k and mode once
+        b, z, t = self._transform(a, weights, kk, clip=clip)
+        out = self.inverse_transform(b, Similarity.from_complex(z, t).inverse())
+        return out[0] if single else out
+
+    def sample(self, n, k=3.0, random_state=None):
+        """Return ``n`` random plausible shapes (n, L, 2) in the model frame: b ~ N(0, lambda), clipped to ±k sqrt(lambda)."""
+        self._check_fitted()
+        rng = np.random.default_rng(random_state)
+        b = rng.standard_normal((int(n), self.n_components_)) * np.sqrt(self.explained_variance_)
+        b = self.constrain(b, k=k) if k is not None else b
+        return self.inverse_transform(b)
+
+    def reconstruction_error(self, shapes, n_components=None, weights=None):
+        """Return each shape's mean point-to-point error (N,) after projection without constraint, in input units.
+
+        Averages over the present points only (missing points have no ground truth).
+        """
+        a, single = _check_shapes(shapes, getattr(self, "n_points_", np.shape(shapes)[-2]))
+        rec = self.project(a, n_components=n_components, k=None, weights=weights)
+        err = np.linalg.norm(rec - a, axis=-1)
+        with np.errstate(invalid="ignore"):
+            e = np.nanmean(err, axis=1)
+        return e[0] if single else e
+
+    # -- persistence ----------------------------------------------------------------------
+    def get_params(self):
+        """Return the constructor parameters as a dict."""
+        return {"n_components": self.n_components, "align": self.align, "scale": self.scale, "tol": self.tol,
+                "max_iter": self.max_iter, "em_tol": self.em_tol, "em_max_iter": self.em_max_iter,
+                "schema": self.schema}
+
+    def save(self, path):
+        """Write the fitted model to one versioned ``.npz`` file (atomic write); return the path."""
+        self._check_fitted()
+        params = self.get_params()
+        if isinstance(params["n_components"], np.generic):
+            params["n_components"] = params["n_components"].item()
+        info = {"format": FILE_FORMAT, "version": FILE_VERSION, "params": params,
+                "schema": self.schema_, "n_shapes": int(self.n_shapes_),
+                "n_components": int(self.n_components_), "n_points": int(self.n_points_),
+                "noise_variance": float(self.noise_variance_),
+                "missing_fraction": float(getattr(self, "missing_fraction_", 0.0)),
+                "gpa_n_iter": int(self.gpa_n_iter_), "em_n_iter": int(self.em_n_iter_),
+                "em_converged": bool(self.em_converged_)}
+        path = os.fspath(path)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, info=np.array(json.dumps(info)), mean=self.mean_, components=self.components_,
+                         explained_variance=self.explained_variance_, variance_spectrum=self.variance_spectrum_)
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Return the model saved by :meth:`save` at ``path``."""
+        try:
+            data = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise ShapekitError(f"model file not found: {path}") from None
+        except Exception as exc:  # noqa: BLE001 - any unreadable archive is a format error
+            raise FormatError(path, f"not a shapekit model (.npz expected): {exc}") from None
+        with data:
+            if "info" not in data.files:
+                raise FormatError(path, "not a shapekit point distribution model (no 'info' entry)")
+            try:
+                info = json.loads(str(data["info"]))
+            except ValueError as exc:
+                raise FormatError(path, f"corrupt model header: {exc}") from None
+            if info.get("format") != FILE_FORMAT:
+                raise FormatError(path, f"expected a {FILE_FORMAT} file, found {info.get('format')!r}")
+            if int(info.get("version", 0)) > FILE_VERSION:
+                raise FormatError(path, f"model file version {info['version']} is newer than this shapekit "
+                                        f"understands ({FILE_VERSION}); upgrade shapekit")
+            try:
+                arrays = {k: np.array(data[k]) for k in ("mean", "components", "explained_variance",
+                                                        "variance_spectrum")}
+            except KeyError as exc:
+                raise FormatError(path, f"missing array {exc}") from None
+        obj = cls(**info["params"])
+        k = int(info["n_components"])
+        L = int(info["n_points"])
+        if arrays["mean"].shape != (L, 2) or arrays["components"].shape != (k, 2 * L):
+            raise FormatError(path, "array shapes do not match the header")
+        obj.mean_ = arrays["mean"]
+        obj.components_ = arrays["components"]
+        obj.explained_variance_ = arrays["explained_variance"]
+        obj.variance_spectrum_ = arrays["variance_spectrum"]
+        total = obj.variance_spectrum_.sum()
+        obj.explained_variance_ratio_ = obj.explained_variance_ / total if total > 0 else np.zeros(k)
+        obj.noise_variance_ = float(info["noise_variance"])
+        obj.n_components_, obj.n_points_, obj.n_features_ = k, L, 2 * L
+        obj.n_shapes_ = int(info["n_shapes"])
+        obj.schema_ = info.get("schema")
+        obj.missing_fraction_ = float(info.get("missing_fraction", 0.0))
+        obj.gpa_n_iter_ = int(info.get("gpa_n_iter", 0))
+        obj.gpa_converged_ = True
+        obj.em_n_iter_ = int(info.get("em_n_iter", 0))
+        obj.em_converged_ = bool(info.get("em_converged", True))
+        obj._update_reference()
+        return obj
+
+    def summary(self):
+        """Return a dict describing the fitted model (what ``shapekit info --json`` prints)."""
+        self._check_fitted()
+        return {"n_points": int(self.n_points_), "n_components": int(self.n_components_),
+                "explained_variance_ratio": [float(v) for v in self.explained_variance_ratio_],
+                "explained_variance": [float(v) for v in self.explained_variance_],
+                "cumulative_variance": float(np.sum(self.explained_variance_ratio_)),
+                "schema": self.schema_, "version": FILE_VERSION, "n_shapes": int(self.n_shapes_),
+                "align": bool(self.align), "scale": bool(self.scale),
+                "missing_fraction": float(getattr(self, "missing_fraction_", 0.0)),
+                "noise_variance": float(self.noise_variance_)}
+
+    def __repr__(self):
+        fitted = f", fitted: {self.n_components_} modes of {self.n_points_} points" if hasattr(self, "components_") else ""
+        return f"PointDistributionModel(n_components={self.n_components!r}, align={self.align}{fitted})"
