@@ -29,16 +29,14 @@ _GLOB_CHARS = set("*?[")
 # finding files
 # ----------------------------------------------------------------------------------
 def _expand(source):
-    """Return [(path, root)] for one source item: a file, a folder, or a glob pattern."""
+    """Return [(path, root)] (strings) for one source item: a file, a folder, or a glob pattern."""
     text = os.fspath(source)
-    path = Path(text)
-    if path.is_dir():
-        return [(p, path) for p in _scan_folder(path)]
-    if path.is_file():
-        return [(path, path.parent)]
+    if os.path.isdir(text):
+        return [(p, text) for p in _scan_folder(text)]
+    if os.path.isfile(text):
+        return [(text, os.path.dirname(text))]
     if _GLOB_CHARS & set(text):
-        matches = sorted(_glob.glob(text, recursive=True))
-        files = [Path(m) for m in matches if Path(m).is_file()]
+        files = [m for m in sorted(_glob.glob(text, recursive=True)) if os.path.isfile(m)]
         if not files:
             raise ShapekitError(f"source: the pattern {text!r} matches no file")
         # relative names are kept from the part of the pattern before the first wildcard
@@ -47,26 +45,28 @@ def _expand(source):
             if _GLOB_CHARS & set(part):
                 break
             prefix.append(part)
-        root = Path(*prefix) if prefix else Path(".")
+        root = os.fspath(Path(*prefix)) if prefix else "."
         return [(f, root) for f in files]
     raise ShapekitError(f"source: no such file or folder: {text}")
 
 
 def _scan_folder(folder):
     """Return the annotation files of ``folder``: .pts/.ljson recursively, other
-    formats at the top level only (sorted, hidden files skipped)."""
+    formats at the top level only (sorted by relative path, hidden files skipped)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        top = Path(dirpath) == Path(folder)
+        rel = os.path.relpath(dirpath, folder)
+        parts = () if rel == "." else tuple(rel.split(os.sep))
+        top = not parts
         for name in filenames:
             if name.startswith("."):
                 continue
             ext = os.path.splitext(name)[1].lower()
             if ext in (".pts", ".ljson") or (top and ext in (".npy", ".npz", ".csv", ".txt")):
-                found.append(Path(dirpath) / name)
-    found.sort(key=lambda p: p.relative_to(folder).parts)
-    return found
+                found.append((parts + (name,), os.path.join(dirpath, name)))
+    found.sort()
+    return [f for _, f in found]
 
 
 def sniff_format(path):
@@ -127,22 +127,29 @@ def _reader(fmt):
 
 
 def _read_pts_files(items, show):
-    from shapekit.io.pts import find_image, read_pts
+    from shapekit.io.pts import IMAGE_EXTENSIONS, read_pts
 
     listings = {}
     shapes, meta = [], []
+    # plain strings, not pathlib, on this path: it runs once per file of large folders
     for path, root in _progress(items, desc="reading .pts", disable=show):
-        folder = path.parent
+        folder, fname = os.path.split(path)
         if folder not in listings:
             try:
-                listings[folder] = {e.lower(): e for e in os.listdir(folder)}
+                listings[folder] = {e.lower(): e for e in os.listdir(folder or ".")}
             except OSError:
                 listings[folder] = {}
+        listing = listings[folder]
+        stem = os.path.splitext(fname)[0]
+        image = None
+        for ext in IMAGE_EXTENSIONS:
+            real = listing.get((stem + ext).lower())
+            if real is not None:
+                image = os.path.join(folder, real)
+                break
         shapes.append(read_pts(path))
-        meta.append(new_meta(
-            source=path, line=None, image=find_image(path, listings[folder]), name=path.stem,
-            format="pts", relpath=_relpath(path, root),
-        ))
+        meta.append(new_meta(source=path, line=None, image=image, name=stem, format="pts",
+                             relpath=_relpath(path, root)))
     counts = {len(s) for s in shapes}
     if len(counts) > 1:
         by = {}
@@ -156,10 +163,13 @@ def _read_pts_files(items, show):
 
 
 def _relpath(path, root):
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).name
+    path, root = os.fspath(path), os.fspath(root)
+    prefix = root.rstrip(os.sep) + os.sep if root not in ("", ".") else ""
+    if prefix and path.startswith(prefix):
+        return path[len(prefix):].replace(os.sep, "/")
+    if not prefix and not os.path.isabs(path) and not path.startswith(".."):
+        return os.path.normpath(path).replace(os.sep, "/")
+    return os.path.basename(path)
 
 
 def _progress_disable(progress):
@@ -189,9 +199,12 @@ def read(source, format="auto", schema=None, progress=None):
         raise ShapekitError("source: empty list")
     files = []
     for item in items:
-        explicit = Path(os.fspath(item)).is_file()
+        explicit = os.path.isfile(os.fspath(item))
         for path, root in _expand(item):
-            fmt = format if format != "auto" else sniff_format(path)
+            if format != "auto":
+                fmt = format
+            else:
+                fmt = _EXT_FORMAT.get(os.path.splitext(path)[1].lower()) or sniff_format(path)
             if fmt is None:
                 if explicit:
                     raise FormatError(path, "unknown annotation format: expected .pts, .ljson, .npy/.npz, "
@@ -220,7 +233,7 @@ def read(source, format="auto", schema=None, progress=None):
             batch.append((path, root))
             continue
         flush()
-        part = _reader(fmt)(path)
+        part = _reader(fmt)(Path(path))
         for m in part.meta:
             m.setdefault("format", fmt)
             m.setdefault("relpath", _relpath(path, root))

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
+
+_TWO_FIELDS = re.compile(r"^[ \t]*\S+[ \t]+\S+[ \t]*\r?$", re.MULTILINE)
 
 #: Image extensions looked for beside a ``.pts`` file, in this order.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
@@ -28,6 +31,52 @@ def parse_pts(text, path="<string>", n_points=None, one_based=True):
     ``n_points`` is always checked against the lines that follow. Errors name ``path``
     and the 1-based line.
     """
+    points = _parse_fast(text)
+    if points is None:
+        # anything unusual (no header, bad tokens, wrong counts): the careful parser
+        # below finds the line and says what was expected
+        points = _parse_slow(text, path)
+    if n_points is not None and len(points) != n_points:
+        raise FormatError(path, f"expected {n_points} points, got {len(points)}")
+    if one_based:
+        points -= 1.0
+    return points
+
+
+def _parse_fast(text):
+    """Return the points of a well-formed ``.pts`` with header, or None to use the careful parser."""
+    i = text.find("{")
+    j = text.rfind("}")
+    if i < 0 or j < i or text[j + 1:].strip():
+        return None
+    declared = None
+    for raw in text[:i].splitlines():
+        key, sep, value = raw.partition(":")
+        if not sep:
+            if raw.strip():
+                return None
+            continue
+        if key.strip().lower() == "n_points":
+            try:
+                declared = int(value)
+            except ValueError:
+                return None
+    tokens = text[i + 1:j].split()
+    # every non-blank line holds exactly two fields iff the token count is twice the
+    # number of two-field lines
+    n_lines = len(_TWO_FIELDS.findall(text, i + 1, j))
+    if not n_lines or len(tokens) != 2 * n_lines or (declared is not None and declared != n_lines):
+        return None
+    try:
+        points = np.array(list(map(float, tokens))).reshape(-1, 2)
+    except ValueError:
+        return None
+    if np.isinf(points).any():
+        return None
+    return points
+
+
+def _parse_slow(text, path):
     lines = text.splitlines()
     if lines and lines[0].startswith("\ufeff"):
         lines[0] = lines[0][1:]
@@ -117,15 +166,11 @@ def parse_pts(text, path="<string>", n_points=None, one_based=True):
             path, f"header says n_points: {declared} but {len(xs)} point lines follow "
             f"(lines {first_point_line}-{i})", line=header["n_points"][1],
         )
-    if n_points is not None and len(xs) != n_points:
-        raise FormatError(path, f"expected {n_points} points, got {len(xs)}")
     if not xs:
         raise FormatError(path, "no points in file")
     points = np.empty((len(xs), 2))
     points[:, 0] = xs
     points[:, 1] = ys
-    if one_based:
-        points -= 1.0
     return points
 
 
