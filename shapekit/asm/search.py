@@ -116,6 +116,23 @@ def fit_shape(target, mean, components, variances, k=3.0, weights=None, n_iter=3
 
 
 # --------------------------------------------------------------------------- search
+def subpixel_offsets(costs, best):
+    """Return the sub-pixel correction (L,) in [-0.5, 0.5] of each best candidate: the
+    vertex of the parabola through its cost and its two neighbours' (0 at the ends of the
+    search range or where the costs are not convex)."""
+    n = costs.shape[1]
+    rows = np.arange(len(best))
+    inner = (best > 0) & (best < n - 1)
+    lo = costs[rows, np.clip(best - 1, 0, n - 1)]
+    hi = costs[rows, np.clip(best + 1, 0, n - 1)]
+    mid = costs[rows, best]
+    curv = lo - 2 * mid + hi
+    ok = inner & (curv > 1e-12)
+    out = np.zeros(len(best))
+    out[ok] = 0.5 * (lo[ok] - hi[ok]) / curv[ok]
+    return np.clip(out, -0.5, 0.5)
+
+
 @dataclass
 class SearchInfo:
     """What happened during one search: iterations and convergence per level (coarse first)."""
@@ -178,7 +195,7 @@ def search_pyramid(
             costs = profile_costs(img, pts, normals, profile_mean[level], profile_icov[level], k_profile, m)
             best = np.argmin(costs, axis=1)
             offset = best - m
-            target = pts + offset[:, None] * normals
+            target = pts + (offset + subpixel_offsets(costs, best))[:, None] * normals
             weights = None
             if weighted:
                 c = costs[np.arange(len(best)), best]
