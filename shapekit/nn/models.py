@@ -499,8 +499,8 @@ def inception_cnn(n_points=15, in_channels=1, input_size=96, head="regression", 
 
 
 @register_model("simple_cnn", family="small", description="baseline CNN: 4 conv stages")
-def simple_cnn(n_points=68, in_channels=3, input_size=96, head="regression", **kw):
-    return _build(SimpleCNN(in_channels), 16, n_points, in_channels, input_size, head,
+def simple_cnn(n_points=68, in_channels=3, input_size=96, head="regression", channels=(32, 64, 128, 256), **kw):
+    return _build(SimpleCNN(in_channels, tuple(channels)), 2 ** len(channels), n_points, in_channels, input_size, head,
                   backbone_channels=in_channels, imagenet_norm=False, **kw)
 
 

@@ -1,0 +1,172 @@
+"""Training loop: learning, roles, exact resume after an interruption, EMA, schedules, logs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from shapekit.errors import ShapekitError
+from shapekit.train import StopTraining, TrainConfig, fit_role, load_checkpoint, load_model
+from test_train_fixtures import BlobDataset
+
+TINY = {"channels": (4, 8)}
+
+
+def _cfg(**kw):
+    base = dict(model="simple_cnn", model_kwargs=TINY, epochs=3, batch_size=8, lr=3e-3, norm="box",
+                warmup_epochs=0.5, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return BlobDataset(32, seed=0), BlobDataset(8, seed=1)
+
+
+def _same_state(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("ema", [pytest.param(False, marks=pytest.mark.slow), True])
+def test_resume_after_kill_mid_epoch_equals_uninterrupted(tmp_path, data, ema):
+    train, val = data
+    cfg = _cfg(ema=ema)
+    full = fit_role("plain", train, val, cfg, out=tmp_path / "full")
+
+    def kill(trainer, epoch, step):
+        if epoch == 1 and step == 1:  # in the middle of the second epoch
+            raise StopTraining
+
+    with pytest.raises(StopTraining):
+        fit_role("plain", train, val, cfg, out=tmp_path / "cut", step_callback=kill)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
+    resumed = fit_role("plain", train, val, cfg, out=tmp_path / "cut", resume=True)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")
+    _same_state(a["train_model"], b["train_model"])
+    _same_state(a["model"], b["model"])
+    assert a["history"][-1]["val_nme"] == b["history"][-1]["val_nme"]
+    assert [r["epoch"] for r in b["history"]] == [1, 2, 3]
+    assert resumed.best_nme == full.best_nme
+
+
+def test_learns_and_writes_logs(tmp_path):
+    train, val = BlobDataset(48, seed=0), BlobDataset(16, seed=1)
+    cfg = _cfg(epochs=4, lr=5e-3, head="dsnt", warmup_epochs=0.2,
+               model_kwargs={"channels": (8, 16), "heatmap_stride": 1, "head_channels": 16})
+    res = fit_role("plain", train, val, cfg, out=tmp_path)
+    nmes = [r["val_nme"] for r in res.history]
+    # predicting every point at the mean position of the training set:
+    mean = train.pts.mean((0,))
+    from shapekit import metrics
+    base = metrics.nme(np.broadcast_to(mean, val.pts.shape), val.pts, norm="box").mean()
+    assert min(nmes) < 0.8 * base
+    assert res.best_nme == min(nmes)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and {"epoch", "train_loss", "val_nme", "lr", "train_images_per_s"} <= set(rows[0])
+    assert (tmp_path / "metrics.csv").read_text().startswith("epoch,")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    model, ckpt = load_model(tmp_path / "best.pt")
+    assert ckpt["epoch"] == res.best_epoch and ckpt["role"] == "plain"
+    with torch.no_grad():
+        out = model(torch.stack([val[i]["image"] for i in range(4)]))
+    assert out.shape == (4, 5, 2)
+    assert torch.allclose(out, res.model(torch.stack([val[i]["image"] for i in range(4)])))
+
+
+def test_early_stopping_and_step_schedule(tmp_path, data):
+    train, val = data
+    res = fit_role("plain", train, val, _cfg(epochs=20, lr=1e-9, patience=2, schedule="step", step_epochs=1,
+                                              warmup_epochs=0), out=tmp_path)
+    assert res.stopped_early and len(res.history) < 20
+    lrs = [r["lr"] for r in res.history]
+    assert lrs[1] == pytest.approx(lrs[0] * 0.1)
+
+
+def test_warmup_then_cosine():
+    from shapekit.train.loop import _lr_lambda
+
+    f = _lr_lambda(TrainConfig(epochs=10, warmup_epochs=1, min_lr_ratio=0.0), 10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+
+
+def test_tolerant_uses_soft_and_student_uses_teachers(tmp_path, data):
+    train = BlobDataset(32, seed=3, with_soft=True)
+    val = BlobDataset(16, seed=4, with_soft=True)
+    cfg = _cfg(epochs=1)
+    tough = fit_role("tough", train, val, cfg, out=tmp_path / "tough")
+    tol = fit_role("tolerant", train, val, cfg, out=tmp_path / "tol")
+    assert load_checkpoint(tmp_path / "tol" / "best.pt")["role"] == "tolerant"
+    seen = {}
+
+    def spy(trainer, epoch, step):
+        seen["loss"] = trainer.loss_name
+
+    student = fit_role("student", train, val, cfg.replace(model_kwargs={"channels": (4, 8)}),
+                       teachers=(tmp_path / "tough" / "best.pt", tol.model), out=tmp_path / "student",
+                       step_callback=spy)
+    assert seen["loss"] == "kd" and np.isfinite(student.best_nme)
+    with pytest.raises(ShapekitError, match="teachers"):
+        fit_role("student", train, val, cfg)
+    with pytest.raises(ShapekitError, match="soft"):
+        fit_role("tolerant", BlobDataset(8), None, cfg)
+
+
+def test_kd_student_loss_uses_teacher_predictions(data):
+    """The student's loss changes with the teachers (it is not plain L2)."""
+    from shapekit.train.loop import Trainer
+    from shapekit.train.roles import build_model
+
+    train, val = data
+    cfg = _cfg(role="student", epochs=1)
+    t1 = build_model(cfg, 5, 3, 16)
+    torch.manual_seed(5)
+    t2 = build_model(cfg, 5, 3, 16)
+    batch = {k: torch.stack([train[i][k] for i in range(8)]) for k in ("image", "shape", "mask")}
+    from shapekit.train.loop import prepare_batch
+
+    losses = []
+    for teachers in ({"tough": t1, "tolerant": t1}, {"tough": t2, "tolerant": t1}):
+        torch.manual_seed(0)
+        tr = Trainer(build_model(cfg, 5, 3, 16), train, val, cfg, teachers=teachers)
+        images, targets = prepare_batch(batch, tr.device, tr.input_size)
+        tr.model.eval()
+        losses.append(float(tr._loss(batch, images, targets).detach()))
+    assert losses[0] != losses[1]
+
+
+def test_dsnt_head_training_and_missing_points(tmp_path):
+    train = BlobDataset(32, seed=5, missing=0.3)
+    val = BlobDataset(16, seed=6, missing=0.3)
+    res = fit_role("plain", train, val, _cfg(epochs=1, head="dsnt", model_kwargs={"channels": (8, 16),
+                                                                                   "heatmap_stride": 4}),
+                   out=tmp_path)
+    assert np.isfinite(res.best_nme)
+    assert res.model.has_heatmaps
+
+
+@pytest.mark.parametrize("loss", ["l1", "smooth_l1", "wing", "awing", "cgd"])
+def test_plain_role_losses_run(loss, data):
+    train, val = data
+    res = fit_role("plain", train, None, _cfg(epochs=1, loss=loss, max_steps_per_epoch=2))
+    assert np.isfinite(res.history[-1]["train_loss"])
+
+
+def test_config_errors_and_files(tmp_path):
+    from shapekit.train import read_config_file
+
+    with pytest.raises(ShapekitError, match="role"):
+        TrainConfig(role="teacher")
+    with pytest.raises(ShapekitError, match="unknown settings"):
+        TrainConfig.from_dict({"epochz": 3})
+    (tmp_path / "c.toml").write_text('[train]\nepochs = 4\nbatch-size = 8\nmodel = "resnet18"\n')
+    assert read_config_file(tmp_path / "c.toml") == {"epochs": 4, "batch_size": 8, "model": "resnet18"}
+    (tmp_path / "c.json").write_text('{"epochs": 2, "lr": 0.01}')
+    assert TrainConfig.from_dict(read_config_file(tmp_path / "c.json")).lr == 0.01
+    with pytest.raises(ShapekitError, match="resume"):
+        fit_role("plain", BlobDataset(8), None, _cfg(), out=tmp_path / "none", resume=True)
