@@ -7,6 +7,7 @@ missing point.
 from shapekit.shape.transforms import Similarity, estimate_similarity
 from shapekit.shape.procrustes import ProcrustesResult, generalized_procrustes, procrustes_distance
 from shapekit.shape.pdm import PointDistributionModel, resolve_n_components
+from shapekit.shape.soft import soft_landmarks, soft_model
 
 __all__ = [
     "Similarity",
@@ -16,4 +17,6 @@ __all__ = [
     "procrustes_distance",
     "PointDistributionModel",
     "resolve_n_components",
+    "soft_landmarks",
+    "soft_model",
 ]
