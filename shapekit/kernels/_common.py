@@ -10,8 +10,11 @@ import numpy as np
 
 from shapekit.errors import ShapekitError
 
-# Below this many independent items (maps, shapes) a thread pool costs more than it saves.
-PARALLEL_MIN_ITEMS = 32
+# "auto" runs serially below these sizes: waking a thread pool costs tens of
+# microseconds on an idle machine and milliseconds on a busy one, more than a
+# parallel split of a small job saves. Work is counted in array elements touched.
+PARALLEL_MIN_ITEMS = 8
+PARALLEL_MIN_WORK = 1 << 21
 
 _state = {"parallel_used": False, "fork_unsafe": False}
 
@@ -45,12 +48,13 @@ def _in_torch_worker():
         return False
 
 
-def use_parallel(parallel, n_items):
+def use_parallel(parallel, n_items, work=None):
     """Return whether to run the parallel variant of a kernel.
 
     ``parallel``: True, False or "auto". "auto" runs in parallel when numba has more
-    than one thread, there are at least ``PARALLEL_MIN_ITEMS`` items, and the caller is
-    not a torch DataLoader worker (the workers are the parallelism there). Whatever was
+    than one thread, there are at least ``PARALLEL_MIN_ITEMS`` items (maps, shapes)
+    and ``PARALLEL_MIN_WORK`` elements of ``work`` (default: the items), and the
+    caller is not a torch DataLoader worker (the workers are the parallelism there). Whatever was
     asked, a process forked after its parent ran numba's GNU OpenMP pool runs serially,
     because entering that pool again would abort the process.
     """
@@ -59,8 +63,23 @@ def use_parallel(parallel, n_items):
     if _state["fork_unsafe"]:
         return False
     if parallel == "auto":
-        return numba.get_num_threads() > 1 and n_items >= PARALLEL_MIN_ITEMS and not _in_torch_worker()
+        work = n_items if work is None else work
+        return (
+            numba.get_num_threads() > 1
+            and n_items >= PARALLEL_MIN_ITEMS
+            and work >= PARALLEL_MIN_WORK
+            and not _in_torch_worker()
+        )
     return parallel
+
+
+def n_chunks(n_items):
+    """Number of contiguous chunks a parallel kernel splits ``n_items`` into: a few per numba thread.
+
+    Computed here rather than inside the kernel: a kernel calling
+    ``numba.get_num_threads`` cannot be cached.
+    """
+    return max(1, min(n_items, 8 * numba.get_num_threads()))
 
 
 def mark_parallel_used():

@@ -81,7 +81,7 @@ def pairwise_distances(shapes, out=None, parallel="auto"):
         result = out
         out = out.reshape(n, l, l)
     if n:
-        if use_parallel(parallel, n):
+        if use_parallel(parallel, n, n * l * l):
             mark_parallel_used()
             _pdist_parallel(arr, out)
         else:
@@ -169,7 +169,7 @@ def graph_distance(a, b, mask=None, kind="squared", parallel="auto"):
     a, b, valid, squared = _cgd_args(a, b, mask, kind)
     res = np.empty(a.shape[0], dtype=np.float64)
     if a.shape[0]:
-        if use_parallel(parallel, a.shape[0]):
+        if use_parallel(parallel, a.shape[0], a.shape[0] * a.shape[1] * a.shape[1]):
             mark_parallel_used()
             _cgd_parallel(a, b, valid, squared, res)
         else:

@@ -27,6 +27,7 @@ from shapekit.kernels._common import (
     check_sigma,
     hw,
     mark_parallel_used,
+    n_chunks,
     use_parallel,
 )
 
@@ -96,28 +97,33 @@ def _render_map(out, cx, cy, sigma, radius, windowed, sum_norm, gx, gy):
             scale = 1.0 / (sx * sy)
         else:
             scale = 0.0
-    # one pass over the output: zeros outside the window, the product inside
-    for j in range(h):
-        row = out[j]
-        if j < y0 or j > y1 or x1 < x0:
-            row[:] = zero
-            continue
+    # One pass over the output: zeros outside the window, the product inside. Rows
+    # are walked as one flat run so the zeros go out in long contiguous stretches.
+    flat = out.reshape(h * w)
+    if x1 < x0 or y1 < y0:
+        flat[:] = zero
+        return
+    pos = 0
+    for j in range(y0, y1 + 1):
+        start = j * w + x0
+        flat[pos:start] = zero
         gyj = gy[j - y0] * scale
-        for i in range(0, x0):
-            row[i] = zero
-        for i in range(x0, x1 + 1):
-            row[i] = gyj * gx[i - x0]
-        for i in range(x1 + 1, w):
-            row[i] = zero
+        for i in range(x1 - x0 + 1):
+            flat[start + i] = gyj * gx[i]
+        pos = start + x1 - x0 + 1
+    flat[pos:] = zero
 
 
 @njit(parallel=True)
-def _render_parallel(points, out, sigma, radius, windowed, sum_norm):
+def _render_parallel(points, out, sigma, radius, windowed, sum_norm, n_chunks):
     m, h, w = out.shape
-    for k in prange(m):
+    # contiguous chunks of maps, a few per thread: scratch buffers are allocated once
+    # per chunk (allocating inside a prange body per map costs more than the map)
+    for c in prange(n_chunks):
         gx = np.empty(w)
         gy = np.empty(h)
-        _render_map(out[k], points[k, 0], points[k, 1], sigma, radius, windowed, sum_norm, gx, gy)
+        for k in range(c * m // n_chunks, (c + 1) * m // n_chunks):
+            _render_map(out[k], points[k, 0], points[k, 1], sigma, radius, windowed, sum_norm, gx, gy)
 
 
 @njit
@@ -176,9 +182,9 @@ def render_heatmaps(points, size, sigma, out=None, normalize="peak", window=3.0,
             raise ShapekitError("out: expected a writable C-contiguous float32 or float64 array")
     maps = out.reshape(-1, h, w)
     if flat.shape[0]:
-        if use_parallel(parallel, flat.shape[0]):
+        if use_parallel(parallel, flat.shape[0], maps.size):
             mark_parallel_used()
-            _render_parallel(flat, maps, sigma, radius, windowed, normalize == "sum")
+            _render_parallel(flat, maps, sigma, radius, windowed, normalize == "sum", n_chunks(flat.shape[0]))
         else:
             _render_serial(flat, maps, sigma, radius, windowed, normalize == "sum")
     return out
@@ -242,19 +248,29 @@ def _offset(left, centre, right, method):
 
 
 @njit(inline="always")
-def _decode_map(hm, method, threshold, use_threshold, res, k):
+def _decode_map(hm, method, threshold, use_threshold, res, k, colmax, colrow):
     h, w = hm.shape
-    best = hm[0, 0]
-    bi = 0
-    bj = 0
-    for j in range(h):
+    # Column-wise running maxima over the rows: an element-wise loop the compiler
+    # vectorises, unlike a scalar argmax scan (4-8x faster on 64x64 maps).
+    # colrow[i] is the first row where column i reaches its maximum.
+    first = hm[0]
+    for i in range(w):
+        colmax[i] = first[i]
+        colrow[i] = 0
+    for j in range(1, h):
         row = hm[j]
         for i in range(w):
-            if row[i] > best:
-                best = row[i]
-                bi = i
-                bj = j
-    c = float(best)
+            v = row[i]
+            up = v > colmax[i]
+            colmax[i] = v if up else colmax[i]
+            colrow[i] = j if up else colrow[i]
+    # the first maximum in row-major order, as np.argmax
+    bi = 0
+    for i in range(1, w):
+        if colmax[i] > colmax[bi] or (colmax[i] == colmax[bi] and colrow[i] < colrow[bi]):
+            bi = i
+    bj = colrow[bi]
+    c = float(colmax[bi])
     res[k, 2] = c
     if use_threshold and not c > threshold:
         res[k, 0] = np.nan
@@ -271,15 +287,22 @@ def _decode_map(hm, method, threshold, use_threshold, res, k):
 
 
 @njit(parallel=True)
-def _decode_parallel(maps, method, threshold, use_threshold, res):
-    for k in prange(maps.shape[0]):
-        _decode_map(maps[k], method, threshold, use_threshold, res, k)
+def _decode_parallel(maps, method, threshold, use_threshold, res, n_chunks):
+    m, h, w = maps.shape
+    for c in prange(n_chunks):
+        colmax = np.empty(w, dtype=maps.dtype)
+        colrow = np.empty(w, dtype=np.int64)
+        for k in range(c * m // n_chunks, (c + 1) * m // n_chunks):
+            _decode_map(maps[k], method, threshold, use_threshold, res, k, colmax, colrow)
 
 
 @njit
 def _decode_serial(maps, method, threshold, use_threshold, res):
-    for k in range(maps.shape[0]):
-        _decode_map(maps[k], method, threshold, use_threshold, res, k)
+    m, h, w = maps.shape
+    colmax = np.empty(w, dtype=maps.dtype)
+    colrow = np.empty(w, dtype=np.int64)
+    for k in range(m):
+        _decode_map(maps[k], method, threshold, use_threshold, res, k, colmax, colrow)
 
 
 def _decode_args(heatmaps, refine, min_confidence):
@@ -315,9 +338,9 @@ def decode_heatmaps(heatmaps, refine="gaussian", min_confidence=0.0, parallel="a
     res = np.empty((maps.shape[0], 3), dtype=np.float64)
     if maps.shape[0]:
         method = _REFINE_CODE[refine]
-        if use_parallel(parallel, maps.shape[0]):
+        if use_parallel(parallel, maps.shape[0], maps.size):
             mark_parallel_used()
-            _decode_parallel(maps, method, threshold, use_threshold, res)
+            _decode_parallel(maps, method, threshold, use_threshold, res, n_chunks(maps.shape[0]))
         else:
             _decode_serial(maps, method, threshold, use_threshold, res)
     return res[:, :2].reshape(lead + (2,)), res[:, 2].reshape(lead)

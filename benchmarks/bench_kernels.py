@@ -1,0 +1,321 @@
+"""Benchmark the shapekit kernels against their NumPy references, torch, and a memory fill.
+
+    python benchmarks/bench_kernels.py [--json] [--n 64] [--points 68 98] [--size 64]
+    python benchmarks/bench_kernels.py --device cuda --json   # also times the torch twins on the GPU
+
+Every ratio is measured in the same run (the machine may be shared and noisy), each
+time being the best of ``--repeat`` runs. Speed-ups (higher is better):
+``heatmap_vs_numpy`` = NumPy reference time / numba time, ``heatmap_vs_torch`` = torch
+CPU time / numba time, ``dsnt_vs_numpy``, ``pdist_vs_numpy``, ``decode_vs_numpy``,
+``cgd_vs_numpy``. ``heatmap_vs_fill`` = numba render time / fill time (lower is
+better; 1 is the memory-bandwidth bound): the fill writes zeros into the same
+preallocated output with the same threads as the default rendering path (a numba
+``prange`` fill when ``parallel="auto"`` picks the parallel kernel, ``ndarray.fill``
+when it picks the serial one); both pairs are also reported. The top-level keys hold the worst case over
+the point counts; ``per_points`` holds each. Compile times (first call in a fresh
+process, with an empty and with a warm on-disk cache) are measured in subprocesses.
+With ``--json`` the last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numba
+import numpy as np
+from numba import prange
+
+import shapekit
+from shapekit.kernels import (
+    decode_heatmaps,
+    decode_heatmaps_reference,
+    dsnt,
+    dsnt_reference,
+    graph_distance,
+    graph_distance_reference,
+    pairwise_distances,
+    pairwise_distances_reference,
+    render_heatmaps,
+    render_heatmaps_reference,
+    use_parallel,
+)
+
+
+@numba.njit(parallel=True, cache=False)
+def _fill_parallel(out):
+    for k in prange(out.shape[0]):
+        out[k] = 0.0
+
+
+def best_time(fn, repeat, min_time=0.0):
+    """Best wall time of ``repeat`` calls (after one warm-up call)."""
+    fn()
+    best = float("inf")
+    start = time.perf_counter()
+    i = 0
+    while i < repeat or (time.perf_counter() - start) < min_time:
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+        i += 1
+    return best
+
+
+def numpy_separable(points, size, sigma, window=3.0):
+    """The fastest plain-NumPy rendering we know: separable outer product (not the reference)."""
+    h = w = size
+    r = window * sigma
+    cx = points[..., 0, None]
+    cy = points[..., 1, None]
+    dx = np.arange(w) - cx
+    dy = np.arange(h) - cy
+    gx = np.exp(-dx * dx / (2 * sigma * sigma)) * np.clip(np.minimum(dx + 0.5, r) - np.maximum(dx - 0.5, -r), 0, 1)
+    gy = np.exp(-dy * dy / (2 * sigma * sigma)) * np.clip(np.minimum(dy + 0.5, r) - np.maximum(dy - 0.5, -r), 0, 1)
+    return (gy[..., :, None] * gx[..., None, :]).astype(np.float32)
+
+
+COMPILE_SNIPPET = r"""
+import time, numpy as np
+t0 = time.perf_counter()
+import shapekit.kernels as K
+t1 = time.perf_counter()
+pts = np.random.default_rng(0).uniform(10, 50, (64, 68, 2))
+hm = K.render_heatmaps(pts, 64, 1.5, parallel={par})
+K.decode_heatmaps(hm, parallel={par})
+K.dsnt(hm, parallel={par})
+K.pairwise_distances(pts, parallel={par})
+K.graph_distance(pts, pts + 1, parallel={par})
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1)
+"""
+
+
+def compile_times(parallel):
+    """First-call time of the five kernels in fresh processes: (cold cache, warm cache) seconds."""
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        code = COMPILE_SNIPPET.format(par=parallel)
+        for label in ("cold", "warm"):
+            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            imp, first = (float(v) for v in res.stdout.split())
+            out[label] = {"import_s": imp, "first_calls_s": first}
+    return out
+
+
+def bench_points(n, n_points, size, sigma, repeat, rng):
+    import torch
+
+    from shapekit.nn import functional as F
+
+    pts = rng.uniform(3 * sigma, size - 1 - 3 * sigma, (n, n_points, 2))
+    out = np.empty((n, n_points, size, size), dtype=np.float32)
+    flat_out = out.reshape(n * n_points, size, size)
+    res = {}
+
+    parallel = use_parallel("auto", n * n_points)
+    t_fill_np = best_time(lambda: out.fill(0.0), repeat)
+    t_fill_par = best_time(lambda: _fill_parallel(flat_out), repeat)
+    # the bound for the default ("auto") path: a fill with the same threads
+    t_fill = t_fill_par if parallel else t_fill_np
+    t_render = best_time(lambda: render_heatmaps(pts, size, sigma, out=out), repeat)
+    t_render_serial = best_time(lambda: render_heatmaps(pts, size, sigma, out=out, parallel=False), repeat)
+    t_render_parallel = best_time(lambda: render_heatmaps(pts, size, sigma, out=out, parallel=True), repeat)
+    t_render_ref = best_time(lambda: render_heatmaps_reference(pts, size, sigma), max(2, repeat // 5))
+    t_render_sep = best_time(lambda: numpy_separable(pts, size, sigma), repeat)
+    tpts = F.pixel_to_normalized(torch.from_numpy(pts).float(), size)
+    t_render_torch = best_time(lambda: F.render_gaussian_heatmaps(tpts, size, sigma), repeat)
+    res.update(
+        fill_s=t_fill,
+        fill_ndarray_s=t_fill_np,
+        fill_numba_parallel_s=t_fill_par,
+        heatmap_s=t_render,
+        heatmap_parallel_default=parallel,
+        heatmap_serial_s=t_render_serial,
+        heatmap_parallel_s=t_render_parallel,
+        heatmap_serial_vs_ndarray_fill=t_render_serial / t_fill_np,
+        heatmap_parallel_vs_parallel_fill=t_render_parallel / t_fill_par,
+        heatmap_numpy_s=t_render_ref,
+        heatmap_numpy_separable_s=t_render_sep,
+        heatmap_torch_s=t_render_torch,
+        heatmap_vs_numpy=t_render_ref / t_render,
+        heatmap_vs_numpy_separable=t_render_sep / t_render,
+        heatmap_vs_torch=t_render_torch / t_render,
+        heatmap_vs_fill=t_render / t_fill,
+        output_mb=out.nbytes / 1e6,
+    )
+
+    hm = render_heatmaps(pts, size, sigma)
+    thm = torch.from_numpy(hm)
+    t_dsnt = best_time(lambda: dsnt(hm), repeat)
+    t_dsnt_ref = best_time(lambda: dsnt_reference(hm), max(2, repeat // 5))
+    t_dsnt_torch = best_time(lambda: F.dsnt(thm), repeat)
+    t_dec = best_time(lambda: decode_heatmaps(hm), repeat)
+    t_dec_ref = best_time(lambda: decode_heatmaps_reference(hm), max(2, repeat // 5))
+    res.update(
+        dsnt_s=t_dsnt,
+        dsnt_numpy_s=t_dsnt_ref,
+        dsnt_torch_s=t_dsnt_torch,
+        dsnt_vs_numpy=t_dsnt_ref / t_dsnt,
+        dsnt_vs_torch=t_dsnt_torch / t_dsnt,
+        decode_s=t_dec,
+        decode_numpy_s=t_dec_ref,
+        decode_vs_numpy=t_dec_ref / t_dec,
+    )
+
+    pd_out = np.empty((n, n_points, n_points))
+    other = pts + rng.normal(size=pts.shape)
+    tp = torch.from_numpy(pts)
+    t_pd = best_time(lambda: pairwise_distances(pts, out=pd_out), repeat, 0.05)
+    t_pd_ref = best_time(lambda: pairwise_distances_reference(pts), repeat, 0.05)
+    t_pd_torch = best_time(lambda: torch.cdist(tp, tp), repeat, 0.05)
+    t_cgd = best_time(lambda: graph_distance(pts, other), repeat, 0.05)
+    t_cgd_ref = best_time(lambda: graph_distance_reference(pts, other), repeat, 0.05)
+    res.update(
+        pdist_s=t_pd,
+        pdist_numpy_s=t_pd_ref,
+        pdist_torch_cdist_s=t_pd_torch,
+        pdist_vs_numpy=t_pd_ref / t_pd,
+        pdist_vs_torch_cdist=t_pd_torch / t_pd,
+        cgd_s=t_cgd,
+        cgd_numpy_s=t_cgd_ref,
+        cgd_vs_numpy=t_cgd_ref / t_cgd,
+    )
+    return res
+
+
+def bench_cuda(n, n_points, size, sigma, repeat):
+    """Time the torch twins on CUDA (forward, and forward + backward for the losses)."""
+    import torch
+
+    from shapekit.nn import functional as F
+
+    dev = torch.device("cuda")
+    g = torch.Generator(device="cpu").manual_seed(0)
+    pts = torch.rand(n, n_points, 2, generator=g).mul(1.6).sub(0.8).to(dev)
+    logits = torch.randn(n, n_points, size, size, generator=g).to(dev).requires_grad_(True)
+    target = pts + 0.01
+
+    def timed(fn):
+        fn()
+        torch.cuda.synchronize()
+        best = float("inf")
+        for _ in range(repeat):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            best = min(best, start.elapsed_time(end) / 1e3)
+        return best
+
+    out = torch.empty(n, n_points, size, size, device=dev)
+
+    def dsnt_step():
+        probs = F.flat_softmax(logits)
+        coords = F.dsnt(probs)
+        loss = F.euclidean_losses(coords, target).mean() + F.js_reg_losses(probs, target, 1.0).mean()
+        loss.backward()
+
+    def cgd_step():
+        p = pts.clone().requires_grad_(True)
+        F.graph_distance_loss(p, target).mean().backward()
+
+    return {
+        "device_name": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "render_s": timed(lambda: F.render_gaussian_heatmaps(pts, size, sigma)),
+        "fill_s": timed(lambda: out.zero_()),
+        "dsnt_s": timed(lambda: F.dsnt(logits.detach())),
+        "dsnt_js_train_step_s": timed(dsnt_step),
+        "cgd_train_step_s": timed(cgd_step),
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=64, help="batch size N")
+    ap.add_argument("--points", type=int, nargs="+", default=[68, 98], help="point counts L")
+    ap.add_argument("--size", type=int, default=64, help="heatmap side in pixels")
+    ap.add_argument("--sigma", type=float, default=1.5)
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: also time the torch twins on the GPU")
+    ap.add_argument("--no-compile", action="store_true", help="skip the compile-time subprocesses")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    rng = np.random.default_rng(0)
+    result = {
+        "shapekit": shapekit.__version__,
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "numba_threads": numba.get_num_threads(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "n": args.n,
+        "size": args.size,
+        "sigma": args.sigma,
+        "per_points": {},
+    }
+    for L in args.points:
+        r = bench_points(args.n, L, args.size, args.sigma, args.repeat, rng)
+        result["per_points"][str(L)] = r
+        print(
+            f"N={args.n} L={L} {args.size}x{args.size} ({r['output_mb']:.0f} MB float32): "
+            f"render {r['heatmap_s']*1e3:.2f} ms (serial {r['heatmap_serial_s']*1e3:.2f}, parallel {r['heatmap_parallel_s']*1e3:.2f}) | "
+            f"fill {r['fill_s']*1e3:.2f} ms -> {r['heatmap_vs_fill']:.2f}x fill "
+            f"(serial/ndarray.fill {r['heatmap_serial_vs_ndarray_fill']:.2f}, parallel/prange fill {r['heatmap_parallel_vs_parallel_fill']:.2f}) | "
+            f"{r['heatmap_vs_numpy']:.1f}x NumPy ref, {r['heatmap_vs_numpy_separable']:.1f}x NumPy separable, "
+            f"{r['heatmap_vs_torch']:.1f}x torch"
+        )
+        print(
+            f"    dsnt {r['dsnt_s']*1e3:.2f} ms ({r['dsnt_vs_numpy']:.1f}x NumPy, {r['dsnt_vs_torch']:.1f}x torch) | "
+            f"decode {r['decode_s']*1e3:.2f} ms ({r['decode_vs_numpy']:.1f}x NumPy) | "
+            f"pdist {r['pdist_s']*1e3:.3f} ms ({r['pdist_vs_numpy']:.1f}x NumPy, {r['pdist_vs_torch_cdist']:.1f}x torch.cdist) | "
+            f"cgd {r['cgd_s']*1e3:.3f} ms ({r['cgd_vs_numpy']:.1f}x NumPy)"
+        )
+    per = list(result["per_points"].values())
+    for key in ("heatmap_vs_numpy", "heatmap_vs_torch", "dsnt_vs_numpy", "pdist_vs_numpy", "decode_vs_numpy", "cgd_vs_numpy"):
+        result[key] = min(p[key] for p in per)
+    result["heatmap_vs_fill"] = max(p["heatmap_vs_fill"] for p in per)
+    targets = {
+        "heatmap_vs_numpy >= 10": result["heatmap_vs_numpy"] >= 10,
+        "heatmap_vs_torch >= 2": result["heatmap_vs_torch"] >= 2,
+        "heatmap_vs_fill <= 2": result["heatmap_vs_fill"] <= 2,
+        "pdist_vs_numpy >= 5": result["pdist_vs_numpy"] >= 5,
+    }
+    result["targets_met"] = targets
+    print("targets (worst case over L): " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
+
+    if not args.no_compile:
+        result["compile"] = {"parallel": compile_times(True), "serial": compile_times(False)}
+        for mode, c in result["compile"].items():
+            print(
+                f"first calls of 5 kernels ({mode}): cold cache {c['cold']['first_calls_s']:.2f} s, "
+                f"warm cache {c['warm']['first_calls_s']:.2f} s (import {c['warm']['import_s']:.2f} s)"
+            )
+    if args.device == "cuda":
+        result["cuda"] = {str(L): bench_cuda(args.n, L, args.size, args.sigma, args.repeat) for L in args.points}
+        for L, c in result["cuda"].items():
+            print(
+                f"CUDA {c['device_name']} L={L}: render {c['render_s']*1e3:.3f} ms (fill {c['fill_s']*1e3:.3f} ms), "
+                f"dsnt {c['dsnt_s']*1e3:.3f} ms, softmax+dsnt+JS fwd/bwd {c['dsnt_js_train_step_s']*1e3:.3f} ms, "
+                f"CGD fwd/bwd {c['cgd_train_step_s']*1e3:.3f} ms"
+            )
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
