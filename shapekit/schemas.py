@@ -420,3 +420,95 @@ MUCT68 = register(
     )
 )
 del _muct68
+
+
+# --- conversions between layouts -------------------------------------------------------
+# A mapping gives, for each point of the target layout, the source points whose mean
+# it is (one index for a point both layouts share, several for e.g. an eye centre
+# taken as the mean of the eye contour). Mappings chain: wflw98 -> ibug68 -> kaggle15.
+_MAPPINGS: dict[tuple[str, str], np.ndarray] = {}
+
+
+def register_mapping(src, dst, sources, overwrite=False):
+    """Register how to make ``dst`` points from ``src`` points and return the weight matrix.
+
+    ``sources[k]`` is the source index (or tuple of indices, averaged) of target point k.
+    """
+    s, d = get(src), get(dst)
+    if len(sources) != d.n_points:
+        raise ShapekitError(f"mapping {s.name}->{d.name}: {len(sources)} entries for {d.n_points} target points")
+    if (s.name, d.name) in _MAPPINGS and not overwrite:
+        raise ShapekitError(f"a mapping {s.name}->{d.name} is already registered (pass overwrite=True)")
+    weights = np.zeros((d.n_points, s.n_points))
+    for k, idx in enumerate(sources):
+        idx = np.atleast_1d(np.asarray(idx, dtype=np.intp))
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= s.n_points:
+            raise ShapekitError(f"mapping {s.name}->{d.name}: target point {k} has bad source indices {idx.tolist()}")
+        weights[k, idx] += 1.0 / idx.size
+    _MAPPINGS[(s.name, d.name)] = weights
+    return weights
+
+
+def mapping_weights(src, dst):
+    """Return the (L_dst, L_src) weight matrix that turns ``src`` shapes into ``dst`` shapes.
+
+    Uses a registered mapping, or the shortest chain of them; raises when none links the two.
+    """
+    s, d = get(src).name, get(dst).name
+    if s == d:
+        return np.eye(get(s).n_points)
+    # breadth-first search over registered mappings
+    frontier = {s: np.eye(get(s).n_points)}
+    seen = {s}
+    while frontier:
+        nxt = {}
+        for name, w in frontier.items():
+            for (a, b), step in _MAPPINGS.items():
+                if a == name and b not in seen:
+                    nxt[b] = step @ w
+                    seen.add(b)
+        if d in nxt:
+            return nxt[d]
+        frontier = nxt
+    known = ", ".join(f"{a}->{b}" for a, b in sorted(_MAPPINGS))
+    raise ShapekitError(f"no mapping from {s!r} to {d!r}; registered: {known}")
+
+
+def convert(shapes, src, dst):
+    """Return ``shapes`` ((..., L_src, 2), pixels) re-expressed in layout ``dst`` ((..., L_dst, 2)).
+
+    A target point that averages several source points (an eye centre from the eye
+    contour) is their mean; it is NaN when any of them is missing.
+    """
+    w = mapping_weights(src, dst)
+    shapes = np.asarray(shapes, dtype=np.float64)
+    if shapes.shape[-2:] != (w.shape[1], 2):
+        raise ShapekitError(f"shapes must end in ({w.shape[1]}, 2) for schema {get(src).name!r}, got {shapes.shape}")
+    missing = np.isnan(shapes).any(axis=-1)
+    out = np.einsum("ts,...sc->...tc", w, np.nan_to_num(shapes))
+    used = (missing.astype(float) @ (w.T != 0)) > 0
+    out[used] = np.nan
+    return out
+
+
+def mappings():
+    """Return the registered (src, dst) schema pairs, sorted."""
+    return sorted(_MAPPINGS)
+
+
+_EYE_R, _EYE_L = tuple(range(36, 42)), tuple(range(42, 48))  # image left, image right
+register_mapping("ibug68", "mtfl5", [_EYE_R, _EYE_L, 30, 48, 54])
+register_mapping("ibug68", "kaggle15", [
+    _EYE_L, _EYE_R,  # Kaggle's 'left' is the subject's left, on the image right
+    42, 45, 39, 36,
+    22, 26, 21, 17,
+    30, 54, 48, 51, 57,
+])
+register_mapping("wflw98", "ibug68", (
+    list(range(0, 33, 2)) + [33, 34, 35, 36, 37, 42, 43, 44, 45, 46] + list(range(51, 60))
+    + [60, 61, 63, 64, 65, 67, 68, 69, 71, 72, 73, 75] + list(range(76, 96))
+))
+register_mapping("wflw98", "mtfl5", [96, 97, 54, 76, 82])  # WFLW has the pupils themselves
+register_mapping("muct76", "muct68", list(range(68)))
+register_mapping("muct68", "mtfl5", [31, 36, 67, 48, 54])
+del _EYE_R, _EYE_L

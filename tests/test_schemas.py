@@ -176,3 +176,58 @@ def test_subset_keeps_flip_norms_and_edges():
     assert eyes.norms["inter-ocular"] == (0, 9) and eyes.flip[0] == 9
     with pytest.raises(ShapekitError, match="flip partners"):
         ib.subset(range(36, 42), "one_eye")
+
+
+# ----------------------------------------------------------------------------------
+# conversions between layouts
+# ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("pair", schemas.mappings())
+def test_mappings_commute_with_flips(pair):
+    """Converting a mirrored face equals mirroring the converted face: this ties each
+    mapping and the target's flip to the source's flip (ibug68's is checked on real data)."""
+    src, dst = (schemas.get(n) for n in pair)
+    rng = np.random.default_rng(0)
+    shapes = rng.uniform(0, 200, (4, src.n_points, 2))
+    a = schemas.convert(src.flip_shapes(shapes, 200), src, dst)
+    b = dst.flip_shapes(schemas.convert(shapes, src, dst), 200)
+    np.testing.assert_allclose(a, b, atol=1e-9)
+
+
+def test_convert_real_faces(shared_data):
+    from shapekit.io import read
+
+    ann = read(shared_data("lfpw68/train"))
+    mt = schemas.convert(ann.shapes, "ibug68", "mtfl5")
+    assert mt.shape == (805, 5, 2)
+    # MTFL order: image-left eye, image-right eye, nose, image-left and image-right mouth corners
+    assert np.all(mt[:, 0, 0] < mt[:, 1, 0]) and np.all(mt[:, 3, 0] < mt[:, 4, 0])
+    np.testing.assert_allclose(mt[:, 2], ann.shapes[:, 30])
+    kg = schemas.convert(ann.shapes, "ibug68", "kaggle15")
+    k = schemas.get("kaggle15")
+    # Kaggle's left eye is on the image right (its mean x is about 66 of 96)
+    assert np.all(kg[:, k.index("left_eye_center"), 0] > kg[:, k.index("right_eye_center"), 0])
+    assert np.all(kg[:, k.index("mouth_left_corner"), 0] > kg[:, k.index("mouth_right_corner"), 0])
+    # the inter-ocular distance of kaggle15 is ibug68's inter-pupil distance
+    from shapekit.metrics import normalizing_distance
+
+    np.testing.assert_allclose(normalizing_distance(kg, "kaggle15"),
+                               normalizing_distance(ann.shapes, "ibug68", "inter-pupil"))
+    # chained: muct76 -> muct68 -> mtfl5, with missing points propagating as NaN
+    mu = read(shared_data("muct") / "muct76-opencv.csv")[:400]
+    m5 = schemas.convert(mu.shapes, "muct68", "mtfl5")
+    gone = np.isnan(mu.shapes[:, [31, 36, 67, 48, 54], 0])
+    assert np.array_equal(np.isnan(m5[..., 0]), gone)
+    ok = ~gone[:, 0] & ~gone[:, 1]
+    assert np.all(m5[ok, 0, 0] < m5[ok, 1, 0])
+
+
+def test_convert_errors_and_chains():
+    w = schemas.mapping_weights("wflw98", "kaggle15")  # through ibug68
+    assert w.shape == (15, 98) and np.allclose(w.sum(1), 1)
+    with pytest.raises(ShapekitError, match="no mapping"):
+        schemas.convert(np.zeros((68, 2)), "ibug68", "wflw98")
+    with pytest.raises(ShapekitError, match=r"end in \(68, 2\)"):
+        schemas.convert(np.zeros((5, 2)), "ibug68", "mtfl5")
+    with pytest.raises(ShapekitError, match="already registered"):
+        schemas.register_mapping("ibug68", "mtfl5", [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(schemas.convert(np.ones((2, 68, 2)), "ibug68", "ibug68"), np.ones((2, 68, 2)))
