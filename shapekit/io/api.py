@@ -387,6 +387,22 @@ def write_like(ann, shapes, outdir, decimals=6):
         if src is not None and Path(src).exists() and target.resolve() == Path(src).resolve():
             raise ShapekitError(f"outdir: writing {target} would overwrite the input; choose another folder")
         by_source.setdefault((fmt, src, target), []).append(i)
+    owners = {}
+    for fmt, src, target in by_source:
+        if fmt in PER_FILE_FORMATS:
+            continue
+        if target in owners and owners[target] != src:
+            raise ShapekitError(f"write_like: {owners[target]} and {src} would both be written to {target}; "
+                                "write them in separate calls")
+        owners[target] = src
+    per_file_targets = {}
+    for (fmt, src, target), idx in by_source.items():
+        if fmt in PER_FILE_FORMATS:
+            for i in idx:
+                if target in per_file_targets or target in owners:
+                    raise ShapekitError(f"write_like: two samples would be written to {target} "
+                                        "(same relative name from different sources); write them in separate calls")
+                per_file_targets[target] = i
 
     from shapekit.io import arrays, ljson, pts
 
