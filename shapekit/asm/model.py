@@ -20,13 +20,15 @@ from shapekit import schemas as _schemas
 from shapekit._files import atomic_path
 from shapekit._progress import progress
 from shapekit.asm.profiles import contour_neighbours, extract_profiles, shape_normals
-from shapekit.asm.pyramid import SearchFrame, build_pyramid, to_level
+from shapekit.asm.pyramid import SearchFrame, build_pyramid, from_level, to_level
 from shapekit.asm.search import (
     apply_similarity,
     fit_shape,
     fit_similarity,
+    invert_similarity,
     search_pyramid,
 )
+from shapekit.asm.template import candidate_poses, ncc_scores, sample_template_reference, template_grid
 from shapekit.errors import FormatError, ShapekitError
 
 #: Version of the .npz layout written by :meth:`ActiveShapeModel.save`.
@@ -88,7 +90,8 @@ class ActiveShapeModel:
 
     Learned state: ``mean_``, ``components_`` (K, L, 2), ``variances_`` (K,) (the PDM
     in its unit-norm model frame), ``profile_mean_`` (levels, L, 2k+1),
-    ``profile_icov_`` (levels, L, 2k+1, 2k+1), ``prev_``/``next_`` (outline neighbours
+    ``profile_icov_`` (levels, L, 2k+1, 2k+1), ``template_`` (G,) and ``template_grid_``
+    (G, 2) (mean inner-face appearance, model frame), ``prev_``/``next_`` (outline neighbours
     that define the normals), ``box_pose_`` (how the mean shape sits in a landmark box),
     ``n_train_``, ``schema_``.
     """
@@ -110,6 +113,9 @@ class ActiveShapeModel:
         mode="box",
         schema=None,
         starts=(),
+        refine_start=False,
+        template_size=20,
+        template_radius=0.25,
     ):
         self.n_levels = n_levels
         self.profile_half = profile_half
@@ -126,10 +132,13 @@ class ActiveShapeModel:
         self.mode = mode
         self.schema = schema
         self.starts = starts
+        self.refine_start = refine_start
+        self.template_size = template_size
+        self.template_radius = template_radius
 
     # ------------------------------------------------------------------ params
     _PARAMS = ("n_levels", "profile_half", "search_half", "n_components", "clip", "face_size", "margin",
-               "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema", "starts")
+               "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema", "starts", "refine_start", "template_size", "template_radius")
 
     def get_params(self):
         """Return the constructor parameters as a dict."""
@@ -212,6 +221,9 @@ class ActiveShapeModel:
         cnt = np.zeros((self.n_levels, n_points))
         poses = []
         used = 0
+        t_level = self._template_level()
+        grid = template_grid(self.mean_, int(self.template_size))
+        t_sum = np.zeros(len(grid))
         for image, points in progress(zip(images, shapes), total=n, desc="ASM profiles", disable=_disable(progress_bar)):
             ok = np.isfinite(points).all(axis=1)
             if ok.sum() < 3:
@@ -226,6 +238,8 @@ class ActiveShapeModel:
             for g, pts in views:
                 pyr = build_pyramid(g, self.n_levels)
                 valid = np.isfinite(pts).all(axis=1)
+                pose = fit_similarity(self.mean_[valid], to_level(pts, t_level)[valid])
+                t_sum += sample_template_reference(pyr[t_level], grid, pose)
                 for level in range(self.n_levels):
                     p = to_level(pts, level)
                     filled = np.where(valid[:, None], p, np.nanmean(p, axis=0))
@@ -252,8 +266,25 @@ class ActiveShapeModel:
         self.profile_mean_ = mu
         self.profile_icov_ = np.linalg.inv(cov + reg + 1e-12 * np.eye(dim))
         self.box_pose_ = np.median(np.asarray(poses), axis=0)
+        self.template_grid_ = grid
+        self.template_ = (t_sum - t_sum.mean()) / (np.linalg.norm(t_sum - t_sum.mean()) + 1e-12)
         self.n_train_ = used
         return self
+
+    def _template_level(self):
+        # the face is about 40 pixels wide there: the inner features are still visible
+        return max(0, min(self.n_levels - 1, int(round(np.log2(self.face_size / 40.0)))))
+
+    def _refine(self, pyr, shape):
+        """Return the start shape (frame pixels) moved to the best template match."""
+        level = self._template_level()
+        p = to_level(shape, level)
+        pose = fit_similarity(self.mean_, p)
+        model_pts = apply_similarity(invert_similarity(pose), p)
+        radius = self.template_radius * self.face_size / 2 ** level
+        cands = candidate_poses(pose, radius, 1.0)
+        scores = ncc_scores(pyr[level], self.template_grid_, self.template_, cands)
+        return from_level(apply_similarity(cands[int(np.argmax(scores))], model_pts), level)
 
     def _box_relation(self, points):
         # how the mean shape sits in the landmark box: scale and rotation of the pose
@@ -316,6 +347,8 @@ class ActiveShapeModel:
             )
 
         shape = frame.to_frame(start)
+        if self.refine_start:
+            shape = self._refine(pyr, shape)
         top = self.n_levels - 1
         if len(self.starts):
             _, b, pose = fit_shape(shape, self.mean_, self.components_, self.variances_, self.clip, mode=self.mode)
@@ -354,7 +387,8 @@ class ActiveShapeModel:
                          self.clip if k is None else k, mode=self.mode)[0]
 
     # ------------------------------------------------------------------ files
-    _ARRAYS = ("mean_", "components_", "variances_", "profile_mean_", "profile_icov_", "prev_", "next_", "box_pose_")
+    _ARRAYS = ("mean_", "components_", "variances_", "profile_mean_", "profile_icov_", "prev_", "next_", "box_pose_",
+               "template_", "template_grid_")
 
     def save(self, path):
         """Write the model to one versioned ``.npz`` (atomic) and return its path."""
