@@ -14,7 +14,7 @@ from shapekit._numba import njit
 __all__ = ["cholesky_factor", "cholesky_solve", "cholesky_factor_ref", "cholesky_solve_ref"]
 
 
-@njit
+@njit(fastmath=True)
 def _cholesky_factor(G, L):
     n, k, _ = G.shape
     for b in range(n):
@@ -31,21 +31,22 @@ def _cholesky_factor(G, L):
                 L[b, i, j] = s / d
 
 
-@njit
-def _cholesky_solve(L, R, X):
+@njit(fastmath=True)
+def _cholesky_solve(L, index, R, X):
     n, k = R.shape
     y = np.empty(k)
     for b in range(n):
+        f = index[b]
         for j in range(k):
             s = R[b, j]
             for p in range(j):
-                s -= L[b, j, p] * y[p]
-            y[j] = s / L[b, j, j]
+                s -= L[f, j, p] * y[p]
+            y[j] = s / L[f, j, j]
         for j in range(k - 1, -1, -1):
             s = y[j]
             for p in range(j + 1, k):
-                s -= L[b, p, j] * X[b, p]
-            X[b, j] = s / L[b, j, j]
+                s -= L[f, p, j] * X[b, p]
+            X[b, j] = s / L[f, j, j]
 
 
 def cholesky_factor(G):
@@ -57,13 +58,20 @@ def cholesky_factor(G):
     return L
 
 
-def cholesky_solve(L, R):
-    """Return X (n, K) solving ``L L^T X = R`` for the factors of :func:`cholesky_factor`."""
+def cholesky_solve(L, R, index=None):
+    """Return X (n, K) solving ``L L^T X = R`` for the factors of :func:`cholesky_factor`.
+
+    ``index`` (n,) picks the factor of each row (rows that share a system share a factor);
+    by default row i uses factor i.
+    """
     L = np.ascontiguousarray(L, dtype=np.float64)
     R = np.ascontiguousarray(R, dtype=np.float64)
+    index = np.arange(len(R)) if index is None else np.ascontiguousarray(index, dtype=np.int64)
+    if len(index) != len(R) or (len(index) and (index.min() < 0 or index.max() >= len(L))):
+        raise ValueError("cholesky_solve: index does not match the factors")
     X = np.zeros_like(R)
     if R.size:
-        _cholesky_solve(L, R, X)
+        _cholesky_solve(L, index.astype(np.int64), R, X)
     return X
 
 
