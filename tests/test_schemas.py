@@ -81,22 +81,47 @@ def _flip_consistency(shapes, schema, width):
     return ok / total, flipped
 
 
-def test_ibug68_flip_on_real_lfpw(shared_data):
+def _similarity_align(a, b):
+    """Return ``a`` moved onto ``b`` by the least-squares similarity (no reflection)."""
+    a0, b0 = a - a.mean(0), b - b.mean(0)
+    u, sv, vt = np.linalg.svd(a0.T @ b0)
+    d = np.sign(np.linalg.det(u @ vt))
+    r = u @ np.diag([1, d]) @ vt
+    scale = (sv * [1, d]).sum() / (a0 ** 2).sum()
+    return scale * a0 @ r + b.mean(0)
+
+
+def _mirror_error(mean, flip, width):
+    """Largest distance (px) between the mean face and its mirror image re-indexed by ``flip``."""
+    mirrored = mean[list(flip)].copy()
+    mirrored[:, 0] = (width - 1) - mirrored[:, 0]
+    return np.linalg.norm(_similarity_align(mirrored, mean) - mean, axis=1).max()
+
+
+def test_ibug68_flip_on_real_faces(shared_data):
     from shapekit.io import read
 
-    ann = read(shared_data("lfpw68/train"))
-    frac, flipped = _flip_consistency(ann.shapes, "ibug68", 384)
+    shapes = np.concatenate([read(shared_data(d)).shapes for d in ("lfpw68/train", "helen68/train", "afw68/train")])
+    frac, flipped = _flip_consistency(shapes, "ibug68", 384)
     assert frac > 0.97
-    # the mean of flipped faces is near the mean face (faces are roughly symmetric);
-    # any wrong pair would move its points by tens of pixels
-    err = np.linalg.norm(flipped.mean(0) - ann.shapes.mean(0), axis=1)
-    assert err.max() < 6, err.max()
-    # outer eye corners: 36 on the image left before and after the flip
-    assert np.mean(flipped[:, 36, 0] < flipped[:, 45, 0]) > 0.99
-    # a wrong permutation (identity) is caught by the same test
-    bad = Schema("bad68", 68, tuple(range(68)), {"n": (36, 45)}, "n")
-    err_bad = np.linalg.norm(bad.flip_shapes(ann.shapes, 384).mean(0) - ann.shapes.mean(0), axis=1)
-    assert err_bad.max() > 50
+    assert np.mean(flipped[:, 36, 0] < flipped[:, 45, 0]) > 0.99  # outer eye corners stay in order
+    # the mean of 2,012 faces is close to symmetric: mirrored and re-indexed with the
+    # right flip it lands within ~1 px of itself (measured 1.1 px) ...
+    s = schemas.get("ibug68")
+    mean = shapes.mean(0)
+    assert _mirror_error(mean, s.flip, 384) < 2.5
+    # ... while the identity, or mixing up the partners of any two pairs, misses by
+    # more than 5 px (measured minimum 5.8 px): the test can tell a wrong permutation
+    assert _mirror_error(mean, range(68), 384) > 50
+    pairs = s.pairs
+    worst = np.inf
+    for a in range(len(pairs)):
+        for b in range(a + 1, len(pairs)):
+            (i, j), (k, q) = pairs[a], pairs[b]
+            wrong = list(s.flip)
+            wrong[i], wrong[j], wrong[k], wrong[q] = q, k, j, i
+            worst = min(worst, _mirror_error(mean, wrong, 384))
+    assert worst > 4.5, worst
 
 
 def test_mtfl5_flip_on_real_mtfl(shared_data):
@@ -105,7 +130,11 @@ def test_mtfl5_flip_on_real_mtfl(shared_data):
     ann = read(shared_data("mtfl5") / "new_training.txt")
     frac, flipped = _flip_consistency(ann.shapes, "mtfl5", 80)
     assert frac > 0.97
-    assert np.linalg.norm(flipped.mean(0) - ann.shapes.mean(0), axis=1).max() < 3
+    mean = ann.shapes.mean(0)
+    assert _mirror_error(mean, schemas.get("mtfl5").flip, 80) < 0.5
+    assert _mirror_error(mean, (0, 1, 2, 3, 4), 80) > 5  # no flip: the eyes would swap sides
+    assert _mirror_error(mean, (1, 0, 2, 3, 4), 80) > 5  # mouth corners left unswapped
+    assert _mirror_error(mean, (0, 1, 2, 4, 3), 80) > 5  # eyes left unswapped
 
 
 def test_muct_flip_matches_the_mirrored_rows(shared_data):
