@@ -380,3 +380,24 @@ def evaluate_detections(detections, shapes, correction=None, iou_threshold=0.5):
             "any_found_rate": float(np.mean(any_iou >= iou_threshold)) if n else float("nan"),
             "no_detection": int(empty), "mean_iou": float(best_iou.mean()) if n else float("nan"),
             "iou_threshold": float(iou_threshold)}
+
+
+def fit_correction_from_source(detector, source, format="auto", iou_threshold=0.5, progress=None):
+    """Return ``(correction, report)``: a :class:`BoxCorrection` learned on an annotated dataset.
+
+    ``source`` is anything :func:`shapekit.io.read` reads, with images. The report
+    gives n_images, the fit's figures on the same data (found_rate etc., see
+    :func:`evaluate_detections`) and side_ratio (landmark side / detector side).
+    """
+    from shapekit.io import Annotations, read
+
+    ann = source if isinstance(source, Annotations) else read(source, format=format)
+    images = ann.images if getattr(ann, "images", None) is not None else [m.get("image") for m in ann.meta]
+    missing = [m.get("name") for m, im in zip(ann.meta, images) if im is None]
+    if missing:
+        raise ShapekitError(f"no image for samples {missing[:5]}: detection needs the images")
+    detections = detect_all(detector, images, progress=progress)
+    corr = fit_correction(detector, images, ann.shapes, detections=detections)
+    report = evaluate_detections(detections, ann.shapes, corr, iou_threshold)
+    report["side_ratio"] = float(np.exp(corr.log_scale_))
+    return corr, report
