@@ -8,7 +8,10 @@ y down, z toward the camera; the origin is midway between the outer eye corners.
 Nothing here is taken from real annotations: the coordinates are built from simple
 curves (a superellipse jaw, arcs for brows and eyelids, straight nose bridge) whose few
 proportions were chosen by eye against published facial proportions and checked
-against the similarity-aligned mean of a real 300-W training set.
+against the similarity-aligned mean of a real 300-W training set. The frontal, neutral
+mean is a little wider and shorter than such a real mean, because a real mean averages
+turned heads (narrower) and open mouths (longer); the sampled shapes of
+``shapekit.data.synth`` average back to it (about 0.02 inter-ocular distances apart).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ JAW = np.arange(0, 17)
 # ----------------------------------------------------------------------------------
 
 #: Jaw outline of the frontal face: superellipse |x/A|^n + |(y - y0)/(B - y0)|^n = 1 (lower half).
-_JAW_A, _JAW_TOP, _JAW_B, _JAW_N = 0.83, -0.01, 1.37, 2.15
+_JAW_A, _JAW_TOP, _JAW_B, _JAW_N = 0.86, -0.01, 1.33, 2.15
 #: Depth (z) of the face contour at the temple and at the chin.
 _JAW_Z_SIDE, _JAW_Z_CHIN = -0.62, 0.10
 #: Half-depth of the horizontal head section on which each jaw point slides under yaw.
@@ -91,10 +94,10 @@ def mean_face_3d():
     # Outer lip 48-59 clockwise on screen from the image-left corner; inner lip 60-67.
     p[48:60] = [(-0.32, 0.80, 0.02), (-0.215, 0.748, 0.14), (-0.10, 0.722, 0.20), (0.0, 0.738, 0.22),
                 (0.10, 0.722, 0.20), (0.215, 0.748, 0.14), (0.32, 0.80, 0.02),
-                (0.21, 0.915, 0.12), (0.10, 0.96, 0.17), (0.0, 0.972, 0.18),
-                (-0.10, 0.96, 0.17), (-0.21, 0.915, 0.12)]
+                (0.21, 0.885, 0.12), (0.10, 0.925, 0.17), (0.0, 0.937, 0.18),
+                (-0.10, 0.925, 0.17), (-0.21, 0.885, 0.12)]
     p[60:68] = [(-0.285, 0.803, 0.04), (-0.105, 0.812, 0.17), (0.0, 0.818, 0.19), (0.105, 0.812, 0.17),
-                (0.285, 0.803, 0.04), (0.105, 0.83, 0.17), (0.0, 0.835, 0.19), (-0.105, 0.83, 0.17)]
+                (0.285, 0.803, 0.04), (0.105, 0.818, 0.17), (0.0, 0.823, 0.19), (-0.105, 0.818, 0.17)]
     return p
 
 
@@ -252,7 +255,7 @@ def _expression(p, e):
     opened, smile, raise_, frown, close_l, close_r = (e[:, k] for k in range(6))
     # Mouth open: the mandible rotates about the ear, so lower points drop more the further
     # they are from it; the upper lip stays.
-    drop = 0.34 * opened
+    drop = 0.30 * opened
     jaw_w = np.clip((MEAN[JAW, 1] - 0.2) / (_JAW_B - 0.2), 0.0, 1.0) ** 1.3
     p[:, JAW, 1] += drop[:, None] * jaw_w
     p[:, JAW, 2] -= 0.1 * drop[:, None] * jaw_w

@@ -83,7 +83,7 @@ def _shape_values(ident, u, g, jitter, pose_range):
     identity = np.clip(ident, -2.5, 2.5)
     n = len(identity)
     expr = np.zeros((n, len(geo.EXPRESSION_NAMES)))
-    expr[:, 0] = np.where(u[:, 0] < 0.45, u[:, 1] ** 1.3, 0.0)                 # mouth open
+    expr[:, 0] = np.where(u[:, 0] < 0.35, u[:, 1] ** 1.5, 0.0)                 # mouth open
     expr[:, 1] = np.clip(0.15 + 0.45 * g[:, 0], -0.5, 1.0)                      # smile
     expr[:, 2] = np.clip(0.45 * g[:, 1], -0.6, 1.2)                             # brow raise
     expr[:, 3] = np.clip(0.4 * g[:, 2], 0.0, 1.0)                               # frown
@@ -94,7 +94,7 @@ def _shape_values(ident, u, g, jitter, pose_range):
     left = np.where(blink | (wink & (u[:, 4] < 0.5)), amount, rest)
     right = np.where(blink | (wink & (u[:, 4] >= 0.5)), amount, rest)
     expr[:, 4], expr[:, 5] = left, right
-    yaw = max_yaw * np.clip(0.5 * g[:, 4], -1.0, 1.0)
+    yaw = max_yaw * np.clip(0.45 * g[:, 4], -1.0, 1.0)
     pitch = max_pitch * np.clip(0.5 * g[:, 5], -1.0, 1.0)
     roll = max_roll * np.clip(0.4 * g[:, 6], -1.0, 1.0)
     distance = 5.0 + 15.0 * u[:, 5]
