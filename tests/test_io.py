@@ -82,7 +82,8 @@ def test_pts_round_trip(tmp_path, shared_data):
         ("\n\n  \n", None, "empty file"),
         ("version: 1\nn_points: 2\n1 2\n3 4\n}\n", 3, "expected '{'"),
         ("version: 1\nn_points: 2\n{\n1 2\n3 4\n", 5, "expected '}'"),
-        ("version: 1\nn_points: 3\n{\n1 2\n3 4\n}\n", 2, "n_points: 3 but 2"),
+        ("version: 1\nn_points: 3\n{\n1 2\n3 4\n}\n", 6, "closes the points after 2"),
+        ("version: 1\nn_points: 1\n{\n1 2\n3 4\n}\n", 5, "point 2 follows"),
         ("version: 1\nn_points: two\n{\n1 2\n}\n", 2, "integer"),
         ("version: 1\nn_points: 2\n{\n1 2\n3 x\n}\n", 5, "two numbers"),
         ("version: 1\nn_points: 2\n{\n1 2\n3 4 5\n}\n", 5, "2 numbers"),
@@ -669,7 +670,7 @@ def test_cli_convert_round_trip(tmp_path, shared_data, capsys):
     (tmp_path / "bad.pts").write_text("version: 1\nn_points: 2\n{\n1 2\n}\n")
     assert main(["convert", str(tmp_path / "bad.pts"), "-o", str(tmp_path / "x.npz")]) == 2
     err = capsys.readouterr().err
-    assert "bad.pts:2" in err and "n_points: 2 but 1" in err
+    assert "bad.pts:5" in err and "closes the points after 1" in err
 
 
 def test_write_like_mixed_folder_and_collisions(tmp_path, shared_data):

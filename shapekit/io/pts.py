@@ -123,7 +123,6 @@ def _parse_slow(text, path):
 
     xs, ys = [], []
     closed = False
-    first_point_line = i + 1
     while i < n:
         s = lines[i]
         parts = s.split()
@@ -135,9 +134,15 @@ def _parse_slow(text, path):
                 raise FormatError(path, "unexpected '}' in a file without header", line=i + 1)
             if len(parts) > 1:
                 raise FormatError(path, f"unexpected text after '}}': {s.strip()[:40]!r}", line=i + 1)
+            if declared is not None and declared != len(xs):
+                raise FormatError(path, f"header says n_points: {declared} (line {header['n_points'][1]}) but "
+                                  f"'}}' closes the points after {len(xs)}", line=i + 1)
             closed = True
             i += 1
             break
+        if declared is not None and len(xs) == declared:
+            raise FormatError(path, f"header says n_points: {declared} (line {header['n_points'][1]}) but "
+                              f"point {declared + 1} follows; expected '}}'", line=i + 1)
         if len(parts) != 2:
             raise FormatError(
                 path, f"expected a point line 'x y' (2 numbers), got {len(parts)} fields: {s.strip()[:60]!r}",
@@ -161,11 +166,9 @@ def _parse_slow(text, path):
             raise FormatError(path, f"unexpected text after '}}': {lines[i].strip()[:40]!r}", line=i + 1)
         i += 1
 
-    if declared is not None and declared != len(xs):
-        raise FormatError(
-            path, f"header says n_points: {declared} but {len(xs)} point lines follow "
-            f"(lines {first_point_line}-{i})", line=header["n_points"][1],
-        )
+    if declared is not None and declared != len(xs):  # headerless files have no '}' to check at
+        raise FormatError(path, f"header says n_points: {declared} but {len(xs)} point lines follow",
+                          line=header["n_points"][1])
     if not xs:
         raise FormatError(path, "no points in file")
     points = np.empty((len(xs), 2))
