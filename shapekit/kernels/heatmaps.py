@@ -370,7 +370,7 @@ def decode_heatmaps_reference(heatmaps, refine="gaussian", min_confidence=0.0):
     """Return the same ``(points, confidence)`` as ``decode_heatmaps``, in plain NumPy (the reference)."""
     maps, lead, refine, use_threshold, threshold = _decode_args(heatmaps, refine, min_confidence)
     m, h, w = maps.shape
-    flat = maps.reshape(m, -1)
+    flat = maps.reshape(m, h * w)
     idx = np.argmax(flat, axis=1) if m else np.zeros(0, dtype=np.int64)
     by, bx = np.divmod(idx, w)
     rows = np.arange(m)
