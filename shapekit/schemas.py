@@ -285,8 +285,9 @@ WFLW98 = register(
 
 # --- cofw29 (COFW) -----------------------------------------------------------------
 # The 29-point LFPW/COFW layout (RCPR). Pairs as in HRNet/mmpose; names follow the
-# LFPW annotation order, with left/right on the image. No COFW data ships with
-# shapekit's shared data, so this layout is checked against those references only.
+# LFPW annotation order. No COFW data ships with shapekit's shared data, so the pairs
+# are checked against those references only, and which side the names' 'left' means
+# (taken here as the image left) is not verified on images.
 _COFW_NAMES = (
     "left_eyebrow_outer", "right_eyebrow_outer", "left_eyebrow_inner", "right_eyebrow_inner",
     "left_eyebrow_top", "left_eyebrow_bottom", "right_eyebrow_top", "right_eyebrow_bottom",
@@ -316,7 +317,8 @@ COFW29 = register(
             (22, 24), (24, 23), (23, 27), (27, 22), (22, 25), (25, 23), (22, 26), (26, 23),
         ),
         names=_COFW_NAMES,
-        description="COFW / LFPW 29 points (brows, eyes with pupils, nose, mouth, chin); norm: outer eye corners 8/9.",
+        description="COFW / LFPW 29 points (brows, eyes with pupils, nose, mouth, chin); norm: outer eye "
+        "corners 8/9; 'left' in the names is taken as the image left (unverified).",
     )
 )
 

@@ -715,3 +715,12 @@ def test_read_progress_flag(tmp_path, shared_data, capsys):
     assert len(ann) == 337
     ann = read(shared_data("afw68/train"), progress=False)
     assert len(ann) == 337
+
+
+def test_forced_format_in_folder_takes_its_own_files(tmp_path):
+    write_pts(tmp_path / "a.pts", np.ones((5, 2)))
+    (tmp_path / "labels.txt").write_text("img.jpg 1 2 3 4 5 6 7 8 9 10\n")
+    assert read(tmp_path, format="pts").format == "pts"
+    assert read(tmp_path, format="mtfl").format == "mtfl"
+    both = read(tmp_path)  # auto: both files, 5 points each
+    assert both.format == "mixed" and [m["format"] for m in both.meta] == ["pts", "mtfl"]

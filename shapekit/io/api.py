@@ -22,6 +22,9 @@ WRITE_EXTENSIONS = {".pts": "pts", ".ljson": "ljson", ".npz": "npz", ".npy": "np
 
 _EXT_FORMAT = {".pts": "pts", ".ljson": "ljson", ".npy": "npy", ".npz": "npy"}
 _SNIFFED = (".csv", ".txt")
+#: Extensions a forced format picks up inside folders and glob matches.
+_FORMAT_FILES = {"pts": (".pts",), "ljson": (".ljson",), "npy": (".npy", ".npz"), "csv": (".csv",),
+                 "kaggle": (".csv",), "muct": (".csv",), "wflw": (".txt",), "mtfl": (".txt",)}
 _GLOB_CHARS = set("*?[")
 
 
@@ -187,7 +190,9 @@ def read(source, format="auto", schema=None, progress=None):
     these. A folder yields every readable file inside it, sorted: ``.pts``/``.ljson``
     recursively, line-based files (``.txt``, ``.csv``) and arrays (``.npy``/``.npz``) at
     its top level. ``format="auto"`` picks each file's format from its extension and
-    content; any other value (one of :data:`FORMATS`) forces it. ``schema`` (a name or
+    content; any other value (one of :data:`FORMATS`) forces it for files named
+    explicitly and, in folders and glob matches, takes only the files with that
+    format's extensions. ``schema`` (a name or
     :class:`~shapekit.schemas.Schema`) is checked against the number of points;
     when None it is guessed from the format or the point count. ``progress``: None
     shows a bar for long reads on a terminal, True/False force it.
@@ -202,6 +207,8 @@ def read(source, format="auto", schema=None, progress=None):
         explicit = os.path.isfile(os.fspath(item))
         for path, root in _expand(item):
             if format != "auto":
+                if not explicit and os.path.splitext(path)[1].lower() not in _FORMAT_FILES[format]:
+                    continue  # a forced format takes only its own files from folders and globs
                 fmt = format
             else:
                 fmt = _EXT_FORMAT.get(os.path.splitext(path)[1].lower()) or sniff_format(path)
