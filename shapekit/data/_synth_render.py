@@ -314,15 +314,22 @@ def render(params, size, layout):
     hair_outline = _ellipse_outline(layout, ccen + [0, -0.04 * (app["hair_volume"] - 1) * 10, 0], hair_ax)
     style = app["hair_style"]
 
-    # long hair behind the head and shoulders
+    # long hair behind the head, falling to the shoulders with a rounded, uneven end
     if style == "long":
-        top = hair_outline
-        below = _proj(layout, [(-1.05 * width, 1.6, -0.9), (1.05 * width, 1.6, -0.9)])
-        lo_y = max(below[:, 1].max(), top[:, 1].max()) + 0.3 * px
-        # the long hair region: the hair ellipse pulled down to the shoulders
-        back = np.concatenate([top, [[top[:, 0].max() + 0.05 * px, lo_y], [top[:, 0].min() - 0.05 * px, lo_y]]])
-        hull = _convex_hull(back)
-        _paint_poly(img, hull, hair * 0.85, sigma=0.8)
+        length = 1.3 + 0.6 * ((params.texture_seed % 1000) / 1000.0)
+        t = np.linspace(-1.0, 1.0, 9)
+        ends = np.stack([1.08 * width * np.sign(t) * np.abs(t) ** 0.5,
+                         length + 0.12 * np.cos(np.pi * t) - 0.1 * np.abs(t), np.full_like(t, -0.95)], 1)
+        curtain = np.concatenate([_proj(layout, ends), hair_outline])
+        hull = _convex_hull(curtain)
+        r = soft_polygon(hull, shape, sigma=0.8)
+        if r is not None:
+            y0, x0, a = r
+            strands = _noise_texture(rng, a.shape, (0.6, 4.0) if abs(params.roll) < 45 else (4.0, 0.6), scale=2)
+            ys = np.arange(y0, y0 + a.shape[0], dtype=np.float32)[:, None]
+            fade = 1.0 - 0.35 * np.clip((ys - pts[8, 1]) / (1.2 * px), 0.0, 1.0)
+            col = hair[None, None] * ((0.7 + 0.12 * strands) * fade)[..., None]
+            blend(img, y0, x0, a, col)
 
     # neck and clothes
     neck3d = [(-0.5 * width, 0.6, -0.75), (-0.58 * width, 2.6, -0.8), (0.58 * width, 2.6, -0.8),
@@ -364,7 +371,7 @@ def render(params, size, layout):
     _face_shading(img, pts, p3, layout, light, px, app)
     _eyes(img, pts, p3, layout, px, app, rng)
     _brows(img, pts, px, app, hair, rng)
-    _nose(img, pts, px, light, skin, app)
+    _nose(img, pts, px, light, skin, app, params.yaw)
     _mouth(img, pts, px, app, skin)
     if style != "bald":
         _hair_top(img, layout, p3, width, hair_outline, app, hair, px, rng, style)
@@ -577,7 +584,7 @@ def _brows(img, pts, px, app, hair, rng):
             blend(img, y0, x0, a * grain * app["brow_darkness"], colour)
 
 
-def _nose(img, pts, px, light, skin, app):
+def _nose(img, pts, px, light, skin, app, yaw=0.0):
     # the side of the nose away from the light is in shadow; the tip catches the light
     axis = pts[30] - pts[27]
     length = max(np.linalg.norm(axis), 1.0)
@@ -594,6 +601,18 @@ def _nose(img, pts, px, light, skin, app):
     other = bridge - dark_side * across * w
     band2 = stroke_polygon(other, 0.012 * px, 0.012 * px)
     _shade_poly(img, band2, 0.88, sigma=0.04 * px)
+    # a turned head shows the nose's outline on the side turning away
+    turn = float(np.sin(np.radians(yaw)))
+    if abs(turn) > 0.12:
+        far = 35 if turn > 0 else 31  # the ala on the far side (image-right when the nose points right)
+        edge = np.stack([pts[27], pts[28], pts[29], pts[30] + 0.1 * (pts[30] - pts[29]), pts[far]])
+        curve = catmull_rom(edge, per_segment=5)
+        k = np.linspace(0.3, 1.0, len(curve))
+        offs = np.sign(turn) * across * -1.0  # toward the far side
+        curve = curve + offs * (0.012 * px) * k[:, None]
+        strength = min(1.0, (abs(turn) - 0.12) * 3.0)
+        _shade_poly(img, stroke_polygon(curve, 0.014 * px * k, 0.014 * px * k), 1.0 - 0.4 * strength,
+                    sigma=0.02 * px)
     # tip highlight
     hl = pts[30] + np.array([-lx, -0.5]) * 0.03 * px
     r = gaussian_blob(img.shape, hl, 0.05 * px, 0.04 * px, 0.0, 0.25 + 0.2 * (1 - app["ambient"]))
@@ -672,43 +691,34 @@ def _sorted_xy(p):
 
 
 def _hair_top(img, layout, p3, width, hair_outline, app, hair, px, rng, style):
-    """Hair over the top of the head: the hair ellipse above a hairline on the forehead."""
+    """Hair over the top of the head: the hair ellipse minus the face below a hairline."""
+    pts = layout.shapes[0]
     hl = app["hairline"]
     if style == "fringe":
         hl = float(np.min(p3[17:27, 1])) - 0.06 - 0.1 * (app["hairline"] + 0.87) / 0.25
-    # hairline: a curve over the forehead from temple to temple (on the face ellipsoid's front)
+    # hairline: a curve over the forehead from temple to temple, on the cranium's front
     xs = np.linspace(-1.0, 1.0, 15)
     c, ax = np.array(_CRANIUM[0]), np.array(_CRANIUM[1]) * [width, 1, 1]
-    yline = hl + 0.35 * np.abs(xs) ** 2.5 + (0.05 if style == "fringe" else 0.0) * np.cos(9 * xs)
-    xw = xs * 0.92 * width * 0.87
+    wavy = 0.04 * np.cos(9 * xs) if style == "fringe" else 0.0
+    yline = hl + 0.3 * np.abs(xs) ** 2.5 + wavy
+    xw = xs * 0.8 * width
     zz = c[2] + ax[2] * np.sqrt(np.clip(1 - (xw / ax[0]) ** 2 - ((yline - c[1]) / ax[1]) ** 2, 0.02, 1))
     front = _proj(layout, np.stack([xw, yline, zz + 0.02], 1))
-    # keep the part of the hair ellipse above the hairline's ends
-    top = hair_outline
-    ends_y = max(front[0, 1], front[-1, 1])
-    # polygon: hairline, then the hair outline round the top from right end to left end
-    cen = top.mean(0)
-    ang = np.arctan2(top[:, 1] - cen[1], top[:, 0] - cen[0])
-    a_r = np.arctan2(front[-1, 1] - cen[1], front[-1, 0] - cen[0])
-    a_l = np.arctan2(front[0, 1] - cen[1], front[0, 0] - cen[0])
-    # walk the outline from the right end's angle through the top (negative y) to the left end's
-    order = np.argsort(np.mod(ang - a_r, 2 * np.pi))
-    span = np.mod(a_l - a_r, 2 * np.pi)
-    if span < np.pi:  # we must go round through the top of the head, the long way if needed
-        span = span
-    keep = [i for i in order if np.mod(ang[i] - a_r, 2 * np.pi) <= span]
-    arc = top[keep]
-    if len(arc) and arc[:, 1].mean() > ends_y:  # went round the bottom: go the other way
-        order = np.argsort(np.mod(a_r - ang, 2 * np.pi))
-        span = np.mod(a_r - a_l, 2 * np.pi)
-        keep = [i for i in order if np.mod(a_r - ang[i], 2 * np.pi) <= span]
-        arc = top[keep]
-    poly = np.concatenate([front, arc[::-1] if len(arc) and np.linalg.norm(arc[0] - front[-1]) >
-                           np.linalg.norm(arc[-1] - front[-1]) else arc])
-    r = soft_polygon(poly, img.shape, sigma=0.02 * px + 0.4)
-    if r is None:
+    # the face below the hairline, in the face's own directions (roll turns them)
+    right = pts[45] - pts[36]
+    right /= max(np.linalg.norm(right), 1e-6)
+    down = np.array([-right[1], right[0]])
+    big = 4.0 * px
+    side = 0.12 * px
+    face = np.concatenate([front, [front[-1] + right * side, front[-1] + right * side + down * big,
+                                   front[0] - right * side + down * big, front[0] - right * side]])
+    r_hair = soft_polygon(hair_outline, img.shape, sigma=0.4)
+    if r_hair is None:
         return
-    y0, x0, a = r
+    y0, x0, a = r_hair
+    r_face = polygon_alpha(face, img.shape)
+    if r_face is not None:
+        a = a * (1.0 - _sub(r_face[2], r_face[0], r_face[1], y0, x0, a.shape))
     hh, ww = a.shape
     xs_ = np.arange(x0, x0 + ww, dtype=np.float32)
     ys_ = np.arange(y0, y0 + hh, dtype=np.float32)
@@ -716,13 +726,11 @@ def _hair_top(img, layout, p3, width, hair_outline, app, hair, px, rng, style):
     shade = _lambert(n, app)
     strands = _noise_texture(rng, (hh, ww), (3.0, 0.6), scale=2)
     col = hair[None, None] * (shade * (1.0 + 0.18 * strands))[..., None]
-    spec = np.clip(n @ np.asarray(app["light"], np.float32), 0, 1) ** 12 * 0.25
+    spec = np.clip(n @ np.asarray(app["light"], np.float32), 0, 1) ** 12 * 0.2
     col = col + spec[..., None]
-    # the hairline is not a hard edge: thin it with the strand texture
-    edge = np.clip(0.6 + 0.6 * strands, 0.0, 1.0)
-    inside = ndimage.uniform_filter(a, size=max(3, int(0.06 * px)))
-    alpha = a * np.where(inside > 0.98, 1.0, edge)
-    blend(img, y0, x0, alpha, col)
+    # a soft, slightly uneven hairline rather than a cut edge
+    a = np.clip(a * (1.0 + 0.25 * strands), 0.0, 1.0)
+    blend(img, y0, x0, a, col)
 
 
 def _occluder(img, pts, px, app, rng):
