@@ -29,6 +29,7 @@ import numpy as np
 
 from shapekit._files import atomic_path
 from shapekit.errors import FormatError, ShapekitError
+from shapekit.shape._blas import one_blas_thread
 from shapekit.shape._kernels import cholesky_factor, cholesky_solve
 from shapekit.shape.procrustes import _Batch, _validate, generalized_procrustes
 from shapekit.shape.transforms import Similarity, as_complex, as_points
@@ -98,6 +99,12 @@ def _available_case_spectrum(aligned, obs):
     cov = (c.T @ c) / np.maximum(pair - 1, 1)
     lam = np.linalg.eigvalsh(0.5 * (cov + cov.T))[::-1]
     return np.maximum(lam, 0)
+
+
+def _tangent_factor(F, ref):
+    """Return ``x . ref`` (real inner product) of each complex shape: dividing by it projects into the tangent space."""
+    f = (np.conj(F) @ ref).real if F.ndim == 2 else float(np.sum(np.conj(F) * ref).real)
+    return np.where(np.abs(f) > 1e-12, f, 1.0)
 
 
 def _check_shapes(shapes, n_points, name="shapes"):
@@ -209,6 +216,11 @@ class PointDistributionModel:
     tol, max_iter : Procrustes tolerance and iteration limit.
     em_tol, em_max_iter : stopping rule of the EM fit used when shapes have missing
         points (RMS change of the inferred points, relative to the mean shape's RMS size).
+    tangent : bool
+        With ``align`` and ``scale``: project the aligned shapes into the tangent space at
+        the mean (divide each by its inner product with the unit mean) before the PCA, as
+        Cootes & Taylor recommend. The model is then linear and consistent: every model
+        instance is a fixed point of :meth:`transform` (its pose-fit gives back its ``b``).
     schema : str, optional
         Name of the landmark schema, stored with the model.
 
@@ -216,11 +228,11 @@ class PointDistributionModel:
     orthonormal rows, ``explained_variance_`` (K,) eigenvalues lambda,
     ``explained_variance_ratio_`` (K,), ``variance_spectrum_`` (all eigenvalues),
     ``noise_variance_``, ``n_components_``, ``n_points_``, ``n_shapes_``,
-    ``reference_`` (unit-norm alignment target), ``schema_``.
+    ``reference_`` (unit-norm Procrustes mean: the alignment target), ``schema_``.
     """
 
     def __init__(self, n_components=0.95, align=True, scale=True, tol=1e-7, max_iter=100,
-                 em_tol=2e-4, em_max_iter=50, schema=None):
+                 em_tol=2e-4, em_max_iter=50, tangent=True, schema=None):
         self.n_components = n_components
         self.align = align
         self.scale = scale
@@ -228,9 +240,11 @@ class PointDistributionModel:
         self.max_iter = max_iter
         self.em_tol = em_tol
         self.em_max_iter = em_max_iter
+        self.tangent = tangent
         self.schema = schema
 
     # -- fitting ------------------------------------------------------------------------
+    @one_blas_thread
     def fit(self, shapes, weights=None):
         """Learn the model from shapes ``(N, L, 2)`` (pixels; NaN = missing point); return ``self``.
 
@@ -255,15 +269,21 @@ class PointDistributionModel:
         self.em_n_iter_, self.em_converged_ = 0, True
         incomplete = np.zeros(n, bool) if w is None else ~(w > 0).all(1)
         self.missing_fraction_ = 0.0 if w is None else float(np.mean(w <= 0))
+        ref = start
         if incomplete.any():
-            F = self._fit_missing(x, w, aligned, start, incomplete, gpa.transforms if self.align else None)
+            F, ref = self._fit_missing(x, w, aligned, start, incomplete, gpa.transforms if self.align else None)
         else:
             F = aligned
+        if self._uses_tangent():
+            F = F / _tangent_factor(F, ref)[:, None]
         mu, vec, lam = _pca(as_points(np.ascontiguousarray(F)).reshape(n, -1), n_points)
-        self._set_model(mu, vec, lam)
+        self._set_model(mu, vec, lam, ref if self.align else None)
         return self
 
-    def _set_model(self, mu, vec, lam):
+    def _uses_tangent(self):
+        return bool(self.align and self.scale and self.tangent)
+
+    def _set_model(self, mu, vec, lam, ref=None):
         k = resolve_n_components(self.n_components, lam)
         self.n_components_ = k
         self.mean_ = mu.reshape(-1, 2).copy()
@@ -275,7 +295,10 @@ class PointDistributionModel:
         rest = lam[k:][lam[k:] > 0]
         self.noise_variance_ = float(rest.mean()) if rest.size else 0.0
         self.schema_ = self._schema_name()
-        self._update_reference()
+        if ref is None:
+            self._update_reference()
+        else:
+            self.reference_ = as_points(np.ascontiguousarray(ref))
 
     def _schema_name(self):
         if self.schema is None:
@@ -333,6 +356,7 @@ class PointDistributionModel:
         # flatten the spectrum and ask for far too many modes).
         k = resolve_n_components(self.n_components, _available_case_spectrum(aligned, obs))
         last_move = 0.1
+        gpa = None
         for outer in range(max_total):
             first = F[inc][miss]
             # While the frame still moves, polishing the fill to em_tol is wasted work.
@@ -378,7 +402,7 @@ class PointDistributionModel:
                           f"(last change {history[-1]:.2g}, em_tol={self.em_tol})", RuntimeWarning, stacklevel=3)
         self.em_n_iter_, self.em_converged_ = total, converged
         self.em_history_ = history
-        return F
+        return F, (as_complex(gpa.mean) if self.align and gpa is not None else start)
 
     # -- using the model --------------------------------------------------------------------
     def _check_fitted(self):
@@ -401,6 +425,7 @@ class PointDistributionModel:
             )
         return k
 
+    @one_blas_thread
     def transform(self, shapes, weights=None, n_components=None):
         """Return ``(b, pose)``: mode weights (N, K) and the model -> image :class:`Similarity`.
 
@@ -428,7 +453,12 @@ class PointDistributionModel:
         if w is None:
             if self.align:
                 batch = _Batch(x, None)
-                z, o = batch.align(as_complex(self.reference_), self.scale)
+                ref = as_complex(self.reference_)
+                z, o = batch.align(ref, self.scale)
+                if self._uses_tangent():
+                    # Into the tangent space at the mean (scale by 1 / (x . mean)), as in fitting.
+                    f = _tangent_factor(z[:, None] * batch.y + o[:, None], ref)
+                    z, o = z / f, o / f
                 al = z[:, None] * batch.y + o[:, None]
                 t = o - z * batch.mux
             else:
@@ -441,6 +471,7 @@ class PointDistributionModel:
         z, t, b = fitter.fit(x, w, clip=clip)
         return b, z, t
 
+    @one_blas_thread
     def inverse_transform(self, b, pose=None):
         """Return shapes (N, L, 2) ``mean_ + components_[:K].T @ b``, mapped into images by ``pose`` if given.
 
@@ -503,6 +534,7 @@ class PointDistributionModel:
 
         return float(np.sqrt(chi2.ppf(p, self._modes(n_components))))
 
+    @one_blas_thread
     def project(self, shapes, n_components=None, k=3.0, weights=None, mode="box"):
         """Return the closest plausible shapes (N, L, 2) in the input's (image) frame and units.
 
@@ -546,7 +578,7 @@ class PointDistributionModel:
         """Return the constructor parameters as a dict."""
         return {"n_components": self.n_components, "align": self.align, "scale": self.scale, "tol": self.tol,
                 "max_iter": self.max_iter, "em_tol": self.em_tol, "em_max_iter": self.em_max_iter,
-                "schema": self.schema}
+                "tangent": self.tangent, "schema": self.schema}
 
     def save(self, path):
         """Write the fitted model to one versioned ``.npz`` file (atomic write); return the path."""
@@ -565,6 +597,7 @@ class PointDistributionModel:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, info=np.array(json.dumps(info)), mean=self.mean_, components=self.components_,
+                         reference=self.reference_,
                          explained_variance=self.explained_variance_, variance_spectrum=self.variance_spectrum_)
         return path
 
@@ -592,6 +625,8 @@ class PointDistributionModel:
             try:
                 arrays = {k: np.array(data[k]) for k in ("mean", "components", "explained_variance",
                                                         "variance_spectrum")}
+                if "reference" in data.files:
+                    arrays["reference"] = np.array(data["reference"])
             except KeyError as exc:
                 raise FormatError(path, f"missing array {exc}") from None
         obj = cls(**info["params"])
@@ -614,7 +649,11 @@ class PointDistributionModel:
         obj.gpa_converged_ = True
         obj.em_n_iter_ = int(info.get("em_n_iter", 0))
         obj.em_converged_ = bool(info.get("em_converged", True))
-        obj._update_reference()
+        ref = arrays.get("reference")
+        if ref is not None and ref.shape == (L, 2):
+            obj.reference_ = ref
+        else:
+            obj._update_reference()
         return obj
 
     def summary(self):
@@ -625,7 +664,7 @@ class PointDistributionModel:
                 "explained_variance": [float(v) for v in self.explained_variance_],
                 "cumulative_variance": float(np.sum(self.explained_variance_ratio_)),
                 "schema": self.schema_, "version": FILE_VERSION, "n_shapes": int(self.n_shapes_),
-                "align": bool(self.align), "scale": bool(self.scale),
+                "align": bool(self.align), "scale": bool(self.scale), "tangent": self._uses_tangent(),
                 "missing_fraction": float(getattr(self, "missing_fraction_", 0.0)),
                 "noise_variance": float(self.noise_variance_)}
 

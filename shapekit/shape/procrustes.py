@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shapekit.errors import ShapekitError
+from shapekit.shape._blas import one_blas_thread
 from shapekit.shape.transforms import Similarity, as_complex, as_points
 
 __all__ = ["generalized_procrustes", "ProcrustesResult", "procrustes_distance"]
@@ -171,6 +172,7 @@ def _rotate_onto(m, ref):
     return m * (c / abs(c)) if abs(c) > 0 else m
 
 
+@one_blas_thread
 def generalized_procrustes(shapes, scale=True, tol=1e-7, max_iter=100, weights=None, reference=None):
     """Return the shapes aligned by generalised Procrustes analysis, their mean and transforms.
 
