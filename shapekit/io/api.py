@@ -223,6 +223,7 @@ def read(source, format="auto", schema=None, progress=None):
 
     disable = _progress_disable(progress)
     parts = []
+    listings = {}
     batch = []  # consecutive .pts files are read together
 
     def flush():
@@ -240,7 +241,18 @@ def read(source, format="auto", schema=None, progress=None):
             batch.append((path, root))
             continue
         flush()
-        part = _reader(fmt)(Path(path))
+        if fmt == "ljson":
+            folder = os.path.dirname(path)
+            if folder not in listings:  # one listing per folder, not one per file
+                try:
+                    listings[folder] = {e.lower(): e for e in os.listdir(folder or ".")}
+                except OSError:
+                    listings[folder] = {}
+            from shapekit.io.ljson import read_ljson_file
+
+            part = read_ljson_file(Path(path), listing=listings[folder])
+        else:
+            part = _reader(fmt)(Path(path))
         for m in part.meta:
             m.setdefault("format", fmt)
             m.setdefault("relpath", _relpath(path, root))

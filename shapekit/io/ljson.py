@@ -138,11 +138,12 @@ def read_ljson(path, group=None):
     return groups[_pick(groups, group, path)]["points"]
 
 
-def read_ljson_file(path, group=None):
+def read_ljson_file(path, group=None, listing=None):
     """Return the :class:`Annotations` of one LJSON file (one sample: the chosen group).
 
     ``attributes`` holds the group's ``labels`` and the other groups' points
-    (``groups``: {name: (k, 2) array}).
+    (``groups``: {name: (k, 2) array}). ``listing`` is an optional cache of the folder's
+    file names (see :func:`shapekit.io.pts.find_image`).
     """
     path = Path(path)
     groups = read_ljson_groups(path)
@@ -152,7 +153,7 @@ def read_ljson_file(path, group=None):
     g = groups[name]
     attributes = {"group": name, "labels": g["labels"],
                   "groups": {k: v["points"] for k, v in groups.items() if k != name}}
-    meta = new_meta(source=path, image=find_image(path), name=path.stem, attributes=attributes)
+    meta = new_meta(source=path, image=find_image(path, listing), name=path.stem, attributes=attributes)
     return Annotations(g["points"][None], [meta], format="ljson")
 
 
