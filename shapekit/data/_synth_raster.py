@@ -155,8 +155,8 @@ def soft_polygon(poly, shape, sigma=0.0, ss=None):
     if r is None:
         return None
     y0, x0, a = r
-    # below ~0.6 px the exact coverage is already as soft as the blur would make it
-    if sigma >= 0.6:
+    # below ~1 px the exact coverage is already about as soft as the blur would make it
+    if sigma >= 1.0:
         y0, x0, a = padded(y0, x0, a, int(np.ceil(3 * sigma)) + 1, shape)
         a = soften(a, sigma)
     return y0, x0, a
