@@ -131,9 +131,13 @@ def face_anchors(points, schema=None):
     mouth = groups.get("mouth") or groups.get("outer_lip")
     if len(eyes) < 2 or mouth is None:
         raise ShapekitError(f"schema {schema.name!r} has no eye and mouth groups to place a filter")
-    centres = [np.nanmean(pts[list(g)], axis=0) for g in eyes[:2]]
-    centres.sort(key=lambda c: c[0])
-    anchors = np.array([centres[0], centres[1], np.nanmean(pts[list(mouth)], axis=0)])
+    def centre(idx):
+        p = pts[list(idx)]
+        p = p[np.isfinite(p).all(axis=1)]
+        return p.mean(axis=0) if len(p) else np.full(2, np.nan)
+
+    centres = sorted((centre(g) for g in eyes[:2]), key=lambda c: c[0])
+    anchors = np.array([centres[0], centres[1], centre(mouth)])
     if not np.all(np.isfinite(anchors)):
         raise ShapekitError("points: the eyes or the mouth are missing; cannot place a filter")
     return anchors
