@@ -51,6 +51,7 @@ class TrainConfig:
     eval_batch_size: int | None = None
     norm: str | None = None  # NME normalisation (None: the schema's default)
     progress: bool | None = None
+    threads: int | None = None  # torch CPU threads for this run (None: leave torch's setting)
 
     def __post_init__(self):
         if self.role not in ROLES:

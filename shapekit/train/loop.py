@@ -215,6 +215,9 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
 
+        if self.cfg.threads:
+            # On a shared CPU fewer threads can be much faster (no spinning on busy cores).
+            torch.set_num_threads(int(self.cfg.threads))
         seed_everything(self.cfg.seed)
         self.model = model.to(self.device)
         if self.channels_last:
