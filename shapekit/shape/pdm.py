@@ -103,7 +103,8 @@ def _available_case_spectrum(aligned, obs):
 
 def _tangent_factor(F, ref):
     """Return ``x . ref`` (real inner product) of each complex shape: dividing by it projects into the tangent space."""
-    f = (np.conj(F) @ ref).real if F.ndim == 2 else float(np.sum(np.conj(F) * ref).real)
+    # Re(sum conj(F) ref) = Re(sum F conj(ref)): no conjugated copy of F.
+    f = (F @ np.conj(ref)).real if F.ndim == 2 else float(np.sum(F * np.conj(ref)).real)
     return np.where(np.abs(f) > 1e-12, f, 1.0)
 
 
@@ -275,7 +276,7 @@ class PointDistributionModel:
         else:
             F = aligned
         if self._uses_tangent():
-            F = F / _tangent_factor(F, ref)[:, None]
+            F /= _tangent_factor(F, ref)[:, None]  # F is ours (GPA output or EM fill)
         mu, vec, lam = _pca(as_points(np.ascontiguousarray(F)).reshape(n, -1), n_points)
         self._set_model(mu, vec, lam, ref if self.align else None)
         return self

@@ -237,7 +237,13 @@ def generalized_procrustes(shapes, scale=True, tol=1e-7, max_iter=100, weights=N
     if not converged:
         warnings.warn(f"generalized_procrustes: mean still moving after {max_iter} iterations (tol={tol})",
                       RuntimeWarning, stacklevel=2)
-    aligned_c = z[:, None] * batch.y + o[:, None] if w is None else z[:, None] * (x - batch.mux[:, None]) + o[:, None]
+    if w is None:
+        # In place: batch.y is ours, and a fresh 100 MB array costs more than the arithmetic.
+        aligned_c = batch.y
+        aligned_c *= z[:, None]
+        aligned_c += o[:, None]
+    else:
+        aligned_c = z[:, None] * (x - batch.mux[:, None]) + o[:, None]
     aligned = as_points(aligned_c)
     if w is not None:
         aligned[w <= 0] = np.nan
