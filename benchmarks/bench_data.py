@@ -1,0 +1,210 @@
+"""Data-loading throughput against the student model's CPU training throughput.
+
+    python benchmarks/bench_data.py [--sizes 128 224] [--workers 2] [--json] [--detect]
+
+For each input size S: a prepared cache (``shapekit.data.prepare``) of the real
+68-point faces (lfpw68/train from the shared data; synthetic faces when the data is
+absent: the output says which) is read by a torch ``DataLoader`` with the standard
+augmentation on (``default_augmentation``: similarity, flip, photometric, noise,
+blur, occlusion), ``--workers`` worker processes, shuffled batches of 32. The
+student (``shapekit.nn.create_model("mobilenetv2", n_points=68, input_size=S)``)
+trains on CPU (AdamW, L2 on coordinates, batch 32) in the same run, one after the
+other (not concurrently). ratio = loader images/s / training images/s; the target
+is >= 5 so that loading never starves training.
+
+``--detect`` also runs the face detector with a learned correction on every
+68-point crop of the shared data (lfpw68, helen68, afw68): the correction is fitted
+on a grouped 50 % split and the found rate is reported on the held-out half and on
+all images ("found" = IoU >= 0.5 between the corrected box of the best-scored
+detection and the square landmark box). This takes minutes.
+
+Timings are noisy on a shared machine; ratios come from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SHAPEKIT_DATA", REPO.parent / "shared" / "data"))
+
+
+def _source(tmp, n_synth=400):
+    real = DATA / "lfpw68" / "train"
+    if real.exists():
+        return real, "real: lfpw68/train"
+    from shapekit.data.synth import write_dataset
+
+    out = Path(tmp) / "synth"
+    write_dataset(out, n_synth, seed=0, size=256)
+    return out, f"SYNTHETIC faces ({n_synth}; shared data not found at {DATA})"
+
+
+def loader_throughput(prep_path, size, workers, batch_size=32, n_batches=30, augment=True):
+    import torch
+
+    from shapekit.data.augment import default_augmentation
+    from shapekit.data.prepare import PreparedDataset
+
+    ds = PreparedDataset(prep_path, augment=default_augmentation(seed=0) if augment else None)
+    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                     drop_last=True, persistent_workers=workers > 0,
+                                     generator=torch.Generator().manual_seed(0))
+    it = iter(dl)
+    for _ in range(2 * max(workers, 1)):  # worker start-up and first pages are not steady state
+        try:
+            next(it)
+        except StopIteration:
+            it = iter(dl)
+    n = 0
+    t0 = time.perf_counter()
+    while n < n_batches * batch_size:
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(dl)
+            continue
+        n += batch["image"].shape[0]
+    dt = time.perf_counter() - t0
+    del it, dl
+    return n / dt
+
+
+def train_throughput(size, batch_size=32, n_steps=6, model_name="mobilenetv2"):
+    import torch
+
+    note = None
+    try:
+        from shapekit.nn import create_model
+
+        model = create_model(model_name, n_points=68, input_size=size)
+    except (ImportError, AttributeError, KeyError, ValueError) as exc:  # stand-in only if the registry is missing
+        note = f"stand-in CNN ({exc.__class__.__name__}: no {model_name} in shapekit.nn)"
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(32, 64, 3, 2, 1),
+                                    torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                    torch.nn.Linear(64, 136), torch.nn.Unflatten(1, (68, 2)))
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch_size, 3, size, size, generator=g)
+    y = torch.rand(batch_size, 68, 2, generator=g) * 2 - 1
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+
+    step()
+    step()
+    t0 = time.perf_counter()
+    for _ in range(n_steps):
+        step()
+    dt = time.perf_counter() - t0
+    return n_steps * batch_size / dt, note
+
+
+def detection_rates(max_side=192, progress=False):
+    from shapekit.data.datasets import split_indices
+    from shapekit.data.detect import FaceDetector, detect_all, evaluate_detections, fit_correction
+    from shapekit.io import read
+
+    det = FaceDetector(max_side=max_side)
+    names, images, shapes, sets = [], [], [], []
+    for d in ("lfpw68", "helen68", "afw68"):
+        path = DATA / d / "train"
+        if not path.exists():
+            return {"detect_note": f"shared data not found at {DATA}: detection not measured"}
+        ann = read(path)
+        names += [f"{d}/{m['name']}" for m in ann.meta]
+        images += [m["image"] for m in ann.meta]
+        shapes.append(ann.shapes)
+        sets += [d] * len(ann)
+    shapes = np.concatenate(shapes)
+    sets = np.array(sets)
+    t0 = time.perf_counter()
+    dets = detect_all(det, images, progress=progress)
+    seconds = time.perf_counter() - t0
+    # group by photo within each set (AFW/HELEN ids), so the held-out half holds unseen photos
+    train, val = split_indices([n.split("/", 1)[1] for n in names], 0.5, seed=0,
+                               group=[f"{s}:{k}" for s, k in zip(sets, _keys(names))])
+    corr = fit_correction(det, None, shapes[train], detections=[dets[i] for i in train])
+    held = evaluate_detections([dets[i] for i in val], shapes[val], corr)
+    allr = evaluate_detections(dets, shapes, corr)
+    raw = evaluate_detections(dets, shapes, None)
+    per_set = {d: evaluate_detections([dets[i] for i in np.flatnonzero(sets == d)], shapes[sets == d], corr)["found_rate"]
+               for d in ("lfpw68", "helen68", "afw68")}
+    return {"detect_images": int(len(images)), "detect_found_rate_heldout": held["found_rate"],
+            "detect_found_rate_all": allr["found_rate"], "detect_any_found_rate_all": allr["any_found_rate"],
+            "detect_found_rate_uncorrected": raw["found_rate"], "detect_no_detection": allr["no_detection"],
+            "detect_mean_iou": allr["mean_iou"], "detect_per_set": per_set, "detect_iou_threshold": 0.5,
+            "detect_ms_per_image": 1000 * seconds / len(images), "detect_max_side": max_side,
+            "detect_correction": corr.to_dict(), "detect_heldout_n": int(len(val))}
+
+
+def _keys(names):
+    from shapekit.data.datasets import group_key
+
+    return [group_key(n.split("/", 1)[1]) for n in names]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 224])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batches", type=int, default=30, help="loader batches timed per size")
+    ap.add_argument("--steps", type=int, default=6, help="training steps timed per size")
+    ap.add_argument("--detect", action="store_true", help="also measure face detection on all 68-point crops")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    from shapekit.data.prepare import prepare
+
+    result = {"workers": args.workers, "batch_size": 32, "sizes": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        src, what = _source(tmp)
+        result["data"] = what
+        for size in args.sizes:
+            t0 = time.perf_counter()
+            rep = prepare(src, Path(tmp) / f"prep{size}", size=size, progress=False)
+            prep_s = time.perf_counter() - t0
+            plain = loader_throughput(Path(tmp) / f"prep{size}", size, args.workers, n_batches=args.batches,
+                                      augment=False)
+            load = loader_throughput(Path(tmp) / f"prep{size}", size, args.workers, n_batches=args.batches)
+            train, note = train_throughput(size, n_steps=args.steps)
+            r = {"prepare_images_per_s": rep["n"] / prep_s, "loader_images_per_s": load,
+                 "loader_plain_images_per_s": plain, "train_images_per_s": train, "ratio": load / train}
+            if note:
+                r["model_note"] = note
+            result["sizes"][str(size)] = r
+            if not args.json:
+                print(f"S={size}: prepare {r['prepare_images_per_s']:.0f} img/s | loader (aug, {args.workers} workers) "
+                      f"{load:.0f} img/s, without aug {plain:.0f} img/s | mobilenetv2 CPU training {train:.1f} img/s "
+                      f"| ratio {r['ratio']:.1f} (target >= 5)" + (f" [{note}]" if note else ""), flush=True)
+    first = result["sizes"][str(args.sizes[0])]
+    result.update(loader_images_per_s=first["loader_images_per_s"], train_images_per_s=first["train_images_per_s"],
+                  ratio=first["ratio"], input_size=args.sizes[0])
+    if args.detect:
+        result.update(detection_rates())
+        if not args.json and "detect_found_rate_all" in result:
+            print(f"detector + learned correction on {result['detect_images']} 68-point crops: found "
+                  f"{100 * result['detect_found_rate_heldout']:.1f}% of the held-out half, "
+                  f"{100 * result['detect_found_rate_all']:.1f}% of all (uncorrected boxes: "
+                  f"{100 * result['detect_found_rate_uncorrected']:.1f}%), IoU >= 0.5, "
+                  f"{result['detect_ms_per_image']:.0f} ms/image; per set {result['detect_per_set']}")
+    if not args.json:
+        print(f"data: {result['data']}")
+    print(json.dumps(result) if args.json else f"ratio at S={args.sizes[0]}: {result['ratio']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
