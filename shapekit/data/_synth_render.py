@@ -352,9 +352,8 @@ def render(params, size, layout):
     jaw = catmull_rom(pts[0:17], per_segment=6)
     temple = _proj(layout, [(p3[16, 0], -0.35, p3[16, 2] - 0.05), (p3[0, 0], -0.35, p3[0, 2] - 0.05)])
     face_poly = np.concatenate([jaw, temple])
-    h_alpha = _union_alpha(shape, [head_outline, face_poly])
-    y0, x0, a = h_alpha
-    hh, ww = a.shape
+    y0, x0, (a_head, a_face) = _joint_alpha(shape, [head_outline, face_poly])
+    hh, ww = a_head.shape
     xs = np.arange(x0, x0 + ww, dtype=np.float32)
     ys = np.arange(y0, y0 + hh, dtype=np.float32)
     n, _ = _normals(layout, _FACE[0], np.array(_FACE[1]) * [width, 1, 1], xs, ys)
@@ -364,10 +363,16 @@ def render(params, size, layout):
     if app["stubble"] > 0:
         low = _stubble_mask(layout, p3, pts, (hh, ww), y0, x0, px)
         skin_rgb *= 1.0 - app["stubble"] * 0.35 * low[..., None] * (1 - 0.6 * hair[None, None])
+    # Back to front: an ear on the side turning away, the cranium, the other ear(s), then
+    # the face. The face is drawn last so that its outline - where 300-W puts the jaw
+    # points - stays the visible boundary in front of the ears.
+    turned = abs(params.yaw) > 8.0
     far = 1.0 if params.yaw > 0 else -1.0  # the side turning away from the camera
-    _ears(img, layout, p3, width, skin, app, px, sides=(far,))
-    blend(img, y0, x0, a, skin_rgb)
-    _ears(img, layout, p3, width, skin, app, px, sides=(-far,))
+    if turned:
+        _ears(img, layout, p3, width, skin, app, px, sides=(far,))
+    blend(img, y0, x0, a_head, skin_rgb)
+    _ears(img, layout, p3, width, skin, app, px, sides=(-far,) if turned else (-1.0, 1.0))
+    blend(img, y0, x0, a_face, skin_rgb)
     _face_shading(img, pts, p3, layout, light, px, app)
     _eyes(img, pts, p3, layout, px, app, rng)
     _brows(img, pts, px, app, hair, rng)
@@ -402,18 +407,23 @@ def _convex_hull(points):
     return np.asarray(lower[:-1] + upper[:-1])
 
 
-def _union_alpha(shape, polys):
-    """Return ``(y0, x0, alpha)`` of the union of polygons over their joint bounding box."""
+def _joint_alpha(shape, polys):
+    """Return ``(y0, x0, [alpha, ...])``: each polygon's coverage over their joint bounding box."""
     parts = [polygon_alpha(p, shape) for p in polys]
-    parts = [p for p in parts if p is not None]
-    y0 = min(p[0] for p in parts)
-    x0 = min(p[1] for p in parts)
-    y1 = max(p[0] + p[2].shape[0] for p in parts)
-    x1 = max(p[1] + p[2].shape[1] for p in parts)
-    out = np.zeros((y1 - y0, x1 - x0), np.float32)
-    for py, px_, a in parts:
-        sub = out[py - y0:py - y0 + a.shape[0], px_ - x0:px_ - x0 + a.shape[1]]
-        np.maximum(sub, a, out=sub)
+    found = [p for p in parts if p is not None]
+    if not found:
+        return 0, 0, [np.zeros((1, 1), np.float32) for _ in polys]
+    y0 = min(p[0] for p in found)
+    x0 = min(p[1] for p in found)
+    y1 = max(p[0] + p[2].shape[0] for p in found)
+    x1 = max(p[1] + p[2].shape[1] for p in found)
+    out = []
+    for p in parts:
+        a = np.zeros((y1 - y0, x1 - x0), np.float32)
+        if p is not None:
+            py, px_, pa = p
+            a[py - y0:py - y0 + pa.shape[0], px_ - x0:px_ - x0 + pa.shape[1]] = pa
+        out.append(a)
     return y0, x0, out
 
 
@@ -451,8 +461,8 @@ def _ears(img, layout, p3, width, skin, app, px, sides=(-1.0, 1.0)):
         ring = c + s * (0.13 * np.cos(t)[:, None] * e1 + (0.26 * np.sin(t) - 0.03 * np.cos(t) ** 2)[:, None]
                         * np.array([0, 1.0, 0]))
         poly = _proj(layout, ring)
-        shade = 0.55 + 0.35 * min(1.0, facing)
-        _paint_poly(img, poly, skin * shade, sigma=0.5)
+        shade = 0.5 + 0.3 * min(1.0, facing)
+        _paint_poly(img, poly, skin * shade * np.array([1.0, 0.92, 0.9], np.float32), sigma=0.5)
         inner = _proj(layout, c + 0.55 * s * (0.1 * np.cos(t)[:, None] * e1
                                               + 0.2 * np.sin(t)[:, None] * np.array([0, 1.0, 0])))
         _shade_poly(img, inner, 0.75, sigma=0.06 * px)
