@@ -319,3 +319,18 @@ def test_cli_synth(tmp_path, capsys):
         main(["synth", "--help"])
     assert exc.value.code == 0
     assert "SYNTHETIC" in capsys.readouterr().out
+
+
+def test_jaw_points_lie_on_the_visible_face_outline():
+    # 300-W puts the jaw on the visible boundary: the image has an edge at the jaw points
+    # (upper ones included, where ears and hair meet the face), and little inside the cheek
+    upper = [0, 1, 2, 3, 13, 14, 15, 16]
+    ratios = []
+    for i in range(8):
+        p = FaceParams.sample(8, i, occlusion=0.0, max_yaw=15, max_pitch=10, max_roll=10)
+        img, pts = render_face(p.replace(appearance={"blur": 0.0, "noise": 0.0}), size=160)
+        r = max(2, int(0.05 * np.linalg.norm(pts[45] - pts[36])))
+        jaw = pts[upper]
+        inside = jaw + 0.2 * (pts[30] - jaw)
+        ratios.append(np.median(_local_contrast(img, jaw, r) / np.maximum(_local_contrast(img, inside, r), 1.0)))
+    assert np.median(ratios) > 2.0
