@@ -67,3 +67,14 @@ def test_nme_and_curves():
     assert abs(metrics.auc(e, 0.08) - 0.5 * 0.03 / 0.08) < 1e-3
     with pytest.raises(ShapekitError):
         metrics.nme(pred[:, :5], gt)
+
+
+def test_atomic_write_has_normal_permissions(tmp_path):
+    import os
+
+    target = tmp_path / "perm.txt"
+    with atomic_open(target) as fh:
+        fh.write("x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)

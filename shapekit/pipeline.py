@@ -1,0 +1,345 @@
+"""The main job: the whole shapekit pipeline on data it generates itself.
+
+:func:`run_demo` renders synthetic faces (``shapekit.data.synth``: procedurally
+generated, not photographs), fits a point distribution model, writes soft landmarks,
+trains the tough teacher, the tolerant teacher, a plain student and the KD-Loss
+student briefly, evaluates them on held-out faces, fits an active shape model with no
+network at all, and writes a Markdown report with its plots. ``shapekit demo`` calls it.
+
+Every stage writes its files atomically into ``out``; ``report.md`` is written last.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shapekit._files import atomic_open
+from shapekit.errors import ShapekitError
+
+
+@dataclass
+class DemoConfig:
+    """Sizes of the main job; the defaults finish in a few minutes on a 2-core CPU.
+
+    ``n_train`` / ``n_val`` synthetic faces of ``image_size`` pixels; networks see
+    ``input_size`` crops and train ``epochs`` epochs each; ``quick`` shrinks everything
+    for a smoke test; ``train`` and ``asm`` switch those stages off.
+    """
+
+    n_train: int = 800
+    n_val: int = 200
+    image_size: int = 160
+    input_size: int = 96
+    epochs: int = 8
+    batch_size: int = 32
+    teacher: str = "efficientnet_b0"
+    student: str = "mobilenetv2"
+    variance: float = 0.9
+    seed: int = 0
+    device: str = "auto"
+    train: bool = True
+    asm: bool = True
+    workers: int = 1
+
+    @classmethod
+    def quick(cls, **kw):
+        """Return a tiny configuration (tens of seconds) for smoke tests."""
+        base = dict(n_train=48, n_val=16, image_size=96, input_size=64, epochs=1, batch_size=16,
+                    teacher="mobilenetv2")
+        base.update(kw)
+        return cls(**base)
+
+
+class _Log:
+    def __init__(self, verbose):
+        self.verbose = verbose
+        self.t0 = time.perf_counter()
+        self.timings = {}
+
+    def stage(self, name):
+        log = self
+
+        class _Stage:
+            def __enter__(self):
+                self.t = time.perf_counter()
+                if log.verbose:
+                    print(f"[{time.perf_counter() - log.t0:6.1f}s] {name} ...", flush=True)
+                return self
+
+            def __exit__(self, *exc):
+                log.timings[name] = time.perf_counter() - self.t
+                return False
+
+        return _Stage()
+
+    def say(self, text):
+        if self.verbose:
+            print(f"         {text}", flush=True)
+
+
+def _pct(x):
+    return f"{100 * x:.2f}%"
+
+
+def run_demo(out, config=None, verbose=True):
+    """Run the main job into folder ``out`` and return a summary dict (also ``out/summary.json``).
+
+    Summary keys: ``data`` (counts, sizes), ``shape_model`` (modes, variance),
+    ``soft`` (mean hard-to-soft displacement in NME units), ``models`` (validation
+    figures per role), ``asm`` (NME of classical fitting), ``timings`` (seconds per
+    stage), ``files`` (what was written).
+    """
+    from shapekit import metrics
+    from shapekit.data import synth
+    from shapekit.io import read, write_like
+    from shapekit.shape import PointDistributionModel, soft_landmarks
+    from shapekit.viz.landmarks import plot_sample_grid
+    from shapekit.viz.shape import plot_modes, plot_soft_landmarks
+
+    cfg = config or DemoConfig()
+    if cfg.n_train < 8 or cfg.n_val < 2:
+        raise ShapekitError("the demo needs at least 8 training and 2 validation faces")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = _Log(verbose)
+    summary = {"config": asdict(cfg), "synthetic": True, "note": synth.SYNTHETIC_NOTE}
+    files = []
+
+    # 1. data ---------------------------------------------------------------------------------
+    with log.stage(f"rendering {cfg.n_train} + {cfg.n_val} synthetic faces"):
+        train_dir, val_dir = out / "data" / "train", out / "data" / "val"
+        synth.write_dataset(train_dir, cfg.n_train, seed=cfg.seed, size=cfg.image_size, workers=cfg.workers)
+        # validation faces: same generator, disjoint face indices
+        synth.write_dataset(val_dir, cfg.n_val, seed=cfg.seed, start=cfg.n_train, size=cfg.image_size,
+                            workers=cfg.workers)
+        train_ann, val_ann = read(train_dir, format="pts"), read(val_dir, format="pts")
+        summary["data"] = {"n_train": len(train_ann), "n_val": len(val_ann), "image_size": cfg.image_size,
+                           "train_dir": str(train_dir), "val_dir": str(val_dir)}
+        from shapekit.io import read_image
+
+        show = [read_image(m["image"]) for m in train_ann.meta[:8]]
+        files.append(plot_sample_grid(show, train_ann.shapes[:8], out / "samples.png", schema="ibug68",
+                                      suptitle="synthetic training faces (generated, not photographs)"))
+
+    # 2. shape model --------------------------------------------------------------------------
+    with log.stage("fitting the point distribution model"):
+        pdm = PointDistributionModel(n_components=None, schema="ibug68").fit(train_ann.shapes)
+        pdm.save(out / "shape_model.npz")
+        files.append(out / "shape_model.npz")
+        ratio = np.asarray(pdm.explained_variance_ratio_)
+        cum = np.cumsum(ratio)
+        n90 = int(np.searchsorted(cum, cfg.variance) + 1)
+        files.append(plot_modes(pdm, out / "shape_modes.png", n_modes=3, schema="ibug68",
+                                title="mean shape and ±3√λ along the first modes"))
+        rec = pdm.reconstruction_error(val_ann.shapes, n_components=n90)
+        summary["shape_model"] = {
+            "n_points": int(pdm.n_points_), "n_modes": int(pdm.n_components_),
+            "modes_for_variance": n90, "variance": cfg.variance,
+            "first_mode_ratios": [float(r) for r in ratio[:5]],
+            "val_reconstruction_error_px": float(np.mean(rec)),
+        }
+        log.say(f"{n90} of {pdm.n_components_} modes explain {cfg.variance:.0%} of the variance")
+
+    # 3. soft landmarks -----------------------------------------------------------------------
+    with log.stage("soft landmarks"):
+        soft = soft_landmarks(train_ann.shapes, pdm, variance=cfg.variance)
+        write_like(train_ann, soft, out / "data" / "train_soft")
+        disp = metrics.nme(soft, train_ann.shapes)
+        files.append(plot_soft_landmarks(train_ann.shapes, soft, out / "soft_landmarks.png", schema="ibug68",
+                                         images=[read_image(m["image"]) for m in train_ann.meta[:6]],
+                                         title=f"hard (ground truth) vs soft ({cfg.variance:.0%} of variance)"))
+        summary["soft"] = {"mean_displacement_nme": float(np.mean(disp)),
+                           "max_displacement_nme": float(np.max(disp)), "folder": str(out / "data" / "train_soft")}
+        log.say(f"mean hard->soft displacement {_pct(np.mean(disp))} of the inter-ocular distance")
+
+    # 4. deep models --------------------------------------------------------------------------
+    if cfg.train:
+        summary["models"], errors = _train_all(cfg, train_ann, val_ann, soft, out, log, files)
+        from shapekit.viz.curves import plot_ced
+
+        files.append(plot_ced(errors, out / "ced.png", threshold=0.10,
+                              title="validation CED, synthetic faces"))
+
+    # 5. classical active shape model ---------------------------------------------------------
+    if cfg.asm:
+        summary["asm"] = _asm_stage(cfg, train_ann, val_ann, pdm, out, log, files)
+
+    summary["timings"] = {k: round(v, 2) for k, v in log.timings.items()}
+    summary["total_seconds"] = round(time.perf_counter() - log.t0, 1)
+    summary["files"] = [str(Path(f).relative_to(out)) for f in files]
+    with atomic_open(out / "summary.json") as fh:
+        json.dump(summary, fh, indent=2)
+    _write_report(out, summary)
+    if verbose:
+        print(f"[{summary['total_seconds']:6.1f}s] done: {out / 'report.md'}", flush=True)
+    return summary
+
+
+def _datasets(cfg, train_ann, val_ann, soft):
+    from shapekit.data.augment import default_augmentation
+    from shapekit.data.datasets import LandmarkDataset
+    from shapekit.io import read_image
+
+    train_images = np.stack([read_image(m["image"]) for m in train_ann.meta])
+    val_images = np.stack([read_image(m["image"]) for m in val_ann.meta])
+    aug = default_augmentation(schema="ibug68", seed=cfg.seed, strength=0.6)
+    train_ds = LandmarkDataset(train_images, train_ann.shapes, size=cfg.input_size, augment=aug, soft=soft,
+                               schema="ibug68", names=[m["name"] for m in train_ann.meta])
+    val_ds = LandmarkDataset(val_images, val_ann.shapes, size=cfg.input_size, schema="ibug68",
+                             names=[m["name"] for m in val_ann.meta])
+    return train_ds, val_ds
+
+
+def _train_all(cfg, train_ann, val_ann, soft, out, log, files):
+    from shapekit.train import TrainConfig, fit_role
+    from shapekit.train.evaluate import evaluate
+    from shapekit.viz.curves import plot_training_curves
+
+    train_ds, val_ds = _datasets(cfg, train_ann, val_ann, soft)
+    base = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=2e-3, warmup_epochs=0.5,
+                       seed=cfg.seed, device=cfg.device, input_size=cfg.input_size, progress=log.verbose)
+    roles = [("tough", cfg.teacher), ("tolerant", cfg.teacher), ("plain", cfg.student), ("student", cfg.student)]
+    results, rows, errors = {}, {}, {}
+    for role, model_name in roles:
+        with log.stage(f"training the {role} {'teacher' if role in ('tough', 'tolerant') else 'model'} "
+                       f"({model_name}, {cfg.epochs} epochs)"):
+            teachers = (results["tough"].model, results["tolerant"].model) if role == "student" else None
+            res = fit_role(role, train_ds, val_ds, base.replace(model=model_name), teachers=teachers,
+                           out=out / "runs" / role)
+            results[role] = res
+            ev = evaluate(res.model, val_ds, device=cfg.device)
+            label = {"tough": "tough teacher (hard)", "tolerant": "tolerant teacher (soft)",
+                     "plain": "plain student (L2)", "student": "KD-Loss student"}[role]
+            errors[label] = ev.errors
+            rows[role] = {"model": model_name, "nme": ev.metrics["nme"], "fr_0.08": ev.metrics["fr_0.08"],
+                          "auc_0.08": ev.metrics["auc_0.08"], "best_epoch": res.best_epoch,
+                          "checkpoint": str(res.best_path) if res.best_path else None,
+                          "n_parameters": int(sum(p.numel() for p in res.model.parameters()))}
+            if res.history:
+                files.append(plot_training_curves(res.history, out / f"curves_{role}.png", title=label))
+            log.say(f"validation NME {_pct(ev.metrics['nme'])}")
+    # predictions of the KD student on a few validation faces
+    from shapekit.io import read_image
+    from shapekit.viz.landmarks import plot_sample_grid
+
+    ev = evaluate(results["student"].model, val_ds, device=cfg.device)
+    k = min(8, len(val_ann))
+    files.append(plot_sample_grid([read_image(m["image"]) for m in val_ann.meta[:k]], ev.pred[:k],
+                                  out / "predictions.png", schema="ibug68",
+                                  titles=[f"NME {_pct(e)}" for e in ev.errors[:k]],
+                                  suptitle="KD-Loss student on held-out synthetic faces"))
+    return rows, errors
+
+
+def _asm_stage(cfg, train_ann, val_ann, pdm, out, log, files):
+    from shapekit import metrics
+    from shapekit.asm import ActiveShapeModel
+    from shapekit.io import read_image
+
+    with log.stage("training and fitting the active shape model"):
+        train_images = [read_image(m["image"], grey=True) for m in train_ann.meta]
+        asm = ActiveShapeModel(schema="ibug68").fit(train_images, train_ann.shapes)
+        asm.save(out / "asm.npz")
+        files.append(out / "asm.npz")
+        n = min(len(val_ann), 40)
+        t = time.perf_counter()
+        fitted = []
+        for m, gt in zip(val_ann.meta[:n], val_ann.shapes[:n]):
+            image = read_image(m["image"], grey=True)
+            lo, hi = np.nanmin(gt, 0), np.nanmax(gt, 0)
+            fitted.append(asm.search(image, box=(lo[0], lo[1], hi[0], hi[1])))
+        per_face = (time.perf_counter() - t) / n
+        fitted = np.stack(fitted)
+        e = metrics.nme(fitted, val_ann.shapes[:n])
+        from shapekit.viz.landmarks import plot_sample_grid
+
+        k = min(8, n)
+        files.append(plot_sample_grid([read_image(m["image"]) for m in val_ann.meta[:k]], fitted[:k],
+                                      out / "asm_fits.png", schema="ibug68",
+                                      titles=[f"NME {_pct(x)}" for x in e[:k]],
+                                      suptitle="active shape model search from the landmark box"))
+        log.say(f"ASM NME {_pct(np.mean(e))} on {n} faces, {1000 * per_face:.0f} ms per face")
+        return {"nme": float(np.mean(e)), "median_nme": float(np.median(e)), "n_images": int(n),
+                "ms_per_face": 1000 * per_face}
+
+
+def _write_report(out, s):
+    cfg = s["config"]
+    lines = [
+        "# shapekit main job",
+        "",
+        f"> {s['note']}",
+        "",
+        f"Run on {platform.node() or 'this machine'} ({platform.processor() or platform.machine()}), "
+        f"{s['total_seconds']:.0f} s in all. Everything below was measured in this run; "
+        "`summary.json` holds the same figures.",
+        "",
+        "## Data",
+        "",
+        f"{s['data']['n_train']} training and {s['data']['n_val']} validation faces of "
+        f"{cfg['image_size']}×{cfg['image_size']} pixels, 68 points (ibug68 layout), in "
+        f"`data/train` and `data/val` as PNG + 300-W `.pts`.",
+        "",
+        "![samples](samples.png)",
+        "",
+        "## Shape model",
+        "",
+        f"Generalised Procrustes analysis and PCA of the {s['data']['n_train']} training shapes: "
+        f"{s['shape_model']['n_modes']} modes, of which {s['shape_model']['modes_for_variance']} explain "
+        f"{cfg['variance']:.0%} of the variance (first modes: "
+        + ", ".join(f"{100 * r:.1f}%" for r in s["shape_model"]["first_mode_ratios"])
+        + f"). Mean reconstruction error of validation shapes with those modes: "
+        f"{s['shape_model']['val_reconstruction_error_px']:.2f} px. Model: `shape_model.npz` "
+        "(`shapekit info shape_model.npz`).",
+        "",
+        "![modes](shape_modes.png)",
+        "",
+        "## Soft landmarks",
+        "",
+        f"The hard shapes projected onto the {cfg['variance']:.0%}-variance model, modes clipped to ±3√λ: mean "
+        f"displacement {_pct(s['soft']['mean_displacement_nme'])} of the inter-ocular distance "
+        f"(largest {_pct(s['soft']['max_displacement_nme'])}); written to `data/train_soft`.",
+        "",
+        "![soft](soft_landmarks.png)",
+        "",
+    ]
+    if "models" in s:
+        lines += [
+            "## Teachers and students",
+            "",
+            f"{cfg['epochs']} epochs each at {cfg['input_size']}×{cfg['input_size']} input, "
+            "same data, augmentation and seed; validation on the held-out faces (NME normalised by "
+            "the outer eye corners).",
+            "",
+            "| role | model | parameters | NME | FR@0.08 | AUC@0.08 |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
+        ]
+        for role, r in s["models"].items():
+            lines.append(f"| {role} | {r['model']} | {r['n_parameters'] / 1e6:.2f} M | {_pct(r['nme'])} | "
+                         f"{_pct(r['fr_0.08'])} | {r['auc_0.08']:.3f} |")
+        lines += ["", "A short CPU run: these networks are far from converged; see the README for full recipes.",
+                  "", "![ced](ced.png)", "", "![predictions](predictions.png)", ""]
+        for role in s["models"]:
+            lines += [f"![{role}](curves_{role}.png)", ""]
+    if "asm" in s:
+        a = s["asm"]
+        lines += [
+            "## Active shape model",
+            "",
+            f"Classical search (grey-level profiles, image pyramid, shape constrained to ±3√λ) from the "
+            f"landmark box on {a['n_images']} validation faces: mean NME {_pct(a['nme'])}, median "
+            f"{_pct(a['median_nme'])}, {a['ms_per_face']:.0f} ms per face.",
+            "",
+            "![asm](asm_fits.png)",
+            "",
+        ]
+    lines += ["## Timings", "", "| stage | seconds |", "| --- | ---: |"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in s["timings"].items()]
+    with atomic_open(out / "report.md") as fh:
+        fh.write("\n".join(lines) + "\n")
