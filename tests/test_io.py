@@ -724,3 +724,24 @@ def test_forced_format_in_folder_takes_its_own_files(tmp_path):
     assert read(tmp_path, format="mtfl").format == "mtfl"
     both = read(tmp_path)  # auto: both files, 5 points each
     assert both.format == "mixed" and [m["format"] for m in both.meta] == ["pts", "mtfl"]
+
+
+def test_kaggle_any_column_order_and_quotes(tmp_path):
+    rng = np.random.default_rng(10)
+    shapes = _face("kaggle15", rng, 2)
+    img = rng.integers(0, 256, (2, 96, 96))
+    cols = ["Image"] + list(COLUMNS[::-1])
+    rows = [",".join(cols)]
+    for pts, im in zip(shapes, img):
+        flat = [repr(float(v)) for v in pts.ravel()][::-1]
+        rows.append(",".join(['"' + " ".join(map(str, im.ravel())) + '"'] + flat))
+    path = tmp_path / "shuffled.csv"
+    path.write_text("\n".join(rows) + "\n")
+    ann = read_kaggle(path)
+    np.testing.assert_array_equal(ann.shapes, shapes)
+    np.testing.assert_array_equal(ann.images, img)
+    # quoted cells in the usual layout (Image last) go through the csv parser
+    path2 = tmp_path / "quoted.csv"
+    path2.write_text(",".join(COLUMNS + ("Image",)) + "\n" + ",".join(f'"{v!r}"' for v in shapes[0].ravel().tolist())
+                     + ',"' + " ".join(map(str, img[0].ravel())) + '"\n')
+    np.testing.assert_array_equal(read_kaggle(path2).shapes[0], shapes[0])
