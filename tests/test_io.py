@@ -745,3 +745,13 @@ def test_kaggle_any_column_order_and_quotes(tmp_path):
     path2.write_text(",".join(COLUMNS + ("Image",)) + "\n" + ",".join(f'"{v!r}"' for v in shapes[0].ravel().tolist())
                      + ',"' + " ".join(map(str, img[0].ravel())) + '"\n')
     np.testing.assert_array_equal(read_kaggle(path2).shapes[0], shapes[0])
+
+
+@pytest.mark.parametrize("fmt, name", [("pts", "e.pts"), ("ljson", "e.ljson"), ("wflw", "e.txt"), ("mtfl", "e.txt"),
+                                       ("kaggle", "e.csv"), ("muct", "e.csv"), ("csv", "e.csv")])
+def test_empty_file_is_one_clear_error_in_every_format(tmp_path, fmt, name):
+    path = tmp_path / name
+    path.write_text("\n  \n")
+    with pytest.raises(FormatError) as info:
+        read(path, format=fmt)
+    assert "empty file" in str(info.value) and str(path) in str(info.value)
