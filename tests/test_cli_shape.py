@@ -45,6 +45,12 @@ def test_fit_modes_json_and_glob(shared_data, tmp_path, capsys):
     assert len(s["explained_variance_ratio"]) == 6
 
 
+def test_fit_glob_of_folders(shared_data, tmp_path, capsys):
+    root = shared_data("afw68").parent
+    assert main(["fit", str(root / "a*68" / "train"), "-o", str(tmp_path / "m.npz"), "--modes", "4", "--json"]) == 0
+    assert last_json(capsys)["n_shapes"] == 337
+
+
 def test_fit_variance_and_modes_are_exclusive(shared_data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["fit", str(shared_data("afw68/train")), "-o", str(tmp_path / "m.npz"), "--variance", "0.9",

@@ -19,12 +19,27 @@ from shapekit.shape.soft import soft_landmarks
 __all__ = ["fit_model_files", "soften_files", "model_info"]
 
 
+def _expand(sources):
+    """Return sources with glob patterns that match folders replaced by those folders."""
+    import glob
+
+    out = []
+    for src in sources if isinstance(sources, (list, tuple)) else [sources]:
+        src = os.fspath(src)
+        if any(c in src for c in "*?[") and not os.path.exists(src):
+            hits = sorted(glob.glob(src))
+            if hits and any(os.path.isdir(h) for h in hits):
+                out.extend(hits)
+                continue
+        out.append(src)
+    return out
+
+
 def _read(sources, format="auto", schema=None):
     from shapekit.io import read
 
-    if isinstance(sources, (list, tuple)) and len(sources) == 1:
-        sources = sources[0]
-    return read(sources, format=format, schema=schema)
+    sources = _expand(sources)
+    return read(sources[0] if len(sources) == 1 else sources, format=format, schema=schema)
 
 
 def _schema_of(ann, n_points, schema=None):
