@@ -259,8 +259,7 @@ def test_search_from_a_box_and_the_model_file(synthetic, tmp_path):
     path = asm.save(tmp_path / "m.npz")
     again = ActiveShapeModel.load(path)
     np.testing.assert_array_equal(again.search(images[0], box=box), points)
-    assert again.get_params() == {**asm.get_params(), "search_half": list(asm.search_half)} or \
-        again.get_params()["n_levels"] == asm.n_levels
+    assert again.get_params() == asm.get_params()
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(FormatError):
         ActiveShapeModel.load(tmp_path / "bad.npz")
@@ -365,7 +364,7 @@ def test_cli_train_and_fit(tmp_path):
     write_dataset(tmp_path / "faces", 12, seed=7, size=128, progress=False, occlusion=0.0)
     model = tmp_path / "asm.npz"
     assert main(["asm", "train", str(tmp_path / "faces"), "-o", str(model), "--levels", "2",
-                 "--search-half", "2", "3"]) == 0
+                 "--search-half", "2", "3", "--detector-samples", "0"]) == 0
     assert ActiveShapeModel.load(model).n_levels == 2
     images = sorted(str(p) for p in (tmp_path / "faces").glob("*.png"))[:2]
     out = tmp_path / "overlays"

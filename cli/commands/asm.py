@@ -25,6 +25,9 @@ def register(sub):
     t.add_argument("--modes", type=int, default=None, help="number of shape modes (instead of --variance)")
     t.add_argument("--no-flip", action="store_true", help="do not also train profiles on mirrored images")
     t.add_argument("--format", default="auto", help="annotation format (default: guessed)")
+    t.add_argument("--detector-samples", type=int, default=100,
+                   help="run the face detector on this many training images to learn where the start shape "
+                        "sits in its boxes (used by 'asm fit' without --box); 0 skips (default 100)")
     t.set_defaults(func=run_train)
 
     f = asub.add_parser("fit", help="find landmarks in images with a trained ASM",
@@ -60,7 +63,7 @@ def run_train(args):
     if args.no_flip:
         params["flip"] = False
     source = args.source if len(args.source) > 1 else args.source[0]
-    model = train_asm(source, format=args.format, **params)
+    model = train_asm(source, format=args.format, detector_samples=args.detector_samples, **params)
     model.save(args.output)
     print(f"{args.output}: {model!r}, {model.components_.shape[0]} shape modes, "
           f"{model.n_levels} levels, {model.mean_.shape[0]} points")

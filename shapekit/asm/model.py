@@ -77,7 +77,9 @@ class ActiveShapeModel:
 
     ``n_levels``: pyramid levels (each halves the image). ``profile_half``: ``k``, a
     profile has ``2k + 1`` derivatives. ``search_half``: ``m``, candidates ``±m`` pixels
-    of the level along the normal. ``n_components``: modes of the PDM (count, or
+    of the level along the normal: one value, or one per level (finest first); None is
+    1 at the finest level, 2 at the next and 3 above (large moves where the image is
+    coarse, small ones where the detail is). ``n_components``: modes of the PDM (count, or
     fraction of variance). ``clip``: shape weights are kept within ``±clip √λ_i``.
     ``face_size``: the search frame makes the face's landmark box this many pixels on
     its longer side at level 0. ``margin``: context around the face in the frame, in
@@ -100,16 +102,16 @@ class ActiveShapeModel:
         self,
         n_levels=4,
         profile_half=4,
-        search_half=3,
-        n_components=0.98,
-        clip=3.0,
+        search_half=None,
+        n_components=0.85,
+        clip=2.5,
         face_size=160,
         margin=0.5,
         regularization=0.05,
-        max_iter=8,
+        max_iter=6,
         converge_fraction=0.9,
         flip=True,
-        weighted=False,
+        weighted=True,
         mode="box",
         schema=None,
         starts=(),
@@ -153,8 +155,8 @@ class ActiveShapeModel:
         return self
 
     def _validate(self):
-        halves = self.search_half if np.ndim(self.search_half) else [self.search_half]
-        if np.ndim(self.search_half) and len(halves) != self.n_levels:
+        halves = self._halves()
+        if self.search_half is not None and np.ndim(self.search_half) and len(halves) != self.n_levels:
             raise ShapekitError(f"search_half: expected one value or {self.n_levels} (one per level), got {self.search_half!r}")
         if any(int(h) != h or h < 0 for h in halves):
             raise ShapekitError(f"search_half: expected integers >= 0, got {self.search_half!r}")
@@ -266,10 +268,18 @@ class ActiveShapeModel:
         self.profile_mean_ = mu
         self.profile_icov_ = np.linalg.inv(cov + reg + 1e-12 * np.eye(dim))
         self.box_pose_ = np.median(np.asarray(poses), axis=0)
+        self.box_starts_ = {"landmarks": self.box_pose_.tolist()}
         self.template_grid_ = grid
         self.template_ = (t_sum - t_sum.mean()) / (np.linalg.norm(t_sum - t_sum.mean()) + 1e-12)
         self.n_train_ = used
         return self
+
+    def _halves(self):
+        if self.search_half is None:
+            return tuple([1, 2, 3, 3, 3, 3, 3, 3][: int(self.n_levels)] + [3] * max(0, int(self.n_levels) - 8))
+        if np.ndim(self.search_half):
+            return tuple(self.search_half)
+        return (self.search_half,) * int(self.n_levels)
 
     def _template_level(self):
         # the face is about 40 pixels wide there: the inner features are still visible
@@ -286,12 +296,15 @@ class ActiveShapeModel:
         scores = ncc_scores(pyr[level], self.template_grid_, self.template_, cands)
         return from_level(apply_similarity(cands[int(np.argmax(scores))], model_pts), level)
 
-    def _box_relation(self, points):
-        # how the mean shape sits in the landmark box: scale and rotation of the pose
-        # relative to the box size, and the pose's translation relative to the box centre
+    def _box_relation(self, points, box=None):
+        # how the mean shape sits in a box (default: the landmark box): scale and rotation
+        # of the pose relative to the box size, its translation relative to the box centre
         ok = np.isfinite(points).all(axis=1)
         a, b, tx, ty = fit_similarity(self.mean_[ok], points[ok])
-        lo, hi = points[ok].min(axis=0), points[ok].max(axis=0)
+        if box is None:
+            lo, hi = points[ok].min(axis=0), points[ok].max(axis=0)
+        else:
+            lo, hi = np.asarray(box[:2], float), np.asarray(box[2:4], float)
         size = 0.5 * ((hi - lo).sum())
         centre = 0.5 * (lo + hi)
         return np.array([math.hypot(a, b) / size, math.atan2(b, a), (tx - centre[0]) / size, (ty - centre[1]) / size])
@@ -301,34 +314,61 @@ class ActiveShapeModel:
         if not hasattr(self, "profile_icov_"):
             raise ShapekitError("this ActiveShapeModel is not fitted: call fit() or load() first")
 
-    def start_from_box(self, box):
-        """Return the start shape (L, 2) for a face box ``(x0, y0, x1, y1)`` in image pixels:
-        the mean shape placed as the training shapes sit in their landmark boxes."""
+    def fit_box_start(self, boxes, shapes, kind="detector"):
+        """Learn how the mean shape sits in the boxes of a face detector; return self.
+
+        ``boxes`` (N, 4+) ``x0, y0, x1, y1`` pixels from the detector on training images
+        (rows with NaN are skipped, e.g. faces it missed), ``shapes`` (N, L, 2) their
+        landmarks. :meth:`start_from_box` with ``kind`` then places the start shape as
+        the training shapes sat in those boxes (medians of scale, rotation and offset).
+        """
         self._check_fitted()
-        box = np.asarray(box, dtype=np.float64).ravel()
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(len(shapes), -1)[:, :4]
+        shapes = np.asarray(shapes, dtype=np.float64)
+        rel = [self._box_relation(s, b) for b, s in zip(boxes, shapes)
+               if np.all(np.isfinite(b)) and np.isfinite(s).all(axis=1).sum() >= 3]
+        if len(rel) < 3:
+            raise ShapekitError(f"fit_box_start: needs at least 3 boxes with their shapes, got {len(rel)}")
+        if not hasattr(self, "box_starts_"):
+            self.box_starts_ = {"landmarks": np.asarray(self.box_pose_).tolist()}
+        self.box_starts_[str(kind)] = np.median(np.asarray(rel), axis=0).tolist()
+        return self
+
+    def start_from_box(self, box, kind="landmarks"):
+        """Return the start shape (L, 2) for a face box ``(x0, y0, x1, y1)`` in image pixels:
+        the mean shape placed as the training shapes sat in their boxes of ``kind``
+        (``landmarks``: the landmark box; ``detector``: see :meth:`fit_box_start`)."""
+        self._check_fitted()
+        box = np.asarray(box, dtype=np.float64).ravel()[:4]
         if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
             raise ShapekitError(f"box: expected (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box.tolist()}")
+        starts = getattr(self, "box_starts_", {"landmarks": self.box_pose_})
+        if kind not in starts:
+            raise ShapekitError(f"box kind {kind!r}: this model knows {sorted(starts)} (see fit_box_start)")
         size = 0.5 * ((box[2] - box[0]) + (box[3] - box[1]))
         centre = 0.5 * (box[:2] + box[2:])
-        scale, angle, ox, oy = self.box_pose_
+        scale, angle, ox, oy = starts[kind]
         s = scale * size
         pose = np.array([s * math.cos(angle), s * math.sin(angle), centre[0] + ox * size, centre[1] + oy * size])
         return apply_similarity(pose, self.mean_)
 
-    def search(self, image, box=None, start=None, return_info=False):
+    def search(self, image, box=None, start=None, return_info=False, box_kind="landmarks", kernels="numba"):
         """Return the landmarks (L, 2) found in ``image``, in its pixels (0-based centres).
 
         Starts from ``start`` (a shape (L, 2) in image pixels) when given, else from the
-        face ``box`` (x0, y0, x1, y1) pixels, else from the best face of the detector
-        (:func:`shapekit.data.detect.detect_faces`). With ``return_info`` also returns a
-        :class:`~shapekit.asm.search.SearchInfo`.
+        face ``box`` (x0, y0, x1, y1) pixels of ``box_kind`` (see :meth:`start_from_box`),
+        else from the best face of the detector (:func:`detect_box`; placed with the
+        ``detector`` start when the model learned one, else as a landmark box). With
+        ``return_info`` also returns a :class:`~shapekit.asm.search.SearchInfo`.
+        ``kernels="numpy"`` matches profiles with the NumPy reference (for comparison).
         """
         self._check_fitted()
         image = load_image(image)
         if start is None:
             if box is None:
                 box = detect_box(image)
-            start = self.start_from_box(box)
+                box_kind = "detector" if "detector" in getattr(self, "box_starts_", {}) else "landmarks"
+            start = self.start_from_box(box, kind=box_kind)
         start = np.asarray(start, dtype=np.float64)
         if start.shape != self.mean_.shape:
             raise ShapekitError(f"start: expected a shape {self.mean_.shape}, got {start.shape}")
@@ -336,7 +376,7 @@ class ActiveShapeModel:
             raise ShapekitError("start: the start shape has missing points")
         frame = SearchFrame.around(start, self.face_size, self.margin)
         pyr = build_pyramid(frame.sample(image), self.n_levels)
-        half = tuple(int(h) for h in self.search_half) if np.ndim(self.search_half) else int(self.search_half)
+        half = tuple(int(h) for h in self._halves())
 
         def run(shape, levels):
             return search_pyramid(
@@ -344,6 +384,7 @@ class ActiveShapeModel:
                 self.profile_mean_, self.profile_icov_, self.prev_, self.next_,
                 int(self.profile_half), half, clip=self.clip, max_iter=int(self.max_iter),
                 converge_fraction=self.converge_fraction, mode=self.mode, weighted=self.weighted, levels=levels,
+                kernels=kernels,
             )
 
         shape = frame.to_frame(start)
@@ -395,7 +436,8 @@ class ActiveShapeModel:
         self._check_fitted()
         path = Path(path)
         meta = {"kind": _KIND, "version": FILE_VERSION, "params": self.get_params(), "schema_": self.schema_,
-                "n_train_": int(self.n_train_)}
+                "n_train_": int(self.n_train_),
+                "box_starts_": getattr(self, "box_starts_", {"landmarks": np.asarray(self.box_pose_).tolist()})}
         arrays = {name.rstrip("_"): np.asarray(getattr(self, name)) for name in self._ARRAYS}
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
@@ -419,10 +461,16 @@ class ActiveShapeModel:
         if int(meta.get("version", 0)) > FILE_VERSION:
             raise FormatError(path, f"written by a newer shapekit (file version {meta['version']}, "
                                     f"this one reads up to {FILE_VERSION})")
-        model = cls(**meta["params"])
+        params = dict(meta["params"])
+        # JSON turns tuples into lists
+        if isinstance(params.get("search_half"), list):
+            params["search_half"] = tuple(params["search_half"])
+        params["starts"] = tuple(tuple(x) for x in params.get("starts", ()))
+        model = cls(**params)
         for name, value in arrays.items():
             setattr(model, name, value)
         model.schema_ = meta["schema_"]
+        model.box_starts_ = meta.get("box_starts_", {"landmarks": np.asarray(model.box_pose_).tolist()})
         model.n_train_ = meta["n_train_"]
         return model
 
@@ -431,26 +479,31 @@ class ActiveShapeModel:
         return f"ActiveShapeModel(n_levels={self.n_levels}, profile_half={self.profile_half}, search_half={self.search_half}{state})"
 
 
-def detect_box(image):
-    """Return the best face box ``(x0, y0, x1, y1)`` of the detector in ``image`` (pixels)."""
-    try:
-        from shapekit.data.detect import detect_faces
-    except ImportError as exc:
-        raise ShapekitError("no face box given and the face detector (shapekit.data.detect) is not available; "
-                            "pass box= or start=") from exc
-    boxes = np.asarray(detect_faces(image))
+def detect_box(image, detector=None):
+    """Return the best face box ``(x0, y0, x1, y1)`` of the face detector in ``image``
+    (pixels): the highest-scoring raw box of :class:`shapekit.data.detect.FaceDetector`."""
+    if detector is None:
+        try:
+            from shapekit.data.detect import FaceDetector
+        except ImportError as exc:  # pragma: no cover - the detector ships with shapekit.data
+            raise ShapekitError("no face box given and the face detector is not available; pass box= or start=") from exc
+        detector = FaceDetector()
+    boxes = np.asarray(detector.detect(image))
     if boxes.size == 0:
         raise ShapekitError("the face detector found no face in the image; pass a box")
     best = boxes[np.argmax(boxes[:, 4])] if boxes.shape[1] > 4 else boxes[0]
     return best[:4]
 
 
-def train_asm(source, format="auto", pdm=None, progress_bar=None, **params):
+def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_samples=0, seed=0, **params):
     """Return an :class:`ActiveShapeModel` trained on every annotated image of ``source``.
 
     ``source`` is anything :func:`shapekit.io.read` reads (folders of .pts + images,
     lists of them, ...); samples without an image are skipped. ``params`` go to
-    :class:`ActiveShapeModel`.
+    :class:`ActiveShapeModel`. ``detector_samples`` > 0 also runs the face detector
+    on that many training images (drawn with ``seed``) and learns where the start shape
+    sits in its boxes (:meth:`ActiveShapeModel.fit_box_start`), which :meth:`search`
+    then uses when no box is given.
     """
     from shapekit.io import read
 
@@ -462,7 +515,34 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, **params):
     if "schema" not in params and ann.schema is not None:
         params["schema"] = ann.schema
     model = ActiveShapeModel(**params)
-    return model.fit([images[i] for i in keep], ann.shapes[keep], pdm=pdm, progress_bar=progress_bar)
+    model.fit([images[i] for i in keep], ann.shapes[keep], pdm=pdm, progress_bar=progress_bar)
+    if detector_samples:
+        pick = np.random.default_rng(seed).permutation(keep)[: int(detector_samples)]
+        boxes = detector_boxes([images[i] for i in pick], ann.shapes[pick], progress_bar=progress_bar)
+        model.fit_box_start(boxes, ann.shapes[pick], kind="detector")
+    return model
+
+
+def detector_boxes(images, shapes, detector=None, progress_bar=None):
+    """Return the detector box ``(N, 5)`` of each training face (NaN where it was missed).
+
+    Among the detections of an image, the face is the one whose centre falls inside the
+    landmark square and whose size is within a factor 2 of it
+    (:func:`shapekit.data.detect.match_detection`).
+    """
+    from shapekit.data.detect import FaceDetector, match_detection
+
+    detector = FaceDetector() if detector is None else detector
+    out = np.full((len(images), 5), np.nan)
+    for i in progress(range(len(images)), desc="detecting faces", disable=_disable(progress_bar)):
+        pts = np.asarray(shapes[i], dtype=np.float64)
+        pts = pts[np.isfinite(pts).all(axis=1)]
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        boxes = np.asarray(detector.detect(load_image(images[i])))
+        j = match_detection(boxes, (*(0.5 * (lo + hi)), float((hi - lo).max())))
+        if j >= 0:
+            out[i] = boxes[j]
+    return out
 
 
 def fit_images(model, images, box=None, out_dir=None):

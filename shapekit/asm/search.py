@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shapekit.asm.profiles import profile_costs, shape_normals
+from shapekit.asm.profiles import profile_costs, profile_costs_reference, shape_normals
 from shapekit.asm.pyramid import build_pyramid, from_level, to_level
 from shapekit.errors import ShapekitError
 
@@ -160,6 +160,7 @@ def search_pyramid(
     mode="box",
     levels=None,
     weighted=False,
+    kernels="numba",
 ):
     """Return ``(points, info)``: the shape found by the multi-resolution ASM search.
 
@@ -173,8 +174,12 @@ def search_pyramid(
     points moved by at most ``m_search // 2`` pixels (Cootes' test), or after
     ``max_iter`` iterations. ``m_search`` is one half-width for every level or a
     sequence indexed by level. ``weighted`` down-weights landmarks whose best cost is
-    high (robust fit) instead of weighting all landmarks equally.
+    high (robust fit) instead of weighting all landmarks equally. ``kernels="numpy"``
+    uses the NumPy reference of the profile matching (same result, for timing).
     """
+    if kernels not in ("numba", "numpy"):
+        raise ShapekitError(f"kernels: expected 'numba' or 'numpy', got {kernels!r}")
+    costs_fn = profile_costs if kernels == "numba" else profile_costs_reference
     n_levels = len(pyramid)
     levels = range(n_levels - 1, -1, -1) if levels is None else levels
     info = SearchInfo()
@@ -192,7 +197,7 @@ def search_pyramid(
         it = 0
         for it in range(1, max_iter + 1):
             normals = shape_normals(pts, prev, nxt)
-            costs = profile_costs(img, pts, normals, profile_mean[level], profile_icov[level], k_profile, m)
+            costs = costs_fn(img, pts, normals, profile_mean[level], profile_icov[level], k_profile, m)
             best = np.argmin(costs, axis=1)
             offset = best - m
             target = pts + (offset + subpixel_offsets(costs, best))[:, None] * normals

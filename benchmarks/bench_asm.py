@@ -1,0 +1,168 @@
+"""Active shape model on real faces: accuracy from the landmark box and from the face
+detector's box, and time per face, on a fixed validation split of LFPW.
+
+    python benchmarks/bench_asm.py [--json] [--extra] [--n-val N] [--detector-samples N]
+
+Split: ``shapekit.data.datasets.split_indices`` of lfpw68/train, 20% held out, seed 0.
+The ASM is trained on the other 80% (``--extra`` adds helen68/train and afw68/train).
+NME is inter-ocular (outer eye corners, 0-based 36 and 45), in the validation image's
+pixels. Time per face is the ASM search alone (image decoding and face detection are
+timed apart), single process; the ratio compares it with the same search using the
+NumPy reference of the profile matching, measured in the same run. The machine is
+shared: the load average is printed with the timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=os.environ.get("SHAPEKIT_DATA", str(REPO.parent / "shared" / "data")))
+    ap.add_argument("--val-fraction", type=float, default=0.2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--extra", action="store_true", help="also train on helen68/train and afw68/train")
+    ap.add_argument("--n-val", type=int, default=None, help="use only the first N validation faces")
+    ap.add_argument("--detector-samples", type=int, default=150,
+                    help="training images the detector runs on to learn the start in its boxes")
+    ap.add_argument("--no-detector", action="store_true", help="skip the detector-box measurement")
+    ap.add_argument("--numpy-faces", type=int, default=20, help="faces timed with the NumPy reference kernels")
+    ap.add_argument("--save", default=None, help="also write the trained model here")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = ap.parse_args(argv)
+
+    from shapekit.asm import ActiveShapeModel, load_image
+    from shapekit.asm.model import detector_boxes
+    from shapekit.data.datasets import split_indices
+    from shapekit.io import read
+    from shapekit.metrics import nme, summary
+
+    root = Path(args.data)
+    if not (root / "lfpw68" / "train").exists():
+        print(f"shared data not found under {root}: nothing to measure", file=sys.stderr)
+        return 1
+    load0 = os.getloadavg()
+    ann = read(root / "lfpw68" / "train")
+    names = [m["name"] for m in ann.meta]
+    train, val = split_indices(names, val_fraction=args.val_fraction, seed=args.seed, group=None)
+    if args.n_val:
+        val = val[: args.n_val]
+    images = [m["image"] for m in ann.meta]
+    tr_images = [images[i] for i in train]
+    tr_shapes = ann.shapes[train]
+    if args.extra:
+        for sub in ("helen68/train", "afw68/train"):
+            extra = read(root / sub)
+            tr_images += [m["image"] for m in extra.meta]
+            tr_shapes = np.concatenate([tr_shapes, extra.shapes])
+
+    t0 = time.perf_counter()
+    asm = ActiveShapeModel().fit(tr_images, tr_shapes)
+    train_s = time.perf_counter() - t0
+    det_train_s = 0.0
+    if not args.no_detector and args.detector_samples:
+        t0 = time.perf_counter()
+        pick = np.random.default_rng(args.seed).permutation(len(tr_images))[: args.detector_samples]
+        boxes = detector_boxes([tr_images[i] for i in pick], tr_shapes[pick])
+        asm.fit_box_start(boxes, tr_shapes[pick], kind="detector")
+        det_train_s = time.perf_counter() - t0
+        print(f"detector start learned on {np.isfinite(boxes[:, 0]).sum()}/{len(pick)} detected training faces")
+    if args.save:
+        asm.save(args.save)
+
+    gt = ann.shapes[val]
+    lm_pred, lm_start, lm_ms = [], [], []
+    det_pred, det_start, det_ms, det_found, detect_ms = [], [], [], [], []
+    np_ms = []
+    from shapekit.data.detect import FaceDetector
+
+    detector = FaceDetector()
+    for j, i in enumerate(val):
+        image = load_image(images[i])
+        g = ann.shapes[i]
+        box = (*np.nanmin(g, axis=0), *np.nanmax(g, axis=0))
+        t = time.perf_counter()
+        p = asm.search(image, box=box)
+        lm_ms.append(1e3 * (time.perf_counter() - t))
+        lm_pred.append(p)
+        lm_start.append(asm.start_from_box(box))
+        if j < args.numpy_faces:
+            t = time.perf_counter()
+            asm.search(image, box=box, kernels="numpy")
+            np_ms.append(1e3 * (time.perf_counter() - t))
+        if args.no_detector:
+            continue
+        t = time.perf_counter()
+        boxes = detector.detect(image)
+        detect_ms.append(1e3 * (time.perf_counter() - t))
+        if len(boxes) == 0:
+            det_found.append(False)
+            continue
+        best = boxes[np.argmax(boxes[:, 4])][:4]
+        kind = "detector" if "detector" in asm.box_starts_ else "landmarks"
+        t = time.perf_counter()
+        p = asm.search(image, box=best, box_kind=kind)
+        det_ms.append(1e3 * (time.perf_counter() - t))
+        det_found.append(True)
+        det_pred.append(p)
+        det_start.append(asm.start_from_box(best, kind=kind))
+
+    lm = summary(np.array(lm_pred), gt)
+    res = {
+        "n_train": int(len(tr_shapes)), "n_val": int(len(val)), "train_seconds": round(train_s, 2),
+        "nme_landmark_box": lm["nme"], "median_nme_landmark_box": float(np.median(nme(np.array(lm_pred), gt))),
+        "fr_0.08_landmark_box": lm["fr_0.08"], "auc_0.08_landmark_box": lm["auc_0.08"],
+        "nme_start_landmark_box": float(np.mean(nme(np.array(lm_start), gt))),
+        "ms_per_face_median": float(np.median(lm_ms)), "ms_per_face_p90": float(np.percentile(lm_ms, 90)),
+        "numpy_ms_per_face_median": float(np.median(np_ms)) if np_ms else None,
+    }
+    if np_ms:
+        res["speedup_vs_numpy"] = float(np.median(np_ms) / np.median(lm_ms[: len(np_ms)]))
+    if not args.no_detector:
+        found = np.array(det_found)
+        res["detection_rate"] = float(found.mean())
+        res["detector_ms_median"] = float(np.median(detect_ms))
+        res["detector_train_seconds"] = round(det_train_s, 2)
+        if found.any():
+            dg = gt[found]
+            d = summary(np.array(det_pred), dg)
+            res.update({
+                "nme_detector_box": d["nme"], "median_nme_detector_box": float(np.median(nme(np.array(det_pred), dg))),
+                "fr_0.08_detector_box": d["fr_0.08"], "auc_0.08_detector_box": d["auc_0.08"],
+                "nme_start_detector_box": float(np.mean(nme(np.array(det_start), dg))),
+                "ms_per_face_median_detector_box": float(np.median(det_ms)),
+                # the same faces from the landmark box, for a like-for-like comparison
+                "nme_landmark_box_on_detected": float(np.mean(nme(np.array(lm_pred)[found], dg))),
+            })
+    res["loadavg_start"] = [round(x, 2) for x in load0]
+    res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+
+    print(f"ASM on lfpw68/train split (seed {args.seed}, {len(val)} validation faces, {len(tr_shapes)} training)")
+    print(f"  from the landmark box: NME {res['nme_landmark_box']:.4f} (median {res['median_nme_landmark_box']:.4f}, "
+          f"start {res['nme_start_landmark_box']:.4f}), FR@0.08 {res['fr_0.08_landmark_box']:.3f}")
+    if "nme_detector_box" in res:
+        print(f"  from the detector box: NME {res['nme_detector_box']:.4f} (median {res['median_nme_detector_box']:.4f}, "
+              f"start {res['nme_start_detector_box']:.4f}) on {int(found.sum())}/{len(found)} detected faces")
+    print(f"  search time per face: median {res['ms_per_face_median']:.1f} ms (p90 {res['ms_per_face_p90']:.1f}); "
+          f"NumPy-reference profiles {res.get('numpy_ms_per_face_median') or float('nan'):.1f} ms "
+          f"-> x{res.get('speedup_vs_numpy', float('nan')):.2f}")
+    if "detector_ms_median" in res:
+        print(f"  face detection (not in the search time): median {res['detector_ms_median']:.0f} ms per image")
+    print(f"  load average {res['loadavg_start']} -> {res['loadavg_end']} on {os.cpu_count()} cores")
+    if args.json:
+        print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
