@@ -334,3 +334,27 @@ def test_jaw_points_lie_on_the_visible_face_outline():
         inside = jaw + 0.2 * (pts[30] - jaw)
         ratios.append(np.median(_local_contrast(img, jaw, r) / np.maximum(_local_contrast(img, inside, r), 1.0)))
     assert np.median(ratios) > 2.0
+
+
+def test_visibility_marks_occluded_landmarks():
+    base = FaceParams.mean().replace(appearance={"hair_style": "bald"})
+    img, pts, vis = render_face(base, size=128, with_visibility=True)
+    assert vis.all()
+    # a bar across the mouth hides mouth points and leaves the eyes
+    lo, hi = pts.min(0), pts.max(0)
+    v = (pts[57, 1] - lo[1]) / (hi[1] - lo[1]) - 0.05
+    occ = dict(kind="bar", u=0.5, v=float(v), size=0.5, colour=0.2, angle=0.5)
+    img2, pts2, vis2 = render_face(base.replace(appearance={"occluder": occ}), size=128, with_visibility=True)
+    np.testing.assert_array_equal(pts, pts2)
+    hidden = np.flatnonzero(~vis2)
+    assert len(hidden) >= 3 and set(hidden) <= set(range(0, 17)) | set(range(48, 68))
+    centre_y = lo[1] + v * (hi[1] - lo[1])
+    iod = np.linalg.norm(pts[45] - pts[36])
+    assert np.abs(pts[hidden, 1] - centre_y).max() < 0.15 * iod
+    assert vis2[17:48].all()
+    # a fringe ends above the brows: the hair hides nothing of the inner face
+    fringe = base.replace(appearance={"hair_style": "fringe", "hairline": -0.3})
+    _, _, vis3 = render_face(fringe, size=128, with_visibility=True)
+    assert vis3[17:68].all()
+    images, shapes, visible = generate(2, seed=1, size=48, progress=False, with_visibility=True)
+    assert visible.shape == (2, 68) and visible.dtype == bool

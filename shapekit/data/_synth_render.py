@@ -294,7 +294,9 @@ _FACE = ((0.0, 0.35, -0.62), (0.86, 1.25, 0.8))
 
 
 def render(params, size, layout):
-    """Return ``(image uint8 (size, size, 3), points (68, 2))`` of one synthetic face."""
+    """Return ``(image uint8 (size, size, 3), points (68, 2), visible (68,) bool)`` of one
+    synthetic face; ``visible`` is False where hair or an occluder hides a landmark or it
+    falls outside the image."""
     app = params.appearance
     rng = np.random.default_rng(params.texture_seed)
     pts = layout.shapes[0]
@@ -378,12 +380,17 @@ def render(params, size, layout):
     _brows(img, pts, px, app, hair, rng)
     _nose(img, pts, px, light, skin, app, params.yaw)
     _mouth(img, pts, px, app, skin)
+    cover = np.zeros(shape[:2], np.float32)  # how much hair or occluders hide each pixel
     if style != "bald":
-        _hair_top(img, layout, p3, width, hair_outline, app, hair, px, rng, style)
+        _hair_top(img, layout, p3, width, hair_outline, app, hair, px, rng, style, cover)
     if app["occluder"] is not None:
-        _occluder(img, pts, px, app, rng)
+        _occluder(img, pts, px, app, rng, cover)
     image = _finish(img, app, size, rng)
-    return image, pts.copy()
+    # a landmark is hidden when hair or an occluder covers its pixel more than halfway
+    ij = np.clip(np.round(pts).astype(int), 0, size - 1)
+    inside = ((pts >= -0.5) & (pts <= size - 0.5)).all(1)
+    visible = inside & (cover[ij[:, 1], ij[:, 0]] < 0.5)
+    return image, pts.copy(), visible
 
 
 def _convex_hull(points):
@@ -700,7 +707,16 @@ def _sorted_xy(p):
     return p[o, 0], p[o, 1]
 
 
-def _hair_top(img, layout, p3, width, hair_outline, app, hair, px, rng, style):
+def _cover(cover, r, weight=1.0):
+    """Record in ``cover`` that the drawn coverage ``r = (y0, x0, alpha)`` hides pixels."""
+    if r is None or cover is None:
+        return
+    y0, x0, a = r
+    sub = cover[y0:y0 + a.shape[0], x0:x0 + a.shape[1]]
+    np.maximum(sub, a * weight, out=sub)
+
+
+def _hair_top(img, layout, p3, width, hair_outline, app, hair, px, rng, style, cover=None):
     """Hair over the top of the head: the hair ellipse minus the face below a hairline."""
     pts = layout.shapes[0]
     hl = app["hairline"]
@@ -741,9 +757,10 @@ def _hair_top(img, layout, p3, width, hair_outline, app, hair, px, rng, style):
     # a soft, slightly uneven hairline rather than a cut edge
     a = np.clip(a * (1.0 + 0.25 * strands), 0.0, 1.0)
     blend(img, y0, x0, a, col)
+    _cover(cover, (y0, x0, a))
 
 
-def _occluder(img, pts, px, app, rng):
+def _occluder(img, pts, px, app, rng, cover=None):
     occ = app["occluder"]
     lo, hi = pts.min(0), pts.max(0)
     centre = lo + np.array([occ["u"], occ["v"]]) * (hi - lo)
@@ -765,24 +782,26 @@ def _occluder(img, pts, px, app, rng):
         tex = bilinear(bg, np.arange(ww)[None, :] + sx + 0 * np.arange(hh)[:, None],
                        np.arange(hh)[:, None] + sy + 0 * np.arange(ww)[None, :])
         blend(img, y0, x0, a, tex * rng.uniform(0.6, 1.2))
+        _cover(cover, r)
     elif kind == "hand":
         skin = np.asarray(app["skin"], np.float32) * (0.8 + 0.3 * occ["colour"])
         poly = ellipse_polygon(centre, size * 1.1, size * 0.6, ang, n=20)
-        r = _paint_poly(img, poly, skin, sigma=0.6)
+        _cover(cover, _paint_poly(img, poly, skin, sigma=0.6))
         # fingers: a few bands across the palm
         d = np.array([np.cos(ang), np.sin(ang)])
         nrm = np.array([-d[1], d[0]])
         for k in range(-1, 3):
             a0 = centre + nrm * (k * 0.3 * size) - d * size * 0.2
             finger = np.stack([a0, a0 + d * size * 1.6])
-            _paint_poly(img, stroke_polygon(finger, [0.14 * size] * 2, [0.14 * size] * 2), skin * 0.95, 0.6)
+            _cover(cover, _paint_poly(img, stroke_polygon(finger, [0.14 * size] * 2, [0.14 * size] * 2),
+                                      skin * 0.95, 0.6))
             _shade_poly(img, stroke_polygon(finger + nrm * 0.15 * size, [0.02 * size] * 2, [0.02 * size] * 2),
                         0.7, 0.5)
     elif kind == "bar":
         d = np.array([np.cos(ang), np.sin(ang)])
         ends = np.stack([centre - d * 3 * size, centre + d * 3 * size])
         colour = np.full(3, 0.1 + 0.8 * occ["colour"], np.float32) * np.array([1.0, 0.9, 0.8], np.float32)
-        _paint_poly(img, stroke_polygon(ends, [0.15 * size] * 2, [0.15 * size] * 2), colour, 0.5)
+        _cover(cover, _paint_poly(img, stroke_polygon(ends, [0.15 * size] * 2, [0.15 * size] * 2), colour, 0.5))
     else:  # glasses: dark lenses over both eyes
         frame = np.array([0.05, 0.05, 0.05], np.float32)
         tint = 0.15 + 0.7 * occ["colour"]
@@ -797,6 +816,7 @@ def _occluder(img, pts, px, app, rng):
             if r is not None:
                 y0, x0, a = r
                 multiply(img, y0, x0, a, tint)
+                _cover(cover, r, weight=1.0 - tint)  # dark lenses hide the eyes, light ones do not
             ring = np.concatenate([poly, poly[:1]])
             _paint_poly(img, stroke_polygon(ring, [0.012 * px] * len(ring), [0.012 * px] * len(ring)), frame, 0.3)
         bridge = np.stack([pts[39] + np.array([0.2 * np.linalg.norm(pts[39] - pts[36]), -0.03 * px]),
@@ -838,8 +858,8 @@ def _render_index(args):
     from shapekit.data.synth import FaceParams, _Layout
 
     params = FaceParams.sample(seed, index, **kw)
-    image, points = render(params, size, _Layout(params.shape_values(), size))
-    return index, image, points, params
+    image, points, visible = render(params, size, _Layout(params.shape_values(), size))
+    return index, image, points, visible, params
 
 
 def _iterate(seed, indices, size, kw, workers, progress, desc):
@@ -864,8 +884,8 @@ def _iterate(seed, indices, size, kw, workers, progress, desc):
 
 def render_many(seed, indices, size, kw, workers, progress):
     """Yield ``(index, image, points)`` for the faces ``indices`` of run ``seed``."""
-    for index, image, points, _ in _iterate(seed, indices, size, kw, workers, progress, "synth"):
-        yield index, image, points
+    for index, image, points, visible, _ in _iterate(seed, indices, size, kw, workers, progress, "synth"):
+        yield index, image, points, visible
 
 
 def write_many(outdir, seed, indices, size, kw, workers, progress):
@@ -881,7 +901,7 @@ def write_many(outdir, seed, indices, size, kw, workers, progress):
     indices = list(indices)
     paths, faces = [], []
     t0 = time.perf_counter()
-    for index, image, points, params in _iterate(seed, indices, size, kw, workers, progress, "synth"):
+    for index, image, points, visible, params in _iterate(seed, indices, size, kw, workers, progress, "synth"):
         png = outdir / f"{index:05d}.png"
         with atomic_path(png) as tmp:
             imsave(tmp, image, check_contrast=False)
@@ -890,6 +910,7 @@ def write_many(outdir, seed, indices, size, kw, workers, progress):
         occ = params.appearance.get("occluder")
         faces.append(dict(image=png.name, index=index, yaw=round(params.yaw, 3), pitch=round(params.pitch, 3),
                           roll=round(params.roll, 3), occluder=occ["kind"] if occ else None,
+                          hidden=[int(k) for k in np.flatnonzero(~visible)],
                           expression={k: round(float(v), 4) for k, v in
                                       zip(geo.EXPRESSION_NAMES, params.expression)}))
     manifest = dict(synthetic=True, note=SYNTHETIC_NOTE, generator="shapekit.data.synth", schema="ibug68",
@@ -902,6 +923,7 @@ def write_many(outdir, seed, indices, size, kw, workers, progress):
         fh.write(SYNTHETIC_NOTE + "\n\n")
         fh.write(f"{len(indices)} faces, {size}x{size} px, seed {seed}, faces {indices[0] if indices else 0}.."
                  f"{indices[-1] if indices else -1}.\nNNNNN.png is the image, NNNNN.pts its 68 landmarks "
-                 "(300-W format, 1-based pixel coordinates). manifest.json lists the pose, expression and "
-                 "occluder of each face.\nRegenerate with: shapekit synth -n N -o OUTDIR --seed S --size S\n")
+                 "(300-W format, 1-based pixel coordinates; every point is given, hidden ones too). "
+                 "manifest.json lists the pose, expression, occluder and hidden landmarks (0-based "
+                 "indices) of each face.\nRegenerate with: shapekit synth -n N -o OUTDIR --seed S --size S\n")
     return paths

@@ -258,12 +258,15 @@ def sample_shapes(n, seed=0, size=256, *, start=0, max_yaw=DEFAULT_POSE_RANGE[0]
     return _Layout(values, size).shapes
 
 
-def render_face(seed_or_params, size=256):
+def render_face(seed_or_params, size=256, with_visibility=False):
     """Return ``(image, points)``: a synthetic face as a (size, size, 3) uint8 RGB image and
     its (68, 2) landmarks in pixels (0-based pixel centres, ibug68 order).
 
     ``seed_or_params`` is a :class:`FaceParams` or an integer seed (the face
     ``FaceParams.sample(seed, 0)``, which is also face 0 of ``generate(n, seed)``).
+    ``with_visibility=True`` returns ``(image, points, visible)`` with ``visible`` (68,)
+    False where hair or an occluder covers the landmark (or it is outside the image);
+    the points themselves are always given, as 300-W gives occluded points.
     """
     from shapekit.data._synth_render import render
 
@@ -272,13 +275,16 @@ def render_face(seed_or_params, size=256):
     else:
         params = FaceParams.sample(_check_int("seed_or_params", seed_or_params), 0)
     size = _check_size(size)
-    return render(params, size, _Layout(params.shape_values(), size))
+    image, points, visible = render(params, size, _Layout(params.shape_values(), size))
+    return (image, points, visible) if with_visibility else (image, points)
 
 
 def generate(n, seed=0, size=256, progress=None, *, start=0, occlusion=0.15, workers=1,
-             max_yaw=DEFAULT_POSE_RANGE[0], max_pitch=DEFAULT_POSE_RANGE[1], max_roll=DEFAULT_POSE_RANGE[2]):
+             max_yaw=DEFAULT_POSE_RANGE[0], max_pitch=DEFAULT_POSE_RANGE[1], max_roll=DEFAULT_POSE_RANGE[2],
+             with_visibility=False):
     """Return ``(images, shapes)``: n synthetic faces as a (n, size, size, 3) uint8 array
-    and their (n, 68, 2) landmarks in pixels.
+    and their (n, 68, 2) landmarks in pixels (``with_visibility=True`` adds a (n, 68)
+    bool array, False where hair or an occluder hides a landmark).
 
     Face ``i`` is ``render_face(FaceParams.sample(seed, start + i, ...))``. ``progress``:
     None shows a bar for long runs on a terminal, False never, True always. ``workers``
@@ -294,11 +300,13 @@ def generate(n, seed=0, size=256, progress=None, *, start=0, occlusion=0.15, wor
     _pose_range(max_yaw, max_pitch, max_roll)
     images = np.zeros((n, size, size, 3), np.uint8)
     shapes = np.zeros((n, geo.N_POINTS, 2))
+    visible = np.zeros((n, geo.N_POINTS), bool)
     kw = dict(occlusion=occlusion, max_yaw=max_yaw, max_pitch=max_pitch, max_roll=max_roll)
-    for i, image, points in render_many(seed, range(start, start + n), size, kw, workers, progress):
+    for i, image, points, vis in render_many(seed, range(start, start + n), size, kw, workers, progress):
         images[i - start] = image
         shapes[i - start] = points
-    return images, shapes
+        visible[i - start] = vis
+    return (images, shapes, visible) if with_visibility else (images, shapes)
 
 
 def write_dataset(outdir, n, seed=0, size=256, progress=None, *, start=0, occlusion=0.15, workers=1,
@@ -308,8 +316,9 @@ def write_dataset(outdir, n, seed=0, size=256, progress=None, *, start=0, occlus
 
     Each face ``i`` becomes ``{i:05d}.png`` and ``{i:05d}.pts`` (300-W format, 1-based on
     disk), each written atomically; ``README.txt`` and ``manifest.json`` (with
-    ``"synthetic": true``, the generator settings and per-face pose) say plainly that
-    the data is synthetic. Existing files of the same names are replaced.
+    ``"synthetic": true``, the generator settings, and per face the pose, expression,
+    occluder and the 0-based indices of hidden landmarks) say plainly that the data is
+    synthetic. Existing files of the same names are replaced.
     """
     from shapekit.data._synth_render import write_many
 
