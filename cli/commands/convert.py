@@ -26,6 +26,9 @@ def register(sub):
     p.add_argument("--from", dest="from_format", default="auto", choices=("auto",) + FORMATS,
                    help="input format (default: guessed per file)")
     p.add_argument("--schema", default=None, help="landmark schema of the input (default: guessed)")
+    p.add_argument("--group", default=None, help="LJSON landmark group to read (default: the first)")
+    p.add_argument("--image-root", default=None,
+                   help="folder the WFLW/MTFL image names are relative to (default: found beside the file)")
     p.add_argument("--decimals", type=int, default=6, help="decimal places in text formats (default: 6)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=run)
@@ -36,8 +39,9 @@ def run(args):
 
     from shapekit.io import read, write
 
+    options = {k: v for k, v in (("group", args.group), ("image_root", args.image_root)) if v is not None}
     ann = read(args.sources if len(args.sources) > 1 else args.sources[0], format=args.from_format,
-               schema=args.schema)
+               schema=args.schema, **options)
     paths = write(args.output, ann, format=args.to_format, decimals=args.decimals)
     missing = int(np.isnan(ann.shapes).any(axis=2).sum())
     summary = {"n_shapes": len(ann), "n_points": ann.n_points, "input_format": ann.format,

@@ -182,7 +182,11 @@ def _progress_disable(progress):
     return not progress
 
 
-def read(source, format="auto", schema=None, progress=None):
+#: Keyword options of :func:`read` and the formats that use them.
+READ_OPTIONS = {"group": ("ljson",), "image_root": ("wflw", "mtfl"), "images": ("kaggle",), "n_points": ("muct",)}
+
+
+def read(source, format="auto", schema=None, progress=None, **options):
     """Return the landmark :class:`Annotations` of ``source``: shapes (N, L, 2) in 0-based
     pixel-centre coordinates (NaN = missing point) and one metadata dict per sample.
 
@@ -196,7 +200,14 @@ def read(source, format="auto", schema=None, progress=None):
     :class:`~shapekit.schemas.Schema`) is checked against the number of points;
     when None it is guessed from the format or the point count. ``progress``: None
     shows a bar for long reads on a terminal, True/False force it.
+
+    ``options`` go to the format readers that take them: ``group`` (LJSON group name),
+    ``image_root`` (folder the WFLW/MTFL image names are relative to), ``images``
+    (False: skip the Kaggle pixels), ``n_points`` (76: pad a 68-point MUCT file).
     """
+    unknown = sorted(set(options) - set(READ_OPTIONS))
+    if unknown:
+        raise ShapekitError(f"read() got unknown option(s) {', '.join(unknown)}; known: {', '.join(READ_OPTIONS)}")
     if format not in ("auto", *FORMATS):
         raise ShapekitError(f"format must be 'auto' or one of {', '.join(FORMATS)}; got {format!r}")
     items = source if isinstance(source, (list, tuple)) else [source]
@@ -250,17 +261,27 @@ def read(source, format="auto", schema=None, progress=None):
                     listings[folder] = {}
             from shapekit.io.ljson import read_ljson_file
 
-            part = read_ljson_file(Path(path), listing=listings[folder])
+            part = read_ljson_file(Path(path), listing=listings[folder], **_options_for(fmt, options))
         else:
-            part = _reader(fmt)(Path(path))
+            part = _reader(fmt)(Path(path), **_options_for(fmt, options))
         for m in part.meta:
             m.setdefault("format", fmt)
             m.setdefault("relpath", _relpath(path, root))
         parts.append(part)
     flush()
+    used = {f for _, _, f in files}
+    idle = sorted(k for k in options if not used & set(READ_OPTIONS[k]))
+    if idle:
+        raise ShapekitError(f"read(): option(s) {', '.join(idle)} apply to "
+                            f"{', '.join(sorted({f for k in idle for f in READ_OPTIONS[k]}))} files, "
+                            f"but the source holds {', '.join(sorted(used))}")
     ann = Annotations.concatenate(parts)
     ann.schema = _resolve_schema(ann, schema)
     return ann
+
+
+def _options_for(fmt, options):
+    return {k: v for k, v in options.items() if fmt in READ_OPTIONS[k]}
 
 
 def _resolve_schema(ann, schema):

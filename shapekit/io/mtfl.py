@@ -41,9 +41,13 @@ def parse_mtfl_line(fields, path, line):
     return points, attributes
 
 
-def read_mtfl(path):
-    """Return the :class:`Annotations` of an MTFL label file: (N, 5, 2) 0-based pixels."""
+def read_mtfl(path, image_root=None):
+    """Return the :class:`Annotations` of an MTFL label file: (N, 5, 2) 0-based pixels.
+
+    Image paths are relative to ``image_root`` (default: the label file's folder).
+    """
     path = Path(path)
+    root = path.parent if image_root is None else Path(image_root)
     text = read_text(path, _EXPECTED)
     shapes, meta = [], []
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -53,7 +57,7 @@ def read_mtfl(path):
         points, attributes = parse_mtfl_line(fields, path, lineno)
         rel = fields[0].replace("\\", "/")
         shapes.append(points)
-        meta.append(new_meta(source=path, line=lineno, image=path.parent / rel, name=rel,
+        meta.append(new_meta(source=path, line=lineno, image=root / rel, name=rel,
                              attributes=attributes))
     if not shapes:
         raise FormatError(path, f"no annotation lines: expected {_EXPECTED}")
