@@ -338,3 +338,17 @@ def test_schema_is_stored(train, tmp_path):
     assert PointDistributionModel.load(pdm.save(tmp_path / "m.npz")).schema_ == "ibug68"
     with pytest.raises(ShapekitError, match="points"):
         PointDistributionModel(n_components=5, schema="mtfl5").fit(train[:100])
+
+
+def test_fit_in_chunks_matches_fit(train, tmp_path):
+    np.save(tmp_path / "train.npy", train)
+    mm = np.load(tmp_path / "train.npy", mmap_mode="r")
+    for align in (True, False):
+        a = PointDistributionModel(n_components=0.95, align=align).fit(train)
+        b = PointDistributionModel(n_components=0.95, align=align).fit_in_chunks(mm, chunk_size=300)
+        assert a.n_components_ == b.n_components_
+        np.testing.assert_allclose(b.components_, a.components_, atol=1e-9)
+        np.testing.assert_allclose(b.explained_variance_, a.explained_variance_, rtol=1e-9)
+        np.testing.assert_allclose(b.mean_, a.mean_, atol=1e-12)
+    with pytest.raises(ShapekitError, match="at least 2"):
+        PointDistributionModel().fit(train[:1])

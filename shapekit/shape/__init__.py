@@ -5,7 +5,12 @@ missing point.
 """
 
 from shapekit.shape.transforms import Similarity, estimate_similarity
-from shapekit.shape.procrustes import ProcrustesResult, generalized_procrustes, procrustes_distance
+from shapekit.shape.procrustes import (
+    ProcrustesResult,
+    generalized_procrustes,
+    procrustes_distance,
+    procrustes_in_chunks,
+)
 from shapekit.shape.pdm import PointDistributionModel, resolve_n_components
 from shapekit.shape.soft import soft_landmarks, soft_model
 
@@ -15,6 +20,7 @@ __all__ = [
     "generalized_procrustes",
     "ProcrustesResult",
     "procrustes_distance",
+    "procrustes_in_chunks",
     "PointDistributionModel",
     "resolve_n_components",
     "soft_landmarks",

@@ -68,13 +68,17 @@ def resolve_n_components(n_components, variances, name="n_components"):
 
 def _pca(F, n_points):
     """Return (mean (D,), eigenvectors (D, D) as rows, eigenvalues (D,)) of real data F (N, D), descending."""
-    n = len(F)
-    mu = F.mean(0)
+    # F.T @ F - n mu mu.T: one pass over F; shape coordinates are O(1), so no precision is lost.
+    return _pca_moments(F.sum(0), F.T @ F, len(F))
+
+
+def _pca_moments(s1, s2, n):
+    """Return (mean, eigenvectors as rows, eigenvalues) from the sums ``s1 = sum x`` and ``s2 = sum x x^T`` of n samples."""
+    mu = s1 / n
     if n > 1:
-        # F.T @ F - n mu mu.T: one pass over F; shape coordinates are O(1), so no precision is lost.
-        cov = (F.T @ F - n * np.outer(mu, mu)) / (n - 1)
+        cov = (s2 - n * np.outer(mu, mu)) / (n - 1)
     else:
-        cov = np.zeros((F.shape[1], F.shape[1]))
+        cov = np.zeros_like(s2)
     cov = 0.5 * (cov + cov.T)
     lam, vec = np.linalg.eigh(cov)
     order = np.argsort(lam)[::-1]
@@ -253,6 +257,8 @@ class PointDistributionModel:
         """
         x, w, a = _validate(shapes, weights)
         n, n_points = x.shape
+        if n < 2:
+            raise ShapekitError(f"shapes: need at least 2 shapes to fit a model, got {n}")
         resolve_n_components(self.n_components, np.ones(1))  # validate early
         if self.align:
             gpa = generalized_procrustes(a, scale=self.scale, tol=self.tol, max_iter=self.max_iter, weights=w)
@@ -279,6 +285,56 @@ class PointDistributionModel:
             F /= _tangent_factor(F, ref)[:, None]  # F is ours (GPA output or EM fill)
         mu, vec, lam = _pca(as_points(np.ascontiguousarray(F)).reshape(n, -1), n_points)
         self._set_model(mu, vec, lam, ref if self.align else None)
+        return self
+
+    @one_blas_thread
+    def fit_in_chunks(self, shapes, chunk_size=65536):
+        """Learn the model from complete shapes read ``chunk_size`` at a time; return ``self``.
+
+        The same model as :meth:`fit` (to rounding) with memory bounded by one chunk:
+        ``shapes`` may be a memory map (``np.load(path, mmap_mode="r")``) or any array-like
+        that slices into ``(n, L, 2)`` arrays. GPA and the covariance are accumulated
+        chunk by chunk (one read of the data per GPA iteration, one more for the PCA).
+        Shapes with missing points need :meth:`fit` (the EM keeps every shape in memory).
+        """
+        from shapekit.shape.procrustes import _chunk, procrustes_in_chunks
+
+        shape = getattr(shapes, "shape", None) or np.shape(shapes)
+        if len(shape) != 3 or shape[2] != 2:
+            raise ShapekitError(f"shapes: expected an (N, L, 2) array, got shape {tuple(shape)}")
+        n, n_points = int(shape[0]), int(shape[1])
+        if n < 2:
+            raise ShapekitError(f"shapes: need at least 2 shapes to fit a model, got {n}")
+        resolve_n_components(self.n_components, np.ones(1))
+        cs = int(chunk_size)
+        ref = None
+        if self.align:
+            mean, transforms, n_iter, converged = procrustes_in_chunks(
+                shapes, chunk_size=cs, scale=self.scale, tol=self.tol, max_iter=self.max_iter)
+            ref = as_complex(mean)
+            self.gpa_n_iter_, self.gpa_converged_ = n_iter, converged
+        else:
+            self.gpa_n_iter_, self.gpa_converged_ = 0, True
+        d = 2 * n_points
+        s1 = np.zeros(d)
+        s2 = np.zeros((d, d))
+        for i in range(0, n, cs):
+            j = min(i + cs, n)
+            x = _chunk(shapes, i, j, n_points)
+            if self.align:
+                a = transforms.z[i:j, None] * x + transforms.t[i:j, None]
+                if self._uses_tangent():
+                    a /= _tangent_factor(a, ref)[:, None]
+            else:
+                a = x
+            f = as_points(np.ascontiguousarray(a)).reshape(j - i, d)
+            s1 += f.sum(0)
+            s2 += f.T @ f
+        self.n_points_, self.n_features_, self.n_shapes_ = n_points, d, n
+        self.em_n_iter_, self.em_converged_ = 0, True
+        self.missing_fraction_ = 0.0
+        mu, vec, lam = _pca_moments(s1, s2, n)
+        self._set_model(mu, vec, lam, ref)
         return self
 
     def _uses_tangent(self):

@@ -27,7 +27,7 @@ from shapekit.errors import ShapekitError
 from shapekit.shape._blas import one_blas_thread
 from shapekit.shape.transforms import Similarity, as_complex, as_points
 
-__all__ = ["generalized_procrustes", "ProcrustesResult", "procrustes_distance"]
+__all__ = ["generalized_procrustes", "procrustes_in_chunks", "ProcrustesResult", "procrustes_distance"]
 
 
 @dataclass
@@ -294,6 +294,107 @@ def _initial_mean(x, w, batch, scale):
     m = np.where(cnt > 0, num / np.where(cnt > 0, cnt, 1), 0)
     # Points no seed-aligned shape has: fall back to the plain average offset.
     return _normalise_mean(m, scale)
+
+
+def _chunk(shapes, start, stop, n_points):
+    """Return chunk ``start:stop`` of ``shapes`` as complex points, checked (complete shapes only)."""
+    a = np.asarray(shapes[start:stop], dtype=float)
+    if a.ndim != 3 or a.shape[1:] != (n_points, 2):
+        raise ShapekitError(f"shapes: expected an (N, {n_points}, 2) array, got chunk of shape {a.shape}")
+    if not np.isfinite(a).all():
+        bad = np.flatnonzero(~np.isfinite(a).all(axis=(1, 2)))[:10] + start
+        kind = "inf" if np.isinf(a).any() else "missing points (NaN)"
+        raise ShapekitError(f"shapes: shapes {bad.tolist()} contain {kind}; fitting in chunks needs complete, "
+                            "finite shapes (fit in memory for missing points)")
+    return as_complex(a)
+
+
+@one_blas_thread
+def procrustes_in_chunks(shapes, chunk_size=65536, scale=True, tol=1e-7, max_iter=100, reference=None):
+    """Return ``(mean (L, 2), transforms, n_iter, converged)`` of GPA computed ``chunk_size`` shapes at a time.
+
+    Same algorithm, initialisation and result as :func:`generalized_procrustes` (which
+    it matches to rounding) for complete shapes, but memory stays bounded by one chunk:
+    ``shapes`` may be any array-like that slices into ``(n, L, 2)`` arrays, such as an
+    ``np.load(..., mmap_mode="r")`` memory map. Each iteration reads the shapes once.
+    The aligned shapes are not kept: ``transforms.apply(shapes[i:j])`` (image -> model
+    frame) gives them chunk by chunk. Missing points are not supported here.
+    """
+    if int(chunk_size) < 1:
+        raise ShapekitError(f"chunk_size: must be >= 1, got {chunk_size}")
+    if tol <= 0 or not np.isfinite(tol):
+        raise ShapekitError(f"tol: must be > 0, got {tol}")
+    shape = getattr(shapes, "shape", None) or np.shape(shapes)
+    if len(shape) != 3 or shape[2] != 2 or shape[0] == 0:
+        raise ShapekitError(f"shapes: expected a non-empty (N, L, 2) array, got shape {tuple(shape)}")
+    n, n_points = int(shape[0]), int(shape[1])
+    cs = int(chunk_size)
+    bounds = [(i, min(i + cs, n)) for i in range(0, n, cs)]
+    mux = np.empty(n, complex)
+    nx2 = np.empty(n)
+    for i, j in bounds:
+        x = _chunk(shapes, i, j, n_points)
+        mux[i:j] = x.mean(1)
+        y = x - mux[i:j, None]
+        yf = y.view(np.float64)
+        nx2[i:j] = np.einsum("ij,ij->i", yf, yf)
+        flat = nx2[i:j] <= 1e-20 * np.maximum(1.0, np.abs(mux[i:j]) ** 2) * n_points
+        if flat.any():
+            raise ShapekitError(f"shapes: all valid points coincide in shapes {(np.flatnonzero(flat)[:10] + i).tolist()}")
+    ref = None
+    if reference is not None:
+        r = np.asarray(reference, dtype=float)
+        if r.shape != (n_points, 2) or not np.all(np.isfinite(r)):
+            raise ShapekitError(f"reference: expected a finite ({n_points}, 2) array, got shape {r.shape}")
+        ref = as_complex(r)
+    x0 = _chunk(shapes, 0, 1, n_points)[0]
+    m = _normalise_mean(x0 - x0.mean(), scale)
+    if ref is not None:
+        m = _rotate_onto(m, ref)
+    z_all = np.empty(n, complex)
+
+    def sweep(m, accumulate):
+        nm2 = float(np.sum(m.real ** 2 + m.imag ** 2)) - n_points * abs(m.mean()) ** 2
+        num = np.zeros(n_points, complex)
+        for i, j in bounds:
+            y = _chunk(shapes, i, j, n_points) - mux[i:j, None]
+            c = np.conj(y @ np.conj(m))
+            a = np.abs(c)
+            u = np.where(a > 0, c / np.where(a > 0, a, 1.0), 1.0 + 0j)
+            z_all[i:j] = u * np.sqrt(max(nm2, 0.0) / nx2[i:j]) if scale else u
+            if accumulate:
+                num += y.T @ z_all[i:j]
+        return num
+
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, int(max_iter) + 1):
+        num = sweep(m, True)
+        o = m.mean()
+        if ref is None:
+            # Linear in z: rotate the accumulated mean instead of every z.
+            srot = np.sum(z_all / np.abs(z_all))
+            r = np.conj(srot) / abs(srot) if abs(srot) > 0 else 1.0
+            num, m, o = num * r, m * r, o * r
+        new = _normalise_mean((num + n * o) / n, scale)
+        if ref is not None:
+            new = _rotate_onto(new, ref)
+        delta = np.sqrt(np.sum(np.abs(new - m) ** 2) / max(np.sum(np.abs(m) ** 2), 1e-300))
+        m = new
+        if delta < tol:
+            converged = True
+            break
+    sweep(m, False)
+    o = m.mean()
+    if ref is None:
+        srot = np.sum(z_all / np.abs(z_all))
+        r = np.conj(srot) / abs(srot) if abs(srot) > 0 else 1.0
+        z_all *= r
+        m, o = m * r, o * r
+    if not converged:
+        warnings.warn(f"procrustes_in_chunks: mean still moving after {max_iter} iterations (tol={tol})",
+                      RuntimeWarning, stacklevel=2)
+    return as_points(m), Similarity.from_complex(z_all, o - z_all * mux), n_iter, converged
 
 
 def procrustes_distance(a, b, scale=True):
