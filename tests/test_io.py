@@ -153,7 +153,7 @@ def test_annotations_indexing(tmp_path):
 from shapekit import schemas  # noqa: E402
 from shapekit.io import (  # noqa: E402
     read_image, read_kaggle, read_ljson, read_ljson_groups, read_mtfl, read_muct, read_wflw, sniff_format,
-    write, write_kaggle, write_like, write_ljson, write_mtfl, write_muct, write_wflw,
+    write, write_like, write_ljson, write_muct, write_wflw,
 )
 from shapekit.io.kaggle import COLUMNS  # noqa: E402
 
