@@ -32,7 +32,7 @@ class GraphDistance(NamedTuple):
     mean: float
 
 
-@njit(inline="always")
+@njit
 def _pdist_shape(s, d):
     n = s.shape[0]
     for i in range(n):
@@ -97,7 +97,7 @@ def pairwise_distances_reference(shapes):
     return d[0] if single else d
 
 
-@njit(inline="always")
+@njit
 def _cgd_shape(a, b, valid, squared):
     n = a.shape[0]
     total = 0.0

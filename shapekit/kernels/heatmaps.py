@@ -48,7 +48,7 @@ _REFINE_CODE = {"gaussian": 0, "quadratic": 1, "quarter": 2, "none": 3}
 # rendering
 
 
-@njit(inline="always")
+@njit
 def _axis_profile(buf, centre, n, inv2s2, radius, windowed):
     """Fill buf[k] for pixels lo..hi of one axis; return (lo, hi, sum). hi < lo: empty."""
     if windowed:
@@ -81,7 +81,7 @@ def _axis_profile(buf, centre, n, inv2s2, radius, windowed):
     return lo, hi, total
 
 
-@njit(inline="always")
+@njit
 def _render_map(out, cx, cy, sigma, radius, windowed, sum_norm, gx, gy):
     h, w = out.shape
     zero = out.dtype.type(0)
@@ -220,7 +220,7 @@ def render_heatmaps_reference(points, size, sigma, normalize="peak", window=3.0,
 # decoding
 
 
-@njit(inline="always")
+@njit
 def _offset(left, centre, right, method):
     """Sub-pixel offset of the peak from the centre sample, in [-0.5, 0.5]."""
     if method == 3:
@@ -247,7 +247,7 @@ def _offset(left, centre, right, method):
     return off
 
 
-@njit(inline="always")
+@njit
 def _decode_map(hm, method, threshold, use_threshold, res, k, colmax, colrow):
     h, w = hm.shape
     # Column-wise running maxima over the rows: an element-wise loop the compiler
