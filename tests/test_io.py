@@ -401,6 +401,7 @@ def test_muct_round_trip(tmp_path):
         ("name,tag,x00,y00\ni,0,1,zz\n", 2, "column y00"),
         ("name,tag,x00,y01\ni,0,1,2\n", 1, "expected columns x00,y00"),
         ("name,tag,x00,y00\n", None, "no data rows"),
+        ("name,tag,x00,y00,x01,y01\ni,0,-10,5,-3,-4\n", None, "centred layout"),
     ],
 )
 def test_muct_malformed(tmp_path, text, line, words):

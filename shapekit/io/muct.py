@@ -1,6 +1,8 @@
 """MUCT shape CSVs (Stasm's ``muct76-opencv.csv`` layout): header ``name,tag,x00,y00,...``,
 one face per row, pixels of the 480x640 MUCT images with the origin at the top left
 (read as 0-based pixel centres). ``0,0`` marks a missing (occluded) point -> NaN.
+MUCT's other layout, with the origin at the image centre, is refused with a clear
+error rather than read wrongly.
 
 Points are in MUCT (Stasm / XM2VTS) order, **not** 300-W order. A file with 76 points
 gives schema ``muct76``; the common 68-column file gives ``muct68`` (the first 68 MUCT
@@ -76,8 +78,16 @@ def read_muct(path, n_points=None):
         meta.append(new_meta(source=path, line=line, image=None, name=name, attributes=attributes))
     if not shapes:
         raise FormatError(path, "no data rows after the header")
+    shapes = np.stack(shapes)
+    visible = shapes[np.isfinite(shapes).all(axis=2)]
+    if len(visible) and np.mean(visible < 0) > 0.25:
+        # MUCT also ships its shapes with the origin at the image centre (muct76.csv):
+        # reading those as top-left pixels would silently put every face off the image
+        raise FormatError(path, f"{100 * np.mean(visible < 0):.0f}% of the coordinates are negative: this looks "
+                          "like MUCT's centred layout; expected the 'opencv' layout (origin at the top-left "
+                          "pixel, as in muct76-opencv.csv)")
     schema = {68: "muct68", 76: "muct76"}.get(n_out)
-    return Annotations(np.stack(shapes), meta, format="muct", schema=schema)
+    return Annotations(shapes, meta, format="muct", schema=schema)
 
 
 def format_muct_row(name, tag, points, decimals=6):
