@@ -186,6 +186,28 @@ def test_fit_shape_reproduces_plausible_shapes_and_clips_implausible_ones():
     assert np.sum(e**2 / var) == pytest.approx(4.0)
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), weighted=st.booleans(), mode=st.sampled_from(["box", "ellipsoid"]),
+       missing=st.integers(0, 3), k=st.floats(0.5, 3.0))
+def test_fit_shape_kernel_equals_numpy_reference(seed, weighted, mode, missing, k):
+    from shapekit.asm.search import fit_shape_reference
+
+    mean, comps, var = _toy_model()
+    rng = np.random.default_rng(seed)
+    pose = np.array([50.0, 10.0, 100.0, 80.0]) * rng.uniform(0.5, 1.5, 4)
+    target = apply_similarity(pose, mean + np.tensordot(rng.normal(size=3) * 2 * np.sqrt(var), comps, axes=1))
+    target += rng.normal(size=target.shape)
+    w = rng.uniform(0.1, 1.0, len(target)) if weighted else None
+    if missing:
+        w = np.ones(len(target)) if w is None else w
+        w[:missing] = 0.0
+    b0 = rng.normal(size=3) * np.sqrt(var)
+    got = fit_shape(target, mean, comps, var, k, weights=w, n_iter=4, mode=mode, b=b0)
+    ref = fit_shape_reference(target, mean, comps, var, k, weights=w, n_iter=4, mode=mode, b=b0)
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r, rtol=1e-7, atol=1e-8)
+
+
 def test_pyramid_coordinates_and_resampling():
     pts = np.array([[0.0, 0.0], [10.0, 7.5], [-0.5, 3.0]])
     np.testing.assert_allclose(from_level(to_level(pts, 3), 3), pts)

@@ -84,8 +84,8 @@ def resample_grey(image, origin, step, size):
     point ``origin + step * (c, r)`` (pixels of the input; ``step > 1`` shrinks).
 
     Colour input is converted to grey (ITU-R 601 weights) on the fly; when shrinking,
-    each output pixel averages ``ceil(step)^2`` bilinear samples so that fine texture
-    does not alias. Outside the input the border value is repeated.
+    each output pixel averages ``n^2`` bilinear samples, ``n = round(step)``, so that
+    fine texture does not alias. Outside the input the border value is repeated.
     """
     image = np.asarray(image)
     if image.ndim == 2:
@@ -99,18 +99,33 @@ def resample_grey(image, origin, step, size):
     step = float(step)
     if not (step > 0 and math.isfinite(step)):
         raise ShapekitError(f"step: must be a positive number, got {step}")
-    sub = max(1, int(math.ceil(step - 1e-6)))
-    img = np.ascontiguousarray(image, dtype=np.float32)
+    # a mild reduction (step < 1.5) needs no supersampling: bilinear already averages
+    sub = max(1, int(round(step)))
+    if image.dtype not in (np.uint8, np.float32):
+        image = image.astype(np.float32)
+    img = np.ascontiguousarray(image)
     h, w = int(size[0]), int(size[1])
     return _resample_nb(img, float(origin[0]), float(origin[1]), step, h, w, sub)
 
 
+@njit(cache=True, nogil=True)
+def _downsample2_nb(image):
+    h2 = image.shape[0] // 2
+    w2 = image.shape[1] // 2
+    out = np.empty((h2, w2), dtype=np.float32)
+    for r in range(h2):
+        for c in range(w2):
+            out[r, c] = 0.25 * (image[2 * r, 2 * c] + image[2 * r, 2 * c + 1]
+                                + image[2 * r + 1, 2 * c] + image[2 * r + 1, 2 * c + 1])
+    return out
+
+
 def downsample2(image):
     """Return the image halved by averaging 2x2 blocks (an odd last row/column is dropped)."""
-    h, w = image.shape
-    h2, w2 = h // 2, w // 2
-    v = image[: 2 * h2, : 2 * w2].reshape(h2, 2, w2, 2)
-    return v.mean(axis=(1, 3), dtype=np.float32)
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if image.ndim != 2:
+        raise ShapekitError(f"image: expected a 2-D grey image, got shape {image.shape}")
+    return _downsample2_nb(image)
 
 
 def build_pyramid(grey, n_levels):
