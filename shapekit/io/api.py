@@ -321,7 +321,8 @@ def write(dest, shapes, format=None, meta=None, schema=None, decimals=6):
 
     ``format`` defaults to ``dest``'s extension (``.pts``, ``.ljson``, ``.npz``, ``.npy``,
     ``.csv``); ``kaggle``, ``muct``, ``mtfl`` and ``wflw`` are written when named.
-    One-file-per-shape formats (``pts``, ``ljson``) write ``dest`` itself for a single
+    MTFL and WFLW lines name each image relative to ``dest`` when the image exists, else
+    by ``meta[i]['name']``. One-file-per-shape formats (``pts``, ``ljson``) write ``dest`` itself for a single
     shape with that extension, else one file per shape inside the folder ``dest``,
     named after ``meta[i]['name']`` (or the index). ``meta`` is a list of dicts as in
     :class:`Annotations` (``name``, ``image``, ``box``, ``attributes``); ``shapes`` may
@@ -388,7 +389,14 @@ def write(dest, shapes, format=None, meta=None, schema=None, decimals=6):
     if format == "muct":
         return [muct.write_muct(dest, shapes, [m.get("name") or str(i) for i, m in enumerate(meta)],
                                 [m.get("attributes", {}).get("tag", "0") for m in meta], decimals)]
-    images = [m.get("name") or m.get("image") for m in meta]
+    # an existing image is named relative to the new file, so that the lines find it
+    images = []
+    for m in meta:
+        img = m.get("image")
+        if img and os.path.isfile(img):
+            images.append(os.path.relpath(img, os.path.dirname(os.path.abspath(dest))).replace(os.sep, "/"))
+        else:
+            images.append(m.get("name") or img)
     if any(not im for im in images):
         raise ShapekitError(f"{format} lines need an image name per shape: pass meta with 'name' or 'image'")
     if format == "mtfl":
