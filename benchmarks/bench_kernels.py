@@ -119,7 +119,7 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
     flat_out = out.reshape(n * n_points, size, size)
     res = {}
 
-    parallel = use_parallel("auto", n * n_points)
+    parallel = use_parallel("auto", n * n_points, out.size)
     t_fill_np = best_time(lambda: out.fill(0.0), repeat)
     t_fill_par = best_time(lambda: _fill_parallel(flat_out), repeat)
     # the bound for the default ("auto") path: a fill with the same threads

@@ -174,7 +174,7 @@ def test_parallel_and_serial_variants_are_separate_cached_functions():
         assert par.targetoptions.get("cache", True)
 
 
-def test_thread_count_follows_numba_settings():
+def test_thread_count_follows_numba_settings(monkeypatch):
     pts = np.random.default_rng(0).uniform(3, 28, (16, 8, 2))
     expected = render_heatmaps(pts, 32, 1.0, parallel=False)
     before = numba.get_num_threads()
@@ -190,7 +190,21 @@ def test_thread_count_follows_numba_settings():
     assert not _common.use_parallel("auto", 1000, 1000)  # too little work
     assert _common.use_parallel(True, 1, 1) and not _common.use_parallel(False, 10**6, 10**9)
     if before > 1:
+        monkeypatch.setattr(_common, "_machine_busy", lambda: False)
         assert _common.use_parallel("auto", 1000, 10**8)
+        monkeypatch.setattr(_common, "_machine_busy", lambda: True)
+        assert not _common.use_parallel("auto", 1000, 10**8)  # saturated machine: serial
+        assert _common.use_parallel(True, 1000, 10**8)  # unless asked explicitly
+
+
+def test_machine_busy_reads_the_load_average(monkeypatch):
+    monkeypatch.setattr(_common, "_load", {"t": -1e9, "busy": False})
+    monkeypatch.setattr(os, "getloadavg", lambda: (1e6, 0.0, 0.0))
+    assert _common._machine_busy()
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert _common._machine_busy()  # cached for a second
+    _common._load["t"] = -1e9
+    assert not _common._machine_busy()
 
 
 class _KernelDataset(torch.utils.data.Dataset):
