@@ -262,6 +262,8 @@ def read(source, format="auto", schema=None, progress=None, **options):
             from shapekit.io.ljson import read_ljson_file
 
             part = read_ljson_file(Path(path), listing=listings[folder], **_options_for(fmt, options))
+        elif fmt == "kaggle":
+            part = _reader(fmt)(Path(path), progress=progress, **_options_for(fmt, options))
         else:
             part = _reader(fmt)(Path(path), **_options_for(fmt, options))
         for m in part.meta:

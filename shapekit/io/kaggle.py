@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from shapekit._files import atomic_open
+from shapekit._progress import progress as _progress
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.io._core import Annotations, new_meta
 from shapekit.io._text import fmt_num, read_text, to_float
@@ -64,10 +65,11 @@ def _rows(text, image_last):
             yield lineno, raw.split(",") if raw.strip() else []
 
 
-def read_kaggle(path, images=True):
+def read_kaggle(path, images=True, progress=None):
     """Return the :class:`Annotations` of a Kaggle facial-keypoints CSV: (N, 15, 2) pixels
     (NaN where a cell is empty) and, when ``images`` and the file has an ``Image``
-    column, the (N, 96, 96) uint8 images."""
+    column, the (N, 96, 96) uint8 images. ``progress`` as in :func:`shapekit.io.read`
+    (the full training file takes seconds)."""
     path = Path(path)
     text = read_text(path, "a Kaggle facial-keypoints CSV (header with left_eye_center_x, ..., Image)")
     first, _, _ = text.partition("\n")
@@ -89,7 +91,11 @@ def read_kaggle(path, images=True):
         raise FormatError(path, "no keypoint or Image column in the header", line=1)
     shapes, meta, imgs = [], [], []
     ncol = len(header)
-    for line, row in _rows(text, img_col == ncol - 1):
+    rows = _rows(text, img_col == ncol - 1)
+    if images and img_col is not None:
+        rows = _progress(rows, total=max(text.count("\n") - 1, 1), desc="reading Kaggle CSV",
+                         disable=None if progress is None else not progress)
+    for line, row in rows:
         if not row:
             continue
         if len(row) != ncol:
