@@ -793,3 +793,27 @@ def test_image_sizes(shared_data, tmp_path):
     np.testing.assert_array_equal(read(path).image_sizes(), [[96, 96], [96, 96]])
     muct = read_muct(shared_data("muct") / "muct76-opencv.csv")[:3]
     assert np.isnan(muct.image_sizes()).all()
+
+
+@pytest.mark.parametrize("fmt, n_points, dest, exact", [
+    ("pts", 68, "one.pts", False), ("pts", 68, "folder", False), ("ljson", 68, "folder", True),
+    ("npz", 68, "s.npz", True), ("npy", 68, "s.npy", True), ("csv", 68, "s.csv", False),
+    ("kaggle", 15, "k.csv", False), ("muct", 76, "m.csv", False), ("mtfl", 5, "m.txt", False),
+    ("wflw", 98, "w.txt", False),
+])
+def test_every_writer_round_trips_with_missing_points(tmp_path, fmt, n_points, dest, exact):
+    rng = np.random.default_rng(hash((fmt, dest)) % 2**32)
+    n = 1 if dest.endswith(".pts") else 5
+    shapes = rng.uniform(1, 480, (n, n_points, 2))
+    shapes[rng.random((n, n_points)) < 0.1] = np.nan
+    meta = [{"name": f"face_{i}", "image": None, "box": (1.0, 2.0, 30.0, 40.0), "attributes": {}} for i in range(n)]
+    paths = write(tmp_path / dest, shapes, format=fmt, meta=meta)
+    back = read(tmp_path / dest, format="npy" if fmt == "npz" else fmt)
+    assert len(back) == n and len(paths) == (n if dest == "folder" else 1)
+    assert np.array_equal(np.isnan(back.shapes), np.isnan(shapes))
+    if exact:
+        np.testing.assert_array_equal(back.shapes, shapes)
+    else:
+        np.testing.assert_allclose(back.shapes, shapes, rtol=0, atol=5e-7)  # 6 decimals
+    if fmt not in ("npy", "kaggle") and dest != "one.pts":  # a lone .pts is named by its file
+        assert back.names == [m["name"] for m in meta]
