@@ -346,9 +346,23 @@ def render(params, size, layout):
         t = np.clip((ys - chin_y + 0.15 * px) / (0.6 * px), 0.0, 1.0)
         level = 0.45 + 0.25 * app["ambient"] + 0.2 * t
         blend(img, y0, x0, a, skin[None, None] * level[..., None])
-    sh = _proj(layout, [(-2.2, 2.4, -0.8), (-1.2, 1.95, -0.8), (0.0, 2.05, -0.6), (1.2, 1.95, -0.8),
-                        (2.2, 2.4, -0.8), (2.4, 4.0, -0.8), (-2.4, 4.0, -0.8)])
-    _paint_poly(img, catmull_rom(sh, closed=True, per_segment=4), np.asarray(app["clothes"], np.float32), 0.7)
+    # shoulders and clothes: the body does not turn with the head, so only the neck's
+    # base point is posed; the shoulder line keeps a third of the head's roll
+    base = _proj(layout, [(0.0, 1.8, -0.8)])[0]
+    ang = np.radians(params.roll) / 3.0
+    c, s_ = np.cos(ang), np.sin(ang)
+    outline = np.array([(-2.6, 0.45), (-1.4, 0.1), (-0.55, -0.02), (0.0, 0.05), (0.55, -0.02), (1.4, 0.1),
+                        (2.6, 0.45), (2.8, 2.5), (-2.8, 2.5)]) * px
+    outline = outline @ np.array([[c, s_], [-s_, c]]) + base
+    clothes = np.asarray(app["clothes"], np.float32)
+    r = soft_polygon(catmull_rom(outline, closed=True, per_segment=4), shape, sigma=0.7)
+    if r is not None:
+        y0, x0, a = r
+        # a little shading: darker toward the bottom and on the side away from the light
+        xs = (np.arange(x0, x0 + a.shape[1], dtype=np.float32) - base[0]) / (2.6 * px)
+        ys = (np.arange(y0, y0 + a.shape[0], dtype=np.float32) - base[1]) / (2.5 * px)
+        level = 0.95 + 0.15 * float(light[0]) * xs[None, :] - 0.25 * np.clip(ys[:, None], 0, 1)
+        blend(img, y0, x0, a, clothes[None, None] * level[..., None])
 
     # head: cranium ellipse united with the jaw outline
     jaw = catmull_rom(pts[0:17], per_segment=6)
