@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shapekit.errors import ShapekitError
 from shapekit.shape import (
@@ -13,7 +15,18 @@ from shapekit.shape import (
     procrustes_distance,
     procrustes_in_chunks,
 )
-from shapekit.shape._kernels import cholesky_factor, cholesky_factor_ref, cholesky_solve, cholesky_solve_ref
+from shapekit.shape._kernels import (
+    centre_rows,
+    centre_rows_ref,
+    cholesky_factor,
+    cholesky_factor_ref,
+    cholesky_solve,
+    cholesky_solve_ref,
+    gpa_sweep,
+    gpa_sweep_ref,
+    scale_shift_rows,
+)
+from shapekit.shape.procrustes import _gpa
 
 
 @pytest.fixture(scope="module")
@@ -288,3 +301,49 @@ def test_chunked_gpa_matches_in_memory_gpa(lfpw, tmp_path):
     bad[250, 3] = np.nan
     with pytest.raises(ShapekitError, match=r"shapes \[250\] contain missing points"):
         procrustes_in_chunks(bad, chunk_size=100)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_points=st.integers(3, 30),
+    scale=st.floats(0.01, 100.0),
+    angle=st.floats(-np.pi, np.pi),
+    shift=st.tuples(st.floats(-1e3, 1e3), st.floats(-1e3, 1e3)),
+)
+def test_estimate_similarity_property(seed, n_points, scale, angle, shift):
+    """Any similarity applied to any non-degenerate shape is recovered, and its inverse undoes it."""
+    pts = np.random.default_rng(seed).normal(size=(n_points, 2)) * 10
+    t = Similarity(scale, angle, shift)
+    est = estimate_similarity(pts, t.apply(pts))
+    np.testing.assert_allclose(est.apply(pts), t.apply(pts), atol=1e-6 * max(1.0, scale))
+    np.testing.assert_allclose(est.inverse().apply(t.apply(pts)), pts, atol=1e-6)
+    assert abs(est.scale[0] - scale) < 1e-8 * scale
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 40), n_points=st.integers(2, 20), scale=st.booleans())
+def test_gpa_kernels_match_numpy_reference(seed, n, n_points, scale):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, n_points)) * 50 + 1j * rng.normal(size=(n, n_points)) * 50 + 100
+    y, mux, nx2 = centre_rows(x)
+    for a, b in zip((y, mux, nx2), centre_rows_ref(x)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9)
+    m = rng.normal(size=n_points) + 1j * rng.normal(size=n_points)
+    for a, b in zip(gpa_sweep(y, m, nx2, scale), gpa_sweep_ref(y, m, nx2, scale)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-9)
+    z = rng.normal(size=n) + 1j * rng.normal(size=n)
+    o = rng.normal(size=n) + 1j * rng.normal(size=n)
+    expected = z[:, None] * y + o[:, None]
+    np.testing.assert_allclose(scale_shift_rows(y.copy(), z, o), expected, atol=1e-9)
+
+
+def test_tangent_projection_inside_gpa(lfpw):
+    plain = generalized_procrustes(lfpw)
+    tan = _gpa(lfpw, tangent=True)
+    assert tan.tangent and not plain.tangent
+    za = plain.aligned[..., 0] + 1j * plain.aligned[..., 1]
+    zm = plain.mean[:, 0] + 1j * plain.mean[:, 1]
+    f = (np.conj(za) * zm).sum(1).real
+    np.testing.assert_allclose(tan.aligned, plain.aligned / f[:, None, None], atol=1e-12)
+    np.testing.assert_allclose(tan.transforms.apply(lfpw), tan.aligned, atol=1e-12)

@@ -11,7 +11,10 @@ import numpy as np
 
 from shapekit._numba import njit
 
-__all__ = ["cholesky_factor", "cholesky_solve", "cholesky_factor_ref", "cholesky_solve_ref"]
+__all__ = [
+    "cholesky_factor", "cholesky_solve", "cholesky_factor_ref", "cholesky_solve_ref",
+    "centre_rows", "centre_rows_ref", "gpa_sweep", "gpa_sweep_ref", "scale_shift_rows",
+]
 
 
 @njit(fastmath=True)
@@ -98,3 +101,108 @@ def cholesky_solve_ref(L, R):
     for j in range(k - 1, -1, -1):
         x[:, j] = (y[:, j] - np.einsum("nk,nk->n", L[:, j + 1:, j], x[:, j + 1:])) / L[:, j, j]
     return x
+
+
+# -- GPA over complete shapes: one pass over the data per step ------------------------
+# A shape is a row of complex points. NumPy needs several passes (mean, subtract, norm;
+# two matrix-vector products per iteration; scale, shift); these fuse each step into one
+# read of the (N, L) array, which is what bounds the time for large N.
+
+@njit
+def _centre_rows(x, y, mux, nx2):
+    n, m = x.shape
+    for i in range(n):
+        s = 0j
+        for j in range(m):
+            s += x[i, j]
+        mu = s / m
+        mux[i] = mu
+        acc = 0.0
+        for j in range(m):
+            d = x[i, j] - mu
+            y[i, j] = d
+            acc += d.real * d.real + d.imag * d.imag
+        nx2[i] = acc
+
+
+def centre_rows(x):
+    """Return (y, mux, nx2): rows of complex shapes ``x`` (N, L) centred, their centroids and squared norms."""
+    x = np.ascontiguousarray(x, dtype=np.complex128)
+    y = np.empty_like(x)
+    mux = np.empty(len(x), np.complex128)
+    nx2 = np.empty(len(x))
+    _centre_rows(x, y, mux, nx2)
+    return y, mux, nx2
+
+
+def centre_rows_ref(x):
+    """NumPy reference of :func:`centre_rows`."""
+    mux = x.mean(1)
+    y = x - mux[:, None]
+    return y, mux, (np.abs(y) ** 2).sum(1)
+
+
+@njit
+def _gpa_sweep(y, m, nx2, nm2, scale, accumulate, z, cross, num):
+    n, k = y.shape
+    for j in range(k):
+        num[j] = 0j
+    for i in range(n):
+        c = 0j
+        for j in range(k):
+            c += np.conj(y[i, j]) * m[j]
+        cross[i] = c
+        a = abs(c)
+        u = c / a if a > 0 else 1.0 + 0j
+        zi = u * np.sqrt(nm2 / nx2[i]) if scale else u
+        z[i] = zi
+        if accumulate:
+            for j in range(k):
+                num[j] += y[i, j] * zi
+
+
+def gpa_sweep(y, m, nx2, scale, accumulate=True):
+    """Return (z, cross, num) of one GPA step over centred complex shapes ``y`` (N, L) and mean ``m`` (L,).
+
+    ``cross[i] = sum_j conj(y_ij) m_j``; ``z[i]`` is the rotation (phase of ``cross``)
+    times, with ``scale``, the factor giving shape i the norm of the centred mean;
+    ``num = sum_i z_i y_i`` (when ``accumulate``), the numerator of the new mean.
+    """
+    y = np.ascontiguousarray(y, dtype=np.complex128)
+    m = np.ascontiguousarray(m, dtype=np.complex128)
+    mc = m - m.mean()
+    nm2 = float(np.sum(mc.real ** 2 + mc.imag ** 2))
+    z = np.empty(len(y), np.complex128)
+    cross = np.empty(len(y), np.complex128)
+    num = np.empty(y.shape[1], np.complex128)
+    _gpa_sweep(y, m, np.ascontiguousarray(nx2, dtype=np.float64), nm2, bool(scale), bool(accumulate), z, cross, num)
+    return z, cross, (num if accumulate else None)
+
+
+def gpa_sweep_ref(y, m, nx2, scale, accumulate=True):
+    """NumPy reference of :func:`gpa_sweep`."""
+    mc = m - m.mean()
+    nm2 = float(np.sum(np.abs(mc) ** 2))
+    cross = np.conj(y @ np.conj(m))
+    a = np.abs(cross)
+    u = np.where(a > 0, cross / np.where(a > 0, a, 1.0), 1.0 + 0j)
+    z = u * np.sqrt(nm2 / nx2) if scale else u
+    return z, cross, (y.T @ z if accumulate else None)
+
+
+@njit
+def _scale_shift_rows(y, z, o):
+    n, k = y.shape
+    for i in range(n):
+        zi = z[i]
+        oi = o[i]
+        for j in range(k):
+            y[i, j] = y[i, j] * zi + oi
+
+
+def scale_shift_rows(y, z, o):
+    """Set ``y[i] = z[i] * y[i] + o[i]`` in place for complex rows (N, L); return ``y``."""
+    if not (y.flags.c_contiguous and y.dtype == np.complex128):
+        raise ValueError("scale_shift_rows: y must be a C-contiguous complex128 array")
+    _scale_shift_rows(y, np.ascontiguousarray(z, dtype=np.complex128), np.ascontiguousarray(o, dtype=np.complex128))
+    return y

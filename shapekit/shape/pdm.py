@@ -31,7 +31,7 @@ from shapekit._files import atomic_path
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.shape._blas import one_blas_thread
 from shapekit.shape._kernels import cholesky_factor, cholesky_solve
-from shapekit.shape.procrustes import _Batch, _validate, generalized_procrustes
+from shapekit.shape.procrustes import _Batch, _gpa, _validate, generalized_procrustes
 from shapekit.shape.transforms import Similarity, as_complex, as_points
 
 __all__ = ["PointDistributionModel", "resolve_n_components"]
@@ -261,7 +261,8 @@ class PointDistributionModel:
             raise ShapekitError(f"shapes: need at least 2 shapes to fit a model, got {n}")
         resolve_n_components(self.n_components, np.ones(1))  # validate early
         if self.align:
-            gpa = generalized_procrustes(a, scale=self.scale, tol=self.tol, max_iter=self.max_iter, weights=w)
+            gpa = _gpa(a, scale=self.scale, tol=self.tol, max_iter=self.max_iter, weights=w,
+                       tangent=self._uses_tangent())
             aligned = as_complex(gpa.aligned)
             self.gpa_n_iter_ = gpa.n_iter
             self.gpa_converged_ = gpa.converged
@@ -281,7 +282,7 @@ class PointDistributionModel:
             F, ref = self._fit_missing(x, w, aligned, start, incomplete, gpa.transforms if self.align else None)
         else:
             F = aligned
-        if self._uses_tangent():
+        if self._uses_tangent() and not (self.align and gpa.tangent and not incomplete.any()):
             F /= _tangent_factor(F, ref)[:, None]  # F is ours (GPA output or EM fill)
         mu, vec, lam = _pca(as_points(np.ascontiguousarray(F)).reshape(n, -1), n_points)
         self._set_model(mu, vec, lam, ref if self.align else None)

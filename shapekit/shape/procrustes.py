@@ -25,6 +25,7 @@ import numpy as np
 
 from shapekit.errors import ShapekitError
 from shapekit.shape._blas import one_blas_thread
+from shapekit.shape._kernels import centre_rows, gpa_sweep, scale_shift_rows
 from shapekit.shape.transforms import Similarity, as_complex, as_points
 
 __all__ = ["generalized_procrustes", "procrustes_in_chunks", "ProcrustesResult", "procrustes_distance"]
@@ -49,6 +50,7 @@ class ProcrustesResult:
     n_iter: int
     converged: bool
     weights: np.ndarray | None = field(default=None, repr=False)
+    tangent: bool = field(default=False, repr=False)
 
     def distances(self):
         """Return each shape's RMS distance to the mean over its present points (N,), model units."""
@@ -109,10 +111,7 @@ class _Batch:
         self.w = w
         if w is None:
             self.sw = float(x.shape[1])
-            self.mux = x.mean(1)
-            self.y = x - self.mux[:, None]
-            yf = self.y.view(np.float64)
-            self.nx2 = np.einsum("ij,ij->i", yf, yf)
+            self.y, self.mux, self.nx2 = centre_rows(x)  # one pass (numba)
             self.count = float(x.shape[0])
         else:
             self.sw = w.sum(1)
@@ -142,6 +141,10 @@ class _Batch:
         u = np.where(a > 0, c / np.where(a > 0, a, 1.0), 1.0 + 0j)
         z = u * np.sqrt(np.maximum(nm2, 0) / self.nx2) if scale else u
         return z, mum
+
+    def sweep(self, m, scale, accumulate=True):
+        """Complete shapes only: return (z, cross, num) of one fused pass (see ``gpa_sweep``)."""
+        return gpa_sweep(self.y, m, self.nx2, scale, accumulate)
 
     def mean(self, z, o):
         """Return the (unnormalised) weighted mean of the aligned shapes (L,)."""
@@ -201,6 +204,12 @@ def generalized_procrustes(shapes, scale=True, tol=1e-7, max_iter=100, weights=N
     whose valid points all coincide, and points missing in every shape, naming the
     offending shape (or point) indices.
     """
+    return _gpa(shapes, scale, tol, max_iter, weights, reference)
+
+
+def _gpa(shapes, scale=True, tol=1e-7, max_iter=100, weights=None, reference=None, tangent=False):
+    """GPA; with ``tangent`` (complete shapes, ``scale``) the aligned shapes come out projected into
+    the tangent space at the mean (``result.tangent`` says whether that was done)."""
     if tol <= 0 or not np.isfinite(tol):
         raise ShapekitError(f"tol: must be > 0, got {tol}")
     if int(max_iter) < 1:
@@ -213,6 +222,8 @@ def generalized_procrustes(shapes, scale=True, tol=1e-7, max_iter=100, weights=N
         if r.shape != (x.shape[1], 2) or not np.all(np.isfinite(r)):
             raise ShapekitError(f"reference: expected a finite ({x.shape[1]}, 2) array, got shape {r.shape}")
         ref = as_complex(r)
+    if w is None:
+        return _gpa_complete(x, batch, scale, tol, max_iter, ref, tangent)
 
     m = _initial_mean(x, w, batch, scale)
     if ref is not None:
@@ -234,22 +245,69 @@ def generalized_procrustes(shapes, scale=True, tol=1e-7, max_iter=100, weights=N
     z, o = batch.align(m, scale)
     if ref is None:
         z, o, m = _canonical_orientation(z, o, m)
-    if not converged:
-        warnings.warn(f"generalized_procrustes: mean still moving after {max_iter} iterations (tol={tol})",
-                      RuntimeWarning, stacklevel=2)
-    if w is None:
-        # In place: batch.y is ours, and a fresh 100 MB array costs more than the arithmetic.
-        aligned_c = batch.y
-        aligned_c *= z[:, None]
-        aligned_c += o[:, None]
-    else:
-        aligned_c = z[:, None] * (x - batch.mux[:, None]) + o[:, None]
+    _warn_unconverged(converged, max_iter, tol)
+    aligned_c = z[:, None] * (x - batch.mux[:, None]) + o[:, None]
     aligned = as_points(aligned_c)
-    if w is not None:
-        aligned[w <= 0] = np.nan
+    aligned[w <= 0] = np.nan
     transforms = Similarity.from_complex(z, o - z * batch.mux)
     return ProcrustesResult(aligned=aligned, mean=as_points(m), transforms=transforms, n_iter=n_iter,
                             converged=converged, weights=w)
+
+
+def _warn_unconverged(converged, max_iter, tol):
+    if not converged:
+        warnings.warn(f"generalized_procrustes: mean still moving after {max_iter} iterations (tol={tol})",
+                      RuntimeWarning, stacklevel=4)
+
+
+def _gpa_complete(x, batch, scale, tol, max_iter, ref, tangent):
+    """GPA of complete shapes: one fused pass over the data per iteration (numba)."""
+    n, n_points = x.shape
+    m = _normalise_mean(batch.y[0].copy(), scale)
+    if ref is not None:
+        m = _rotate_onto(m, ref)
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, int(max_iter) + 1):
+        z, _, num = batch.sweep(m, scale)
+        o = m.mean()
+        if ref is None:
+            r = _canonical_rotation(z)
+            # The new mean is linear in z: rotate the accumulated numerator, not every z.
+            m, o, num = m * r, o * r, num * r
+        new = _normalise_mean(num / n + o, scale)
+        if ref is not None:
+            new = _rotate_onto(new, ref)
+        delta = np.sqrt(np.sum(np.abs(new - m) ** 2) / max(np.sum(np.abs(m) ** 2), 1e-300))
+        m = new
+        if delta < tol:
+            converged = True
+            break
+    z, cross, _ = batch.sweep(m, scale, accumulate=False)
+    o = m.mean()
+    if ref is None:
+        r = _canonical_rotation(z)
+        z, cross, m, o = z * r, cross * r, m * r, o * r
+    _warn_unconverged(converged, max_iter, tol)
+    o = np.full(n, o)
+    done = bool(tangent and scale)
+    if done:
+        # x . mean of each aligned shape, from quantities already at hand (no extra pass):
+        # sum_j conj(z y_j + o) m_j = conj(z) cross + conj(o) sum_j m_j.
+        f = (np.conj(z) * cross).real + (np.conj(o) * m.sum()).real
+        f = np.where(np.abs(f) > 1e-12, f, 1.0)
+        z, o = z / f, o / f
+    # In place: batch.y is ours, and a fresh 100 MB array costs more than the arithmetic.
+    aligned = as_points(scale_shift_rows(batch.y, z, o))
+    transforms = Similarity.from_complex(z, o - z * batch.mux)
+    return ProcrustesResult(aligned=aligned, mean=as_points(m), transforms=transforms, n_iter=n_iter,
+                            converged=converged, weights=None, tangent=done)
+
+
+def _canonical_rotation(z):
+    """Return the unit complex r that makes the per-shape rotation phases of ``z * r`` sum to a positive real."""
+    s = np.sum(z / np.abs(z))
+    return np.conj(s) / abs(s) if abs(s) > 0 else 1.0 + 0j
 
 
 def _canonical_orientation(z, o, m):
@@ -333,11 +391,7 @@ def procrustes_in_chunks(shapes, chunk_size=65536, scale=True, tol=1e-7, max_ite
     mux = np.empty(n, complex)
     nx2 = np.empty(n)
     for i, j in bounds:
-        x = _chunk(shapes, i, j, n_points)
-        mux[i:j] = x.mean(1)
-        y = x - mux[i:j, None]
-        yf = y.view(np.float64)
-        nx2[i:j] = np.einsum("ij,ij->i", yf, yf)
+        _, mux[i:j], nx2[i:j] = centre_rows(_chunk(shapes, i, j, n_points))
         flat = nx2[i:j] <= 1e-20 * np.maximum(1.0, np.abs(mux[i:j]) ** 2) * n_points
         if flat.any():
             raise ShapekitError(f"shapes: all valid points coincide in shapes {(np.flatnonzero(flat)[:10] + i).tolist()}")
@@ -354,16 +408,12 @@ def procrustes_in_chunks(shapes, chunk_size=65536, scale=True, tol=1e-7, max_ite
     z_all = np.empty(n, complex)
 
     def sweep(m, accumulate):
-        nm2 = float(np.sum(m.real ** 2 + m.imag ** 2)) - n_points * abs(m.mean()) ** 2
         num = np.zeros(n_points, complex)
         for i, j in bounds:
-            y = _chunk(shapes, i, j, n_points) - mux[i:j, None]
-            c = np.conj(y @ np.conj(m))
-            a = np.abs(c)
-            u = np.where(a > 0, c / np.where(a > 0, a, 1.0), 1.0 + 0j)
-            z_all[i:j] = u * np.sqrt(max(nm2, 0.0) / nx2[i:j]) if scale else u
+            y, _, _ = centre_rows(_chunk(shapes, i, j, n_points))
+            z_all[i:j], _, part = gpa_sweep(y, m, nx2[i:j], scale, accumulate)
             if accumulate:
-                num += y.T @ z_all[i:j]
+                num += part
         return num
 
     converged = False
