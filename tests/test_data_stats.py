@@ -44,7 +44,7 @@ def test_stats_real_afw_and_cli(shared_data, tmp_path, capsys):
     from shapekit_cli.main import main
 
     src = shared_data("afw68/train")
-    assert main(["stats", str(src), "--json", "--plot", str(tmp_path / "p")]) == 0
+    assert main(["stats", str(src), "--json", "--plot", str(tmp_path / "p"), "--samples", "4"]) == 0
     st = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert st["n_samples"] == 337 and st["n_images"] == 337
     assert st["image_size"]["most_common"][0]["width"] == 384
