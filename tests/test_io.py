@@ -818,3 +818,15 @@ def test_every_writer_round_trips_with_missing_points(tmp_path, fmt, n_points, d
         np.testing.assert_allclose(back.shapes, shapes, rtol=0, atol=5e-7)  # 6 decimals
     if fmt not in ("npy", "kaggle") and dest != "one.pts":  # a lone .pts is named by its file
         assert back.names == [m["name"] for m in meta]
+
+
+def test_npz_malformed(tmp_path):
+    np.savez(tmp_path / "obj.npz", shapes=np.array([object()], dtype=object))
+    with pytest.raises(FormatError, match="unreadable array"):
+        read(tmp_path / "obj.npz")
+    np.savez(tmp_path / "two.npz", a=np.zeros((2, 3, 2)), b=np.zeros(3))
+    with pytest.raises(FormatError, match="named 'shapes'"):
+        read(tmp_path / "two.npz")
+    np.savez(tmp_path / "short.npz", shapes=np.zeros((2, 3, 2)), names=np.array(["a"]))
+    with pytest.raises(FormatError, match="'names' has 1 entries for 2"):
+        read(tmp_path / "short.npz")

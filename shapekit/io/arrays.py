@@ -51,15 +51,20 @@ def read_array(path):
     if isinstance(data, np.lib.npyio.NpzFile):
         with data:
             keys = list(data.files)
-            if "shapes" in keys:
-                shapes = _as_shapes(data["shapes"], path, "'shapes'")
-            elif len(keys) == 1:
-                shapes = _as_shapes(data[keys[0]], path, repr(keys[0]))
-            else:
-                raise FormatError(path, f"expected an array named 'shapes' (or a single array), found {keys}")
-            for k in ("names", "images", "boxes", "schema"):
-                if k in keys:
-                    extra[k] = data[k]
+            try:
+                if "shapes" in keys:
+                    shapes = _as_shapes(data["shapes"], path, "'shapes'")
+                elif len(keys) == 1:
+                    shapes = _as_shapes(data[keys[0]], path, repr(keys[0]))
+                else:
+                    raise FormatError(path, f"expected an array named 'shapes' (or a single array), found {keys}")
+                for k in ("names", "images", "boxes", "schema"):
+                    if k in keys:
+                        extra[k] = data[k]
+            except (ValueError, OSError, zipfile.BadZipFile) as exc:
+                if isinstance(exc, FormatError):
+                    raise
+                raise FormatError(path, f"unreadable array in the .npz ({exc})") from None
         n = len(shapes)
         for k in ("names", "images", "boxes"):
             if k in extra and len(extra[k]) != n:
