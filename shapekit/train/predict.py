@@ -129,7 +129,11 @@ def export_torchscript(model, path, example=None):
     model = model.eval().cpu()
     size = model.config["input_size"]
     x = example if example is not None else torch.rand(2, model.config.get("in_channels", 3), size, size)
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch >= 2.10 marks TorchScript deprecated; it is still what C++/mobile runtimes load.
+        warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(model, x, check_trace=False)
         with atomic_path(path) as tmp:
             traced.save(str(tmp))
