@@ -267,10 +267,11 @@ def _expression(p, e):
     p[:, [49, 53], 1] += drop[:, None] * 0.04
     # Smile: corners up and out, lips stretch, cheeks lift the lower lids slightly.
     sgn = np.sign(MEAN[:, 0])
-    for k, w in ((48, 1.0), (54, 1.0), (60, 0.9), (64, 0.9), (49, 0.45), (53, 0.45), (59, 0.5), (55, 0.5),
-                 (61, 0.3), (63, 0.3), (67, 0.35), (65, 0.35)):
-        p[:, k, 0] += sgn[k] * 0.06 * w * smile
-        p[:, k, 1] -= 0.06 * w * smile
+    # the pull falls off smoothly from the corners to the middle, so lip lines curve
+    mouth = np.arange(48, 68)
+    w = np.clip(np.abs(MEAN[mouth, 0]) / 0.32, 0.0, 1.0) ** 1.5
+    p[:, mouth, 0] += sgn[mouth] * 0.05 * w * smile[:, None]
+    p[:, mouth, 1] -= 0.045 * w * smile[:, None]
     p[:, [56, 57, 58], 1] -= 0.012 * smile[:, None]
     p[:, [40, 41, 46, 47], 1] -= 0.012 * np.clip(smile, 0, None)[:, None]
     # Brow raise and frown (inner brows down and together).

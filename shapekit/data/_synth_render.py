@@ -592,7 +592,9 @@ def _sub(alpha, y0, x0, by, bx, shape):
 
 
 def _brows(img, pts, px, app, hair, rng):
-    colour = hair * (1.0 - app["brow_darkness"] * 0.5) * 0.8
+    # brows are darker than the skin whatever the hair colour
+    skin = np.asarray(app["skin"], np.float32)
+    colour = np.minimum(hair * (1.0 - app["brow_darkness"] * 0.5) * 0.8, skin * 0.45)
     for idx in (np.arange(17, 22), np.arange(22, 27)):
         b = pts[idx]
         if idx[0] == 22:
