@@ -17,6 +17,8 @@ it sends no gradient; ``reduce_losses`` leaves it out of the mean.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from shapekit.errors import ShapekitError
@@ -41,8 +43,8 @@ _EPS = 1e-24
 
 def _hw(size):
     """Return (height, width) from an int or a (height, width) pair."""
-    if isinstance(size, int):
-        h = w = size
+    if isinstance(size, numbers.Integral):
+        h = w = int(size)
     else:
         try:
             h, w = (int(s) for s in size)
@@ -192,6 +194,11 @@ def _kl(p, q):
     return (p * (torch.log(p + _EPS) - torch.log(q + _EPS))).sum(dim=(-2, -1))
 
 
+def _divergence_dtype(heatmaps):
+    # the eps guard underflows in half precision (AMP): compute in float32 at least
+    return torch.promote_types(heatmaps.dtype, torch.float32)
+
+
 def _target_missing(coords):
     return torch.isnan(coords).any(dim=-1)
 
@@ -206,8 +213,9 @@ def js_reg_losses(heatmaps, coords_normalized, sigma, window=None):
     target coordinate gives a loss of 0. Average with ``reduce_losses``.
     """
     _check_heatmaps(heatmaps)
-    target = render_gaussian_heatmaps(coords_normalized, heatmaps.shape[-2:], sigma, normalize="sum", window=window)
-    target = target.to(heatmaps.dtype)
+    dtype = _divergence_dtype(heatmaps)
+    heatmaps = heatmaps.to(dtype)
+    target = render_gaussian_heatmaps(coords_normalized.to(dtype), heatmaps.shape[-2:], sigma, normalize="sum", window=window)
     m = 0.5 * (heatmaps + target)
     js = 0.5 * _kl(heatmaps, m) + 0.5 * _kl(target, m)
     return torch.where(_target_missing(coords_normalized), torch.zeros_like(js), js)
@@ -221,8 +229,10 @@ def kl_reg_losses(heatmaps, coords_normalized, sigma, window=None):
     keep ``window=None`` unless that is wanted. A NaN target coordinate gives 0.
     """
     _check_heatmaps(heatmaps)
-    target = render_gaussian_heatmaps(coords_normalized, heatmaps.shape[-2:], sigma, normalize="sum", window=window)
-    kl = _kl(heatmaps, target.to(heatmaps.dtype))
+    dtype = _divergence_dtype(heatmaps)
+    heatmaps = heatmaps.to(dtype)
+    target = render_gaussian_heatmaps(coords_normalized.to(dtype), heatmaps.shape[-2:], sigma, normalize="sum", window=window)
+    kl = _kl(heatmaps, target)
     return torch.where(_target_missing(coords_normalized), torch.zeros_like(kl), kl)
 
 
