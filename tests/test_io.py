@@ -830,3 +830,15 @@ def test_npz_malformed(tmp_path):
     np.savez(tmp_path / "short.npz", shapes=np.zeros((2, 3, 2)), names=np.array(["a"]))
     with pytest.raises(FormatError, match="'names' has 1 entries for 2"):
         read(tmp_path / "short.npz")
+
+
+def test_image_root_for_pts_and_ljson(tmp_path):
+    for rel in ("a/x.pts", "b/y.ljson"):
+        write(tmp_path / "ann" / rel, np.ones((1, 68, 2)), format=rel.rsplit(".", 1)[1])
+    for rel in ("a/x.png", "b/y.jpg"):
+        (tmp_path / "img" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "img" / rel).write_bytes(b"")
+    beside = read(tmp_path / "ann")
+    assert beside.image_paths == [None, None]
+    ann = read(tmp_path / "ann", image_root=tmp_path / "img")
+    assert ann.image_paths == [str(tmp_path / "img" / "a" / "x.png"), str(tmp_path / "img" / "b" / "y.jpg")]

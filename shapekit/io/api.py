@@ -129,21 +129,35 @@ def _reader(fmt):
     }[fmt]
 
 
-def _read_pts_files(items, show):
+def _image_folder(path, root, image_root):
+    """Return the folder to look for ``path``'s image in: beside it, or the same
+    relative place under ``image_root``."""
+    folder = os.path.dirname(path)
+    if image_root is None:
+        return folder
+    rel = os.path.dirname(_relpath(path, root))
+    return os.path.join(os.fspath(image_root), *rel.split("/")) if rel else os.fspath(image_root)
+
+
+def _listing(listings, folder):
+    if folder not in listings:  # one listing per folder, not one stat per candidate image
+        try:
+            listings[folder] = {e.lower(): e for e in os.listdir(folder or ".")}
+        except OSError:
+            listings[folder] = {}
+    return listings[folder]
+
+
+def _read_pts_files(items, show, image_root=None):
     from shapekit.io.pts import IMAGE_EXTENSIONS, read_pts
 
     listings = {}
     shapes, meta = [], []
     # plain strings, not pathlib, on this path: it runs once per file of large folders
     for path, root in _progress(items, desc="reading .pts", disable=show):
-        folder, fname = os.path.split(path)
-        if folder not in listings:
-            try:
-                listings[folder] = {e.lower(): e for e in os.listdir(folder or ".")}
-            except OSError:
-                listings[folder] = {}
-        listing = listings[folder]
-        stem = os.path.splitext(fname)[0]
+        folder = _image_folder(path, root, image_root)
+        listing = _listing(listings, folder)
+        stem = os.path.splitext(os.path.basename(path))[0]
         image = None
         for ext in IMAGE_EXTENSIONS:
             real = listing.get((stem + ext).lower())
@@ -183,7 +197,8 @@ def _progress_disable(progress):
 
 
 #: Keyword options of :func:`read` and the formats that use them.
-READ_OPTIONS = {"group": ("ljson",), "image_root": ("wflw", "mtfl"), "images": ("kaggle",), "n_points": ("muct",)}
+READ_OPTIONS = {"group": ("ljson",), "image_root": ("wflw", "mtfl", "pts", "ljson"), "images": ("kaggle",),
+                "n_points": ("muct",)}
 
 
 def read(source, format="auto", schema=None, progress=None, **options):
@@ -202,7 +217,8 @@ def read(source, format="auto", schema=None, progress=None, **options):
     shows a bar for long reads on a terminal, True/False force it.
 
     ``options`` go to the format readers that take them: ``group`` (LJSON group name),
-    ``image_root`` (folder the WFLW/MTFL image names are relative to), ``images``
+    ``image_root`` (folder the WFLW/MTFL image names are relative to; for ``.pts`` and
+    ``.ljson``, the folder holding the images in the same relative places), ``images``
     (False: skip the Kaggle pixels), ``n_points`` (76: pad a 68-point MUCT file).
     """
     unknown = sorted(set(options) - set(READ_OPTIONS))
@@ -239,7 +255,7 @@ def read(source, format="auto", schema=None, progress=None, **options):
 
     def flush():
         if batch:
-            parts.append(_read_pts_files(list(batch), disable))
+            parts.append(_read_pts_files(list(batch), disable, options.get("image_root")))
             batch.clear()
 
     per_file = [(p, r) for p, r, f in files if f == "ljson"]
@@ -253,15 +269,11 @@ def read(source, format="auto", schema=None, progress=None, **options):
             continue
         flush()
         if fmt == "ljson":
-            folder = os.path.dirname(path)
-            if folder not in listings:  # one listing per folder, not one per file
-                try:
-                    listings[folder] = {e.lower(): e for e in os.listdir(folder or ".")}
-                except OSError:
-                    listings[folder] = {}
             from shapekit.io.ljson import read_ljson_file
 
-            part = read_ljson_file(Path(path), listing=listings[folder], **_options_for(fmt, options))
+            folder = _image_folder(path, root, options.get("image_root"))
+            part = read_ljson_file(Path(path), listing=_listing(listings, folder), image_folder=folder,
+                                   **_options_for(fmt, options))
         elif fmt == "kaggle":
             part = _reader(fmt)(Path(path), progress=progress, **_options_for(fmt, options))
         else:
@@ -283,7 +295,9 @@ def read(source, format="auto", schema=None, progress=None, **options):
 
 
 def _options_for(fmt, options):
-    return {k: v for k, v in options.items() if fmt in READ_OPTIONS[k]}
+    # pts and ljson resolve image_root here, with their folder structure
+    return {k: v for k, v in options.items()
+            if fmt in READ_OPTIONS[k] and not (k == "image_root" and fmt in PER_FILE_FORMATS)}
 
 
 def _resolve_schema(ann, schema):

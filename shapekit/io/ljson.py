@@ -138,12 +138,13 @@ def read_ljson(path, group=None):
     return groups[_pick(groups, group, path)]["points"]
 
 
-def read_ljson_file(path, group=None, listing=None):
+def read_ljson_file(path, group=None, listing=None, image_folder=None):
     """Return the :class:`Annotations` of one LJSON file (one sample: the chosen group).
 
     ``attributes`` holds the group's ``labels`` and the other groups' points
     (``groups``: {name: (k, 2) array}). ``listing`` is an optional cache of the folder's
-    file names (see :func:`shapekit.io.pts.find_image`).
+    file names (see :func:`shapekit.io.pts.find_image`); ``image_folder`` is where to
+    look for the image (default: beside the file).
     """
     path = Path(path)
     groups = read_ljson_groups(path)
@@ -153,7 +154,8 @@ def read_ljson_file(path, group=None, listing=None):
     g = groups[name]
     attributes = {"group": name, "labels": g["labels"],
                   "groups": {k: v["points"] for k, v in groups.items() if k != name}}
-    meta = new_meta(source=path, image=find_image(path, listing), name=path.stem, attributes=attributes)
+    where = path if image_folder is None else Path(image_folder) / path.name
+    meta = new_meta(source=path, image=find_image(where, listing), name=path.stem, attributes=attributes)
     return Annotations(g["points"][None], [meta], format="ljson")
 
 
