@@ -304,6 +304,12 @@ def test_write_dataset(tmp_path):
     assert len(manifest["faces"]) == 3 and manifest["faces"][0]["image"] == "00000.png"
     assert SYNTHETIC_NOTE in (tmp_path / "out" / "README.txt").read_text()
     assert not [f for f in (tmp_path / "out").iterdir() if f.name.startswith(".")]  # no temporaries left
+    from shapekit.data.synth import is_synthetic
+
+    assert is_synthetic(tmp_path / "out") and is_synthetic(paths[0])
+    assert not is_synthetic(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    assert not is_synthetic(tmp_path)
 
 
 def test_cli_synth(tmp_path, capsys):

@@ -30,8 +30,8 @@ import numpy as np
 from shapekit.data import _synth_geometry as geo
 from shapekit.errors import ShapekitError
 
-__all__ = ["FaceParams", "sample_shapes", "render_face", "generate", "write_dataset", "SYNTHETIC_NOTE",
-           "DEFAULT_POSE_RANGE"]
+__all__ = ["FaceParams", "sample_shapes", "render_face", "generate", "write_dataset", "is_synthetic",
+           "SYNTHETIC_NOTE", "DEFAULT_POSE_RANGE"]
 
 #: Said wherever synthetic data is written, so nobody mistakes it for real faces.
 SYNTHETIC_NOTE = ("SYNTHETIC faces made by shapekit.data.synth: procedurally generated images, not photographs "
@@ -330,3 +330,21 @@ def write_dataset(outdir, n, seed=0, size=256, progress=None, *, start=0, occlus
     _pose_range(max_yaw, max_pitch, max_roll)
     kw = dict(occlusion=occlusion, max_yaw=max_yaw, max_pitch=max_pitch, max_roll=max_roll)
     return write_many(outdir, seed, range(start, start + n), size, kw, workers, progress)
+
+
+def is_synthetic(path):
+    """Return True when ``path`` (a folder, or a file inside one) holds faces written by
+    :func:`write_dataset`: its ``manifest.json`` says ``"synthetic": true``."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        with open(manifest, encoding="utf-8") as fh:
+            return json.load(fh).get("synthetic") is True
+    except (OSError, ValueError, AttributeError):
+        return False
