@@ -588,9 +588,11 @@ class PointDistributionModel:
 
     def ellipsoid_radius(self, p=0.98, n_components=None):
         """Return the Mahalanobis radius M enclosing probability ``p`` of the Gaussian model (chi-square)."""
-        from scipy.stats import chi2
+        from scipy.special import gammaincinv  # chi2.ppf(p, k) = 2 P^-1(k/2, p), without importing scipy.stats
 
-        return float(np.sqrt(chi2.ppf(p, self._modes(n_components))))
+        if not 0 < p < 1:
+            raise ShapekitError(f"p: expected a probability in (0, 1), got {p}")
+        return float(np.sqrt(2.0 * gammaincinv(0.5 * self._modes(n_components), p)))
 
     @one_blas_thread
     def project(self, shapes, n_components=None, k=3.0, weights=None, mode="box"):
