@@ -3,10 +3,11 @@
     python benchmarks/bench_kernels.py [--json] [--n 64] [--points 68 98] [--size 64]
     python benchmarks/bench_kernels.py --device cuda --json   # also times the torch twins on the GPU
 
-Every ratio is measured in the same run (the machine may be shared and noisy), each
-time being the best of ``--repeat`` runs. Speed-ups (higher is better):
+Every ratio is measured in the same run (the machine may be shared and noisy): each
+time is the best of ``--repeat`` runs, taken in interleaved rounds with its baselines. Speed-ups (higher is better):
 ``heatmap_vs_numpy`` = NumPy reference time / numba time, ``heatmap_vs_torch`` = torch
-CPU time / numba time, ``dsnt_vs_numpy``, ``pdist_vs_numpy``, ``decode_vs_numpy``,
+CPU time (the twin ``render_gaussian_heatmaps``, the faster of torch's default threads
+and one thread) / numba time, ``dsnt_vs_numpy``, ``pdist_vs_numpy``, ``decode_vs_numpy``,
 ``cgd_vs_numpy``. ``heatmap_vs_fill`` = numba render time / fill time (lower is
 better; 1 is the memory-bandwidth bound): the fill writes zeros into the same
 preallocated output with the same threads as the default rendering path (a numba
@@ -53,18 +54,39 @@ def _fill_parallel(out):
         out[k] = 0.0
 
 
-def best_time(fn, repeat, min_time=0.0):
-    """Best wall time of ``repeat`` calls (after one warm-up call)."""
-    fn()
-    best = float("inf")
-    start = time.perf_counter()
-    i = 0
-    while i < repeat or (time.perf_counter() - start) < min_time:
-        t0 = time.perf_counter()
+def best_times(fns, repeat):
+    """Best wall time of each function, measured in interleaved rounds.
+
+    ``fns``: name -> function, or name -> (function, repeats). One warm-up call each,
+    then round after round every function still due runs once, so that a burst of
+    load from other processes hits the kernel and its baselines alike.
+    """
+    plan = {k: (v if isinstance(v, tuple) else (v, repeat)) for k, v in fns.items()}
+    best = {k: float("inf") for k in plan}
+    for fn, _ in plan.values():
         fn()
-        best = min(best, time.perf_counter() - t0)
-        i += 1
+    for r in range(max(n for _, n in plan.values())):
+        for k, (fn, n) in plan.items():
+            if r < n:
+                t0 = time.perf_counter()
+                fn()
+                best[k] = min(best[k], time.perf_counter() - t0)
     return best
+
+
+def torch_single_thread(fn):
+    """``fn`` run with one torch thread (torch's own pool suffers on a busy machine too)."""
+    import torch
+
+    def run():
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before)
+
+    return run
 
 
 def numpy_separable(points, size, sigma, window=3.0):
@@ -82,17 +104,17 @@ def numpy_separable(points, size, sigma, window=3.0):
 
 COMPILE_SNIPPET = r"""
 import time, numpy as np
-t0 = time.perf_counter()
+t0 = time.perf_counter(); c0 = time.process_time()
 import shapekit.kernels as K
-t1 = time.perf_counter()
+t1 = time.perf_counter(); c1 = time.process_time()
 pts = np.random.default_rng(0).uniform(10, 50, (64, 68, 2))
 hm = K.render_heatmaps(pts, 64, 1.5, parallel={par})
 K.decode_heatmaps(hm, parallel={par})
 K.dsnt(hm, parallel={par})
 K.pairwise_distances(pts, parallel={par})
 K.graph_distance(pts, pts + 1, parallel={par})
-t2 = time.perf_counter()
-print(t1 - t0, t2 - t1)
+t2 = time.perf_counter(); c2 = time.process_time()
+print(t1 - t0, t2 - t1, c1 - c0, c2 - c1)
 """
 
 
@@ -104,8 +126,9 @@ def compile_times(parallel):
         code = COMPILE_SNIPPET.format(par=parallel)
         for label in ("cold", "warm"):
             res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-            imp, first = (float(v) for v in res.stdout.split())
-            out[label] = {"import_s": imp, "first_calls_s": first}
+            imp, first, imp_cpu, first_cpu = (float(v) for v in res.stdout.split())
+            # CPU seconds are the robust number on a shared machine; wall includes waiting
+            out[label] = {"import_s": imp, "first_calls_s": first, "import_cpu_s": imp_cpu, "first_calls_cpu_s": first_cpu}
     return out
 
 
@@ -120,17 +143,29 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
     res = {}
 
     parallel = use_parallel("auto", n * n_points, out.size)
-    t_fill_np = best_time(lambda: out.fill(0.0), repeat)
-    t_fill_par = best_time(lambda: _fill_parallel(flat_out), repeat)
+    slow = max(2, repeat // 5)
+    tpts = F.pixel_to_normalized(torch.from_numpy(pts).float(), size)
+    t = best_times(
+        {
+            "fill_np": lambda: out.fill(0.0),
+            "fill_par": lambda: _fill_parallel(flat_out),
+            "render": lambda: render_heatmaps(pts, size, sigma, out=out),
+            "serial": lambda: render_heatmaps(pts, size, sigma, out=out, parallel=False),
+            "parallel": lambda: render_heatmaps(pts, size, sigma, out=out, parallel=True),
+            "ref": (lambda: render_heatmaps_reference(pts, size, sigma), slow),
+            "sep": lambda: numpy_separable(pts, size, sigma),
+            "torch": lambda: F.render_gaussian_heatmaps(tpts, size, sigma),
+            "torch1": torch_single_thread(lambda: F.render_gaussian_heatmaps(tpts, size, sigma)),
+        },
+        repeat,
+    )
+    t_fill_np, t_fill_par = t["fill_np"], t["fill_par"]
     # the bound for the default ("auto") path: a fill with the same threads
     t_fill = t_fill_par if parallel else t_fill_np
-    t_render = best_time(lambda: render_heatmaps(pts, size, sigma, out=out), repeat)
-    t_render_serial = best_time(lambda: render_heatmaps(pts, size, sigma, out=out, parallel=False), repeat)
-    t_render_parallel = best_time(lambda: render_heatmaps(pts, size, sigma, out=out, parallel=True), repeat)
-    t_render_ref = best_time(lambda: render_heatmaps_reference(pts, size, sigma), max(2, repeat // 5))
-    t_render_sep = best_time(lambda: numpy_separable(pts, size, sigma), repeat)
-    tpts = F.pixel_to_normalized(torch.from_numpy(pts).float(), size)
-    t_render_torch = best_time(lambda: F.render_gaussian_heatmaps(tpts, size, sigma), repeat)
+    t_render, t_render_serial, t_render_parallel = t["render"], t["serial"], t["parallel"]
+    t_render_ref, t_render_sep = t["ref"], t["sep"]
+    # the baseline is the faster of torch's default threads and one thread
+    t_render_torch = min(t["torch"], t["torch1"])
     res.update(
         fill_s=t_fill,
         fill_ndarray_s=t_fill_np,
@@ -144,6 +179,8 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
         heatmap_numpy_s=t_render_ref,
         heatmap_numpy_separable_s=t_render_sep,
         heatmap_torch_s=t_render_torch,
+        heatmap_torch_default_threads_s=t["torch"],
+        heatmap_torch_one_thread_s=t["torch1"],
         heatmap_vs_numpy=t_render_ref / t_render,
         heatmap_vs_numpy_separable=t_render_sep / t_render,
         heatmap_vs_torch=t_render_torch / t_render,
@@ -153,11 +190,19 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
 
     hm = render_heatmaps(pts, size, sigma)
     thm = torch.from_numpy(hm)
-    t_dsnt = best_time(lambda: dsnt(hm), repeat)
-    t_dsnt_ref = best_time(lambda: dsnt_reference(hm), max(2, repeat // 5))
-    t_dsnt_torch = best_time(lambda: F.dsnt(thm), repeat)
-    t_dec = best_time(lambda: decode_heatmaps(hm), repeat)
-    t_dec_ref = best_time(lambda: decode_heatmaps_reference(hm), max(2, repeat // 5))
+    t = best_times(
+        {
+            "dsnt": lambda: dsnt(hm),
+            "dsnt_ref": (lambda: dsnt_reference(hm), slow),
+            "dsnt_torch": lambda: F.dsnt(thm),
+            "dsnt_torch1": torch_single_thread(lambda: F.dsnt(thm)),
+            "dec": lambda: decode_heatmaps(hm),
+            "dec_ref": (lambda: decode_heatmaps_reference(hm), slow),
+        },
+        repeat,
+    )
+    t_dsnt, t_dsnt_ref, t_dsnt_torch = t["dsnt"], t["dsnt_ref"], min(t["dsnt_torch"], t["dsnt_torch1"])
+    t_dec, t_dec_ref = t["dec"], t["dec_ref"]
     res.update(
         dsnt_s=t_dsnt,
         dsnt_numpy_s=t_dsnt_ref,
@@ -172,11 +217,17 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
     pd_out = np.empty((n, n_points, n_points))
     other = pts + rng.normal(size=pts.shape)
     tp = torch.from_numpy(pts)
-    t_pd = best_time(lambda: pairwise_distances(pts, out=pd_out), repeat, 0.05)
-    t_pd_ref = best_time(lambda: pairwise_distances_reference(pts), repeat, 0.05)
-    t_pd_torch = best_time(lambda: torch.cdist(tp, tp), repeat, 0.05)
-    t_cgd = best_time(lambda: graph_distance(pts, other), repeat, 0.05)
-    t_cgd_ref = best_time(lambda: graph_distance_reference(pts, other), repeat, 0.05)
+    t = best_times(
+        {
+            "pd": lambda: pairwise_distances(pts, out=pd_out),
+            "pd_ref": lambda: pairwise_distances_reference(pts),
+            "pd_torch": lambda: torch.cdist(tp, tp),
+            "cgd": lambda: graph_distance(pts, other),
+            "cgd_ref": lambda: graph_distance_reference(pts, other),
+        },
+        3 * repeat,
+    )
+    t_pd, t_pd_ref, t_pd_torch, t_cgd, t_cgd_ref = t["pd"], t["pd_ref"], t["pd_torch"], t["cgd"], t["cgd_ref"]
     res.update(
         pdist_s=t_pd,
         pdist_numpy_s=t_pd_ref,
@@ -301,8 +352,10 @@ def main(argv=None):
         result["compile"] = {"parallel": compile_times(True), "serial": compile_times(False)}
         for mode, c in result["compile"].items():
             print(
-                f"first calls of 5 kernels ({mode}): cold cache {c['cold']['first_calls_s']:.2f} s, "
-                f"warm cache {c['warm']['first_calls_s']:.2f} s (import {c['warm']['import_s']:.2f} s)"
+                f"first calls of 5 kernels ({mode}): cold cache {c['cold']['first_calls_s']:.2f} s wall / "
+                f"{c['cold']['first_calls_cpu_s']:.2f} s CPU, warm cache {c['warm']['first_calls_s']:.2f} s wall / "
+                f"{c['warm']['first_calls_cpu_s']:.2f} s CPU (import {c['warm']['import_s']:.2f} s wall / "
+                f"{c['warm']['import_cpu_s']:.2f} s CPU)"
             )
     if args.device == "cuda":
         result["cuda"] = {str(L): bench_cuda(args.n, L, args.size, args.sigma, args.repeat) for L in args.points}
