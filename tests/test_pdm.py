@@ -352,3 +352,15 @@ def test_fit_in_chunks_matches_fit(train, tmp_path):
         np.testing.assert_allclose(b.mean_, a.mean_, atol=1e-12)
     with pytest.raises(ShapekitError, match="at least 2"):
         PointDistributionModel().fit(train[:1])
+
+
+def test_instance_in_standard_deviations_and_fit_transform(train):
+    pdm = PointDistributionModel(n_components=5)
+    b, pose = pdm.fit_transform(train[:300])
+    assert b.shape == (300, 5) and len(pose) == 300
+    np.testing.assert_allclose(pdm.instance(np.zeros(5)), pdm.mean_)
+    inst = pdm.instance([0.0, 2.0])
+    expected = pdm.mean_.reshape(-1) + 2 * np.sqrt(pdm.explained_variance_[1]) * pdm.components_[1]
+    np.testing.assert_allclose(inst, expected.reshape(68, 2), atol=1e-12)
+    with pytest.raises(ShapekitError, match="modes"):
+        pdm.instance(np.zeros(6))

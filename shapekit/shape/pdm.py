@@ -288,6 +288,10 @@ class PointDistributionModel:
         self._set_model(mu, vec, lam, ref if self.align else None)
         return self
 
+    def fit_transform(self, shapes, weights=None):
+        """Fit the model and return ``(b, pose)`` of the training shapes (see :meth:`transform`)."""
+        return self.fit(shapes, weights=weights).transform(shapes, weights=weights)
+
     @one_blas_thread
     def fit_in_chunks(self, shapes, chunk_size=65536):
         """Learn the model from complete shapes read ``chunk_size`` at a time; return ``self``.
@@ -552,6 +556,19 @@ class PointDistributionModel:
                 raise ShapekitError(f"pose: expected a Similarity, got {type(pose).__name__}")
             shapes = pose.apply(shapes)
         return shapes[0] if single else shapes
+
+    def instance(self, weights, pose=None):
+        """Return the model shape (L, 2) or shapes (N, L, 2) for mode weights given in units of sqrt(lambda).
+
+        ``instance([0, 2])`` is the mean moved two standard deviations along mode 2 (the
+        menpo convention, where "clip to ±3" is a clip of these weights). Model frame, or
+        pixels through ``pose``.
+        """
+        self._check_fitted()
+        w = np.asarray(weights, dtype=float)
+        if w.shape[-1] > self.n_components_:
+            raise ShapekitError(f"weights: {w.shape[-1]} modes given, the model has {self.n_components_}")
+        return self.inverse_transform(w * np.sqrt(self.explained_variance_[: w.shape[-1]]), pose)
 
     def constrain(self, b, k=3.0, mode="box"):
         """Return ``b`` made plausible: clipped to ``|b_i| <= k sqrt(lambda_i)`` (``mode="box"``) or
