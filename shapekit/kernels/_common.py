@@ -112,6 +112,8 @@ def mark_parallel_used():
 
 def hw(size):
     """Return (height, width) from an int or a (height, width) pair."""
+    if getattr(size, "ndim", None) == 0:  # a 0-d array or tensor
+        size = int(size)
     if isinstance(size, (int, np.integer)):
         h = w = int(size)
     else:

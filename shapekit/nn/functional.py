@@ -43,6 +43,8 @@ _EPS = 1e-24
 
 def _hw(size):
     """Return (height, width) from an int or a (height, width) pair."""
+    if getattr(size, "ndim", None) == 0:  # a 0-d array or tensor
+        size = int(size)
     if isinstance(size, numbers.Integral):
         h = w = int(size)
     else:
