@@ -5,7 +5,7 @@ model as a shape prior for deep predictions.
 >>> from shapekit.asm import train_asm, ActiveShapeModel, apply_shape_prior
 """
 
-from shapekit.asm.model import ActiveShapeModel, detect_box, fit_images, load_image, train_asm
+from shapekit.asm.model import ActiveShapeModel, detect_box, detector_boxes, fit_images, load_image, train_asm
 from shapekit.asm.prior import apply_shape_prior, heatmap_confidence
 from shapekit.asm.profiles import (
     contour_neighbours,
@@ -15,13 +15,14 @@ from shapekit.asm.profiles import (
     profile_costs_reference,
     shape_normals,
 )
-from shapekit.asm.search import SearchInfo, fit_shape, fit_similarity, search_pyramid
+from shapekit.asm.search import SearchInfo, fit_shape, fit_shape_reference, fit_similarity, search_pyramid
 
 __all__ = [
     "ActiveShapeModel",
     "train_asm",
     "fit_images",
     "detect_box",
+    "detector_boxes",
     "load_image",
     "apply_shape_prior",
     "heatmap_confidence",
@@ -32,6 +33,7 @@ __all__ = [
     "contour_neighbours",
     "shape_normals",
     "fit_shape",
+    "fit_shape_reference",
     "fit_similarity",
     "search_pyramid",
     "SearchInfo",
