@@ -368,7 +368,13 @@ def render(params, size, layout):
     jaw = catmull_rom(pts[0:17], per_segment=6)
     temple = _proj(layout, [(p3[16, 0], -0.35, p3[16, 2] - 0.05), (p3[0, 0], -0.35, p3[0, 2] - 0.05)])
     face_poly = np.concatenate([jaw, temple])
-    y0, x0, (a_head, a_face) = _joint_alpha(shape, [head_outline, face_poly])
+    # a turned head can bring the nose or the lips past the cheek's outline: they are skin too
+    bumps = []
+    for idx in (np.r_[27:36], np.r_[48:60]):
+        c = pts[idx].mean(0)
+        bumps.append(_convex_hull(c + 1.08 * (pts[idx] - c)))
+    y0, x0, (a_head, a_face, a_nose, a_lips) = _joint_alpha(shape, [head_outline, face_poly] + bumps)
+    a_face = np.maximum(a_face, np.maximum(a_nose, a_lips))
     hh, ww = a_head.shape
     xs = np.arange(x0, x0 + ww, dtype=np.float32)
     ys = np.arange(y0, y0 + hh, dtype=np.float32)
