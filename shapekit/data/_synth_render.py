@@ -182,9 +182,10 @@ def _background(app, size, rng):
     t = (np.arange(n, dtype=np.float64) + 0.5) / n - 0.5
     xs = cx + (-t if flip else t) * side
     ys = cy + t * side
-    img = resample(src, xs, ys) * gains
-    grey = img.mean(2, keepdims=True)
-    img = grey + sat * (img - grey)
+    # channel gains and (de)saturation in one linear colour map, on the small image
+    colour = np.diag(gains) @ (sat * np.eye(3, dtype=np.float32) + (1.0 - sat) / 3.0)
+    img = resample(src, xs, ys)
+    img = (img.reshape(-1, 3) @ colour.astype(np.float32)).reshape(img.shape)
     if sigma > 0:
         img = ndimage.gaussian_filter(img, (sigma / f, sigma / f, 0), truncate=3.0)
     if f > 1:
