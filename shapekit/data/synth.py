@@ -118,9 +118,20 @@ class FaceParams:
     ``distance`` camera distance in inter-ocular units, ``box`` the landmark box's longer
     side as a fraction of the image side and ``centre`` its centre as fractions.
 
-    Appearance: ``appearance`` holds named values (skin and hair colour, light
-    direction, background, blur, noise, occluder...) and ``texture_seed`` seeds the fine
-    random detail (hair strands, background crop, noise).
+    Appearance: ``appearance`` is a dict of named values and ``texture_seed`` seeds the
+    fine random detail (background crop, hair strands, sensor noise). Keys: ``skin``,
+    ``hair``, ``eye``, ``lips``, ``clothes``, ``background_colour`` (RGB in 0..1);
+    ``light`` (unit vector toward the light, camera coordinates: x right, y down, z to
+    the viewer), ``ambient`` (0..1), ``light_colour`` (RGB gains); ``hair_style`` (one of
+    bald, short, long, fringe, bun), ``hairline`` (IOD units, y of the forehead
+    hairline), ``hair_volume`` (scale of the hair over the skull); ``gaze`` (radians
+    right, up); ``brow_thickness``, ``brow_darkness``, ``ear_size``, ``stubble``;
+    ``background`` (a name of :data:`shapekit.data._synth_render.BACKGROUNDS` or
+    "plain"); ``blur`` (Gaussian sigma in pixels at 256 px), ``noise`` (std in 0..1
+    units), ``grey``, ``contrast``, ``gamma``, ``brightness``; ``occluder`` (None or a
+    dict: ``kind`` in patch, hand, bar, glasses, and ``u``, ``v`` its centre as
+    fractions of the landmark box, ``size``, ``colour``, ``angle`` in 0..1).
+    ``replace(appearance={...})`` changes some keys and keeps the others.
     """
 
     identity: np.ndarray
