@@ -112,12 +112,12 @@ def train_throughput(size, batch_size=32, n_steps=6, model_name="mobilenetv2"):
     return n_steps * batch_size / dt, note
 
 
-def detection_rates(max_side=192, progress=False):
+def detection_rates(max_side=192, angles=(0.0,), progress=False):
     from shapekit.data.datasets import split_indices
     from shapekit.data.detect import FaceDetector, detect_all, evaluate_detections, fit_correction
     from shapekit.io import read
 
-    det = FaceDetector(max_side=max_side)
+    det = FaceDetector(max_side=max_side, angles=angles)
     names, images, shapes, sets = [], [], [], []
     for d in ("lfpw68", "helen68", "afw68"):
         path = DATA / d / "train"
@@ -147,7 +147,7 @@ def detection_rates(max_side=192, progress=False):
             "detect_found_rate_uncorrected": raw["found_rate"], "detect_no_detection": allr["no_detection"],
             "detect_mean_iou": allr["mean_iou"], "detect_per_set": per_set, "detect_iou_threshold": 0.5,
             "detect_ms_per_image": 1000 * seconds / len(images), "detect_max_side": max_side,
-            "detect_correction": corr.to_dict(), "detect_heldout_n": int(len(val))}
+            "detect_correction": corr.to_dict(), "detect_heldout_n": int(len(val)), "detect_angles": list(angles)}
 
 
 def _keys(names):
@@ -163,6 +163,11 @@ def main(argv=None):
     ap.add_argument("--batches", type=int, default=30, help="loader batches timed per size")
     ap.add_argument("--steps", type=int, default=6, help="training steps timed per size")
     ap.add_argument("--detect", action="store_true", help="also measure face detection on all 68-point crops")
+    ap.add_argument("--detect-angles", type=float, nargs="+", default=[0.0],
+                    help="in-plane search angles of the detector (e.g. 0 -25 25)")
+    ap.add_argument("--detect-max-side", type=int, default=192,
+                    help="working image side of the detector (the crops are 384 px, faces half of that)")
+    ap.add_argument("--no-loader", action="store_true", help="only the detection part (with --detect)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -171,6 +176,8 @@ def main(argv=None):
     result = {"workers": args.workers, "batch_size": 32, "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         src, what = _source(tmp)
+        if args.no_loader:
+            args.sizes = []
         result["data"] = what
         for size in args.sizes:
             t0 = time.perf_counter()
@@ -189,11 +196,12 @@ def main(argv=None):
                 print(f"S={size}: prepare {r['prepare_images_per_s']:.0f} img/s | loader (aug, {args.workers} workers) "
                       f"{load:.0f} img/s, without aug {plain:.0f} img/s | mobilenetv2 CPU training {train:.1f} img/s "
                       f"| ratio {r['ratio']:.1f} (target >= 5)" + (f" [{note}]" if note else ""), flush=True)
-    first = result["sizes"][str(args.sizes[0])]
-    result.update(loader_images_per_s=first["loader_images_per_s"], train_images_per_s=first["train_images_per_s"],
-                  ratio=first["ratio"], input_size=args.sizes[0])
+    if args.sizes:
+        first = result["sizes"][str(args.sizes[0])]
+        result.update(loader_images_per_s=first["loader_images_per_s"], train_images_per_s=first["train_images_per_s"],
+                      ratio=first["ratio"], input_size=args.sizes[0])
     if args.detect:
-        result.update(detection_rates())
+        result.update(detection_rates(args.detect_max_side, tuple(args.detect_angles)))
         if not args.json and "detect_found_rate_all" in result:
             print(f"detector + learned correction on {result['detect_images']} 68-point crops: found "
                   f"{100 * result['detect_found_rate_heldout']:.1f}% of the held-out half, "
@@ -202,7 +210,10 @@ def main(argv=None):
                   f"{result['detect_ms_per_image']:.0f} ms/image; per set {result['detect_per_set']}")
     if not args.json:
         print(f"data: {result['data']}")
-    print(json.dumps(result) if args.json else f"ratio at S={args.sizes[0]}: {result['ratio']:.1f}")
+    if args.json:
+        print(json.dumps(result))
+    elif args.sizes:
+        print(f"ratio at S={args.sizes[0]}: {result['ratio']:.1f}")
     return 0
 
 

@@ -163,3 +163,22 @@ def test_group_keys_and_split_options():
     assert len(va3) == 0 and len(tr3) == len(names)
     with pytest.raises(ShapekitError, match="val_fraction"):
         split_indices(names, 1.0)
+
+
+def test_detector_crops_scale_the_corrected_square_and_fall_back_to_landmarks():
+    class Fixed:
+        def __init__(self, square):
+            self.square = square
+
+        def face_square(self, image):
+            return self.square
+
+    images, shapes = _toy(3)
+    ds = LandmarkDataset(images, shapes, size=40, crop="detector", detector=Fixed(np.array([60.0, 45.0, 50.0])),
+                         scale=1.2)
+    t = ds[0]["transform"].numpy()
+    # the crop is the detector square enlarged by the dataset's scale, like a landmark crop
+    np.testing.assert_allclose(crops.to_original([[-0.5, -0.5], [39.5, 39.5]], t), [[30, 15], [90, 75]])
+    none = LandmarkDataset(images, shapes, size=40, crop="detector", detector=Fixed(None), scale=1.2)
+    np.testing.assert_allclose(none[1]["transform"].numpy(), crops.landmark_crop_transform(shapes[1], 40, 1.2))
+    assert none.detector_fallbacks == [1]
