@@ -334,6 +334,16 @@ def render(params, size, layout):
             col = hair[None, None] * ((0.7 + 0.12 * strands) * fade)[..., None]
             blend(img, y0, x0, a, col)
 
+    # a bun: hair gathered at the back of the crown, behind the head
+    if style == "bun":
+        centre = _proj(layout, [(0.0, -1.2, -1.45)])[0]
+        rad = 0.33 * px * app["hair_volume"]
+        r = soft_polygon(ellipse_polygon(centre, rad, 0.85 * rad, np.radians(params.roll), n=24), shape, sigma=0.6)
+        if r is not None:
+            y0, x0, a = r
+            strands = _noise_texture(rng, a.shape, (1.5, 1.5), scale=2)
+            blend(img, y0, x0, a, hair[None, None] * (0.75 + 0.1 * strands)[..., None])
+
     # neck and clothes
     neck3d = [(-0.5 * width, 0.6, -0.75), (-0.58 * width, 2.6, -0.8), (0.58 * width, 2.6, -0.8),
               (0.5 * width, 0.6, -0.75)]
