@@ -535,8 +535,8 @@ def _eyes(img, pts, p3, layout, px, app, rng):
         e = pts[idx]
         poly = catmull_rom(e, closed=True, per_segment=6)
         r = polygon_alpha(poly, img.shape)
-        opening = np.linalg.norm(e[[1, 2]].mean(0) - e[[5, 4]].mean(0) if side < 0 else
-                                 e[[1, 2]].mean(0) - e[[5, 4]].mean(0))
+        # upper lid (ring positions 1, 2) to lower lid (5, 4): the same for both eyes
+        opening = np.linalg.norm(e[[1, 2]].mean(0) - e[[5, 4]].mean(0))
         if r is not None and opening > 0.6:
             y0, x0, a = r
             hh, ww = a.shape
