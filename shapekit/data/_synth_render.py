@@ -394,7 +394,7 @@ def render(params, size, layout):
     tex = 1.0 + 0.015 * _noise_texture(rng, (hh, ww), 2.0 * px / 100 + 1.0, scale=2)
     skin_rgb = skin[None, None] * (shade * tex)[..., None]
     if app["stubble"] > 0:
-        low = _stubble_mask(layout, p3, pts, (hh, ww), y0, x0, px)
+        low = _stubble_mask(pts, shape, (hh, ww), y0, x0, px)
         skin_rgb *= 1.0 - app["stubble"] * 0.35 * low[..., None] * (1 - 0.6 * hair[None, None])
     # Back to front: an ear on the side turning away, the cranium, the other ear(s), then
     # the face. The face is drawn last so that its outline - where 300-W puts the jaw
@@ -465,19 +465,15 @@ def _joint_alpha(shape, polys):
     return y0, x0, out
 
 
-def _stubble_mask(layout, p3, pts, hw, y0, x0, px):
+def _stubble_mask(pts, image_shape, hw, y0, x0, px):
+    """Return the (h, w) coverage of the beard area (jaw below the cheeks, round the mouth)
+    over the window of the skin at (y0, x0)."""
     poly = np.concatenate([catmull_rom(pts[2:15], per_segment=4), pts[[54, 33, 48]]])
-    r = soft_polygon(poly, (y0 + hw[0] + 10 ** 6, x0 + hw[1] + 10 ** 6), sigma=0.05 * px)
-    out = np.zeros(hw, np.float32)
+    r = soft_polygon(poly, image_shape, sigma=0.05 * px)
     if r is None:
-        return out
+        return np.zeros(hw, np.float32)
     ry, rx, a = r
-    ys, xs = slice(max(ry - y0, 0), None), slice(max(rx - x0, 0), None)
-    sub = a[max(y0 - ry, 0):, max(x0 - rx, 0):]
-    tgt = out[ys, xs]
-    h, w = min(tgt.shape[0], sub.shape[0]), min(tgt.shape[1], sub.shape[1])
-    tgt[:h, :w] = sub[:h, :w]
-    return out
+    return _sub(a, ry, rx, y0, x0, hw)
 
 
 def _visible(layout, normal3d):
