@@ -170,3 +170,35 @@ def test_config_errors_and_files(tmp_path):
     assert TrainConfig.from_dict(read_config_file(tmp_path / "c.json")).lr == 0.01
     with pytest.raises(ShapekitError, match="resume"):
         fit_role("plain", BlobDataset(8), None, _cfg(), out=tmp_path / "none", resume=True)
+
+
+DDP_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import torch.distributed as dist
+from test_train_fixtures import BlobDataset
+from shapekit.train import fit_role, TrainConfig
+cfg = TrainConfig(model="simple_cnn", model_kwargs={{"channels": (4, 8)}}, epochs=2, batch_size=4, norm="box",
+                  progress=False, device="cpu")
+res = fit_role("plain", BlobDataset(16), BlobDataset(8, seed=1), cfg, out={out!r})
+print("RESULT", dist.get_rank(), dist.get_world_size(), repr(res.best_nme))
+"""
+
+
+@pytest.mark.slow
+def test_ddp_under_torchrun_two_cpu_processes(tmp_path):
+    """torchrun with 2 gloo processes: both ranks agree and rank 0 writes the checkpoints."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path / "out")))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(script)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("RESULT")]
+    assert sorted(r[1] for r in rows) == ["0", "1"] and all(r[2] == "2" for r in rows)
+    assert rows[0][3] == rows[1][3]
+    ckpt = load_checkpoint(tmp_path / "out" / "last.pt")
+    assert ckpt["epoch"] == 2

@@ -419,6 +419,18 @@ class Trainer:
         return {"val_nme": float(np.mean(e)), "val_loss": float(np.mean(losses)),
                 "val_fr_0.10": _metrics.failure_rate(e, 0.10)}
 
+    def _broadcast(self, figures):
+        """Return rank 0's figures on every rank, so that all ranks take the same early-stopping decisions."""
+        if not self.distributed:
+            return figures
+        import torch.distributed as dist
+
+        keys = sorted(figures)
+        t = torch.tensor([float(figures[k]) for k in keys], dtype=torch.float64,
+                         device=self.device if self.device.type == "cuda" else "cpu")
+        dist.broadcast(t, src=0)
+        return dict(zip(keys, t.tolist()))
+
     # ----------------------------------------------------------------- state
     def state_dict(self):
         return {
@@ -504,7 +516,7 @@ class Trainer:
             row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
             row.update(self.train_epoch(epoch))
             if self.val_ds is not None and len(self.val_ds):
-                row.update(self.validate())
+                row.update(self._broadcast(self.validate()))
                 score = row["val_nme"]
             else:
                 score = row["train_loss"]
@@ -525,6 +537,10 @@ class Trainer:
                 self.stopped_early = True
                 break
         model = self.eval_model()
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()  # rank 0 has written best.pt
         if self.out is not None and (self.out / "best.pt").is_file():
             model.load_state_dict(load_checkpoint(self.out / "best.pt", map_location=self.device)["model"])
         model.eval()
