@@ -364,3 +364,11 @@ def test_instance_in_standard_deviations_and_fit_transform(train):
     np.testing.assert_allclose(inst, expected.reshape(68, 2), atol=1e-12)
     with pytest.raises(ShapekitError, match="modes"):
         pdm.instance(np.zeros(6))
+
+
+def test_completion_with_every_mode_stays_regularised(train, sets):
+    """With all modes kept there is no discarded variance; completion must still be sane."""
+    pdm = PointDistributionModel(n_components=None).fit(train)
+    truth = sets["afw68"]
+    visible, hidden = hide_points(truth, 10, seed=3)
+    assert completion_nme(pdm.project(visible, k=3.0), truth, hidden) < 0.025

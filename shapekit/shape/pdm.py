@@ -105,6 +105,18 @@ def _available_case_spectrum(aligned, obs):
     return np.maximum(lam, 0)
 
 
+def _sigma2_floor(lam):
+    """Return the smallest residual variance used in shape completion: the smallest positive eigenvalue.
+
+    With every mode kept there is no discarded variance to estimate the noise from;
+    a near-zero prior weight then lets the many modes fit the visible points exactly and
+    swing the hidden ones (AFW, 10 of 68 points hidden, all 132 modes: completion NME
+    0.054 with 1e-10 lambda_1, 0.014 with the smallest eigenvalue).
+    """
+    pos = lam[lam > 0]
+    return float(pos[-1]) if pos.size else 1e-300
+
+
 def _tangent_factor(F, ref):
     """Return ``x . ref`` (real inner product) of each complex shape: dividing by it projects into the tangent space."""
     # Re(sum conj(F) ref) = Re(sum F conj(ref)): no conjugated copy of F.
@@ -193,15 +205,22 @@ class _Fitter:
     def _pose(self, xc, w, sw, nx2, b):
         if not self.align:
             return np.ones(len(xc), complex), np.zeros(len(xc), complex)
+        # Least-squares similarity T from the current model instance onto the image points
+        # (weighted), then its inverse: alternating this with the b-step is coordinate
+        # descent on the weighted image-space error sum_j w_j |y_j - T(mean + V b)_j|^2
+        # (Cootes & Taylor's model fit). The tangent-space model has no scale, rotation or
+        # translation direction, so T and b do not trade off.
         inst = self.mu[None] + (b @ self.vc if b.shape[1] else 0)
         mut = (w * inst).sum(1) / sw
-        ic = inst - mut[:, None]
-        c = (w * np.conj(xc) * ic).sum(1)
+        ic = np.where(w > 0, inst - mut[:, None], 0)
+        c = (w * np.conj(ic) * xc).sum(1)  # sum w conj(instance) image
+        ni2 = (w * (ic.real ** 2 + ic.imag ** 2)).sum(1)
         a = np.abs(c)
-        u = np.where(a > 0, c / np.where(a > 0, a, 1.0), 1.0 + 0j)
         if self.scale:
-            u = u * np.sqrt((w * (ic.real ** 2 + ic.imag ** 2)).sum(1) / nx2)
-        return u, mut
+            zt = np.where(a > 0, c / np.maximum(ni2, 1e-300), 1.0 + 0j)
+        else:
+            zt = np.where(a > 0, c / np.where(a > 0, a, 1.0), 1.0 + 0j)
+        return 1.0 / zt, mut
 
 
 class PointDistributionModel:
@@ -386,8 +405,7 @@ class PointDistributionModel:
         if sigma2 is None:
             rest = lam[k:][lam[k:] > 0]
             sigma2 = float(rest.mean()) if rest.size else 0.0
-        # A floor keeps completion defined when every mode is used (no residual variance).
-        sigma2 = max(sigma2, 1e-10 * float(lam[:1].sum() if lam.size else 1.0), 1e-300)
+        sigma2 = max(sigma2, _sigma2_floor(lam))
         vc = as_complex(self.components_[:k].reshape(k, -1, 2)) if k else np.zeros((0, self.n_points_), complex)
         return _Fitter(as_complex(self.mean_), vc, lam[:k], sigma2, self.align, self.scale)
 
@@ -431,7 +449,7 @@ class PointDistributionModel:
                 total += 1
                 mu, vec, lam = _pca(as_points(np.ascontiguousarray(F)).reshape(len(F), -1), n_points)
                 rest = lam[k:][lam[k:] > 0]
-                sigma2 = max(float(rest.mean()) if rest.size else 0.0, 1e-10 * float(lam[0]), 1e-300)
+                sigma2 = max(float(rest.mean()) if rest.size else 0.0, _sigma2_floor(lam))
                 muc = as_complex(mu.reshape(-1, 2))
                 vc = as_complex(np.ascontiguousarray(vec[:k]).reshape(k, -1, 2))
                 fitter = _Fitter(muc, vc, lam[:k], sigma2, align=False, scale=self.scale)
