@@ -181,12 +181,11 @@ class _Fitter:
         sw = w.sum(1)
         mux = (w * x).sum(1) / sw
         xc = np.where(w > 0, x - mux[:, None], 0)
-        nx2 = (w * (xc.real ** 2 + xc.imag ** 2)).sum(1)
         sd = np.sqrt(np.maximum(self.lam, 1e-300))
         z = np.ones(n, complex)
         t = np.zeros(n, complex)
         for _ in range(max(1, n_iter) if self.align else 1):
-            z, o = self._pose(xc, w, sw, nx2, b)
+            z, o = self._pose(xc, w, sw, b)
             a = z[:, None] * xc + o[:, None] if self.align else x
             r = w * (a - self.mu[None])
             rhs = (r @ np.conj(self.vc).T).real if k else np.zeros((n, 0))
@@ -198,11 +197,11 @@ class _Fitter:
             if step < tol:
                 break
         if self.align:
-            z, o = self._pose(xc, w, sw, nx2, b)
+            z, o = self._pose(xc, w, sw, b)
             t = o - z * mux
         return z, t, b
 
-    def _pose(self, xc, w, sw, nx2, b):
+    def _pose(self, xc, w, sw, b):
         if not self.align:
             return np.ones(len(xc), complex), np.zeros(len(xc), complex)
         # Least-squares similarity T from the current model instance onto the image points
