@@ -366,3 +366,10 @@ def test_visibility_marks_occluded_landmarks():
     assert vis3[17:68].all()
     images, shapes, visible = generate(2, seed=1, size=48, progress=False, with_visibility=True)
     assert visible.shape == (2, 68) and visible.dtype == bool
+
+
+def test_hair_never_hides_landmarks():
+    # without occluders every landmark is visible: hair frames the face outline and stops
+    # above the brows (the jaw points keep the hair/skin boundary of 300-W annotation)
+    _, _, visible = generate(40, seed=12, size=96, occlusion=0.0, progress=False, with_visibility=True)
+    assert visible.all()

@@ -755,25 +755,31 @@ def _hair_top(img, layout, p3, width, hair_outline, app, hair, px, rng, style, c
     xs = np.linspace(-1.0, 1.0, 15)
     c, ax = np.array(_CRANIUM[0]), np.array(_CRANIUM[1]) * [width, 1, 1]
     wavy = 0.04 * np.cos(9 * xs) if style == "fringe" else 0.0
-    yline = hl + 0.3 * np.abs(xs) ** 2.5 + wavy
+    # the hairline never reaches the brows (hidden brows would be the exception in 300-W)
+    yline = np.minimum(hl + 0.25 * np.abs(xs) ** 2.5 + wavy, float(np.min(p3[17:27, 1])) - 0.07)
     xw = xs * 0.8 * width
     zz = c[2] + ax[2] * np.sqrt(np.clip(1 - (xw / ax[0]) ** 2 - ((yline - c[1]) / ax[1]) ** 2, 0.02, 1))
     front = _proj(layout, np.stack([xw, yline, zz + 0.02], 1))
-    # the face below the hairline, in the face's own directions (roll turns them)
-    right = pts[45] - pts[36]
-    right /= max(np.linalg.norm(right), 1e-6)
-    down = np.array([-right[1], right[0]])
-    big = 4.0 * px
-    side = 0.12 * px
-    face = np.concatenate([front, [front[-1] + right * side, front[-1] + right * side + down * big,
-                                   front[0] - right * side + down * big, front[0] - right * side]])
+    # the face below the hairline stays free of hair: the hairline, then down the face
+    # outline (the jaw points, pushed out a little) and back up, so the jaw points keep
+    # the hair/skin boundary that 300-W annotators follow
+    centre = pts[27:36].mean(0)
+    out = pts[16::-1] - centre
+    out = pts[16::-1] + 0.035 * px * out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
+    face = np.concatenate([front, out])
     r_hair = soft_polygon(hair_outline, img.shape, sigma=0.4)
     if r_hair is None:
         return
     y0, x0, a = r_hair
-    r_face = polygon_alpha(face, img.shape)
-    if r_face is not None:
-        a = a * (1.0 - _sub(r_face[2], r_face[0], r_face[1], y0, x0, a.shape))
+    # ... and so do the brows and eyes, which a turned head can bring past that outline
+    features = pts[17:48]
+    fc = features.mean(0)
+    spread = features - fc
+    features = features + 0.06 * px * spread / np.maximum(np.linalg.norm(spread, axis=1, keepdims=True), 1e-6)
+    for poly in (face, _convex_hull(features)):
+        r_free = polygon_alpha(poly, img.shape)
+        if r_free is not None:
+            a = a * (1.0 - _sub(r_free[2], r_free[0], r_free[1], y0, x0, a.shape))
     hh, ww = a.shape
     xs_ = np.arange(x0, x0 + ww, dtype=np.float32)
     ys_ = np.arange(y0, y0 + hh, dtype=np.float32)
