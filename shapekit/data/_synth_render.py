@@ -13,7 +13,7 @@ so the landmarks sit on the features by construction.
 from __future__ import annotations
 
 import json
-import os
+import sys
 import time
 from pathlib import Path
 
@@ -909,7 +909,8 @@ def _iterate(seed, indices, size, kw, workers, progress, desc):
         return
     import multiprocessing as mp
 
-    ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
+    # fork is cheap and safe here on Linux (workers use numpy/scipy only); elsewhere spawn
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     with ctx.Pool(workers) as pool:
         chunk = max(1, min(32, len(jobs) // (4 * workers)))
         for out in bar(pool.imap(_render_index, jobs, chunksize=chunk), total=len(jobs), desc=desc,
