@@ -52,7 +52,7 @@ _EYE_COLOURS = np.array([
     (0.20, 0.11, 0.06), (0.33, 0.20, 0.10), (0.30, 0.42, 0.55), (0.35, 0.45, 0.30), (0.45, 0.40, 0.25)])
 _HAIR_STYLES = ("bald", "short", "long", "fringe", "bun")
 _OCCLUDERS = ("patch", "hand", "bar", "glasses")
-_N_APPEARANCE = 40
+_N_APPEARANCE = 41
 
 
 def _pick(weights, u):
@@ -67,7 +67,7 @@ def default_appearance():
                 eye=[0.33, 0.20, 0.10], gaze=[0.0, 0.0], brow_thickness=1.0, brow_darkness=0.8,
                 lips=[0.72, 0.38, 0.36], background="plain", background_colour=[0.55, 0.58, 0.6],
                 clothes=[0.2, 0.25, 0.4], blur=0.0, noise=0.0, grey=False, contrast=1.0, gamma=1.0,
-                brightness=1.0, occluder=None, ear_size=1.0, stubble=0.0, freckles=0.0)
+                brightness=1.0, occluder=None, ear_size=1.0, stubble=0.0, sheen=0.08)
 
 
 def draw_appearance(rng, occlusion):
@@ -126,8 +126,8 @@ def draw_appearance(rng, occlusion):
         brightness=float(0.8 + 0.4 * a[37]),
         occluder=occluder,
         ear_size=float(0.85 + 0.3 * a[38]),
+        sheen=float(0.03 + 0.15 * a[40]),
         stubble=float(max(0.0, a[39] - 0.8) * 3.0),
-        freckles=0.0,
     )
     return app, texture_seed
 
@@ -393,6 +393,11 @@ def render(params, size, layout):
     shade = _lambert(n, app)
     tex = 1.0 + 0.015 * _noise_texture(rng, (hh, ww), 2.0 * px / 100 + 1.0, scale=2)
     skin_rgb = skin[None, None] * (shade * tex)[..., None]
+    # a soft specular sheen (Blinn-Phong, viewer along +z): oily skin shines more
+    half = light + np.array([0.0, 0.0, 1.0], np.float32)
+    half /= np.linalg.norm(half)
+    sheen = np.float32(app.get("sheen", 0.08)) * np.clip(n @ half, 0.0, 1.0) ** 24
+    skin_rgb += (sheen * tex)[..., None] * np.asarray(app["light_colour"], np.float32)
     if app["stubble"] > 0:
         low = _stubble_mask(pts, shape, (hh, ww), y0, x0, px)
         skin_rgb *= 1.0 - app["stubble"] * 0.35 * low[..., None] * (1 - 0.6 * hair[None, None])

@@ -125,7 +125,8 @@ class FaceParams:
     the viewer), ``ambient`` (0..1), ``light_colour`` (RGB gains); ``hair_style`` (one of
     bald, short, long, fringe, bun), ``hairline`` (IOD units, y of the forehead
     hairline), ``hair_volume`` (scale of the hair over the skull); ``gaze`` (radians
-    right, up); ``brow_thickness``, ``brow_darkness``, ``ear_size``, ``stubble``;
+    right, up); ``brow_thickness``, ``brow_darkness``, ``ear_size``, ``stubble``,
+    ``sheen`` (strength of the specular highlight on the skin);
     ``background`` (a name of :data:`shapekit.data._synth_render.BACKGROUNDS` or
     "plain"); ``blur`` (Gaussian sigma in pixels at 256 px), ``noise`` (std in 0..1
     units), ``grey``, ``contrast``, ``gamma``, ``brightness``; ``occluder`` (None or a
