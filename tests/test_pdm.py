@@ -282,6 +282,14 @@ def test_transform_with_too_few_points_is_an_error(model):
         model.project(s)
     with pytest.raises(ShapekitError, match="68 points"):
         model.transform(np.zeros((3, 5, 2)))
+    same = np.full((2, 68, 2), 5.0)
+    with pytest.raises(ShapekitError, match=r"coincide in shapes \[0, 1\]"):
+        model.project(same)
+    same[:, 3] = np.nan
+    with pytest.raises(ShapekitError, match=r"coincide in shapes \[0, 1\]"):
+        model.project(same)
+    with pytest.raises(ShapekitError, match=r"shapes \[1\] contain inf"):
+        model.project(np.where(np.arange(2)[:, None, None] == 1, np.inf, np.ones((2, 68, 2))))
     with pytest.raises(ShapekitError, match="not fitted"):
         PointDistributionModel().transform(np.zeros((3, 68, 2)))
     with pytest.raises(ShapekitError, match="modes"):

@@ -528,6 +528,14 @@ class PointDistributionModel:
             few = np.flatnonzero((w > 0).sum(1) < (2 if self.align else 1))
             if few.size:
                 raise ShapekitError(f"shapes: shapes {few[:10].tolist()} have fewer than 2 valid points")
+            if self.align:
+                sw = w.sum(1)
+                mu = (w * x).sum(1) / sw
+                spread = (w * np.abs(np.where(w > 0, x - mu[:, None], 0)) ** 2).sum(1) / sw
+                flat = np.flatnonzero(spread <= 1e-20 * np.maximum(1.0, np.abs(mu) ** 2))
+                if flat.size:
+                    raise ShapekitError(f"shapes: all valid points coincide in shapes {flat[:10].tolist()} "
+                                        "(no pose can be fitted)")
         fitter = self._fitter(k)
         if w is None:
             if self.align:
