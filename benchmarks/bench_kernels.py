@@ -6,8 +6,11 @@
 Every ratio is measured in the same run (the machine may be shared and noisy): each
 time is the best of ``--repeat`` runs, taken in interleaved rounds with its baselines. Speed-ups (higher is better):
 ``heatmap_vs_numpy`` = NumPy reference time / numba time, ``heatmap_vs_torch`` = torch
-CPU time (the twin ``render_gaussian_heatmaps``, the faster of torch's default threads
-and one thread) / numba time, ``dsnt_vs_numpy``, ``pdist_vs_numpy``, ``decode_vs_numpy``,
+CPU time (the twin ``render_gaussian_heatmaps``, which allocates its output, the faster
+of torch's default threads and one thread) / numba time writing into a preallocated
+``out`` (each through its public API). Most of that gap is the fresh 70-100 MB
+allocation and its page faults: ``heatmap_vs_torch_both_allocating`` and
+``heatmap_vs_torch_both_into_out`` compare like with like, ``dsnt_vs_numpy``, ``pdist_vs_numpy``, ``decode_vs_numpy``,
 ``cgd_vs_numpy``. ``heatmap_vs_fill`` = numba render time / fill time (lower is
 better; 1 is the memory-bandwidth bound): the fill writes zeros into the same
 preallocated output with the same threads as the default rendering path (a numba
@@ -103,6 +106,19 @@ def numpy_separable(points, size, sigma, window=3.0):
     return (gy[..., :, None] * gx[..., None, :]).astype(np.float32)
 
 
+def torch_render_into(out, coords, size, sigma, window=3.0):
+    """The torch twin's separable product written into a preallocated tensor (no autograd)."""
+    import torch
+
+    from shapekit.nn import functional as F
+
+    pix = F.normalized_to_pixel(coords, size)
+    r = window * sigma
+    gx = F._axis_gaussian(pix[..., 0], size, sigma, r)
+    gy = F._axis_gaussian(pix[..., 1], size, sigma, r)
+    return torch.mul(gy.unsqueeze(-1), gx.unsqueeze(-2), out=out)
+
+
 COMPILE_SNIPPET = r"""
 import time, numpy as np
 t0 = time.perf_counter(); c0 = time.process_time()
@@ -146,6 +162,7 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
     parallel = use_parallel("auto", n * n_points, out.size)
     slow = max(2, repeat // 5)
     tpts = F.pixel_to_normalized(torch.from_numpy(pts).float(), size)
+    tout = torch.empty(n, n_points, size, size)
     t = best_times(
         {
             "fill_np": lambda: out.fill(0.0),
@@ -157,6 +174,9 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
             "sep": lambda: numpy_separable(pts, size, sigma),
             "torch": lambda: F.render_gaussian_heatmaps(tpts, size, sigma),
             "torch1": torch_single_thread(lambda: F.render_gaussian_heatmaps(tpts, size, sigma)),
+            "alloc": lambda: render_heatmaps(pts, size, sigma),
+            "torch_out": lambda: torch_render_into(tout, tpts, size, sigma),
+            "torch_out1": torch_single_thread(lambda: torch_render_into(tout, tpts, size, sigma)),
         },
         repeat,
     )
@@ -182,6 +202,11 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
         heatmap_torch_s=t_render_torch,
         heatmap_torch_default_threads_s=t["torch"],
         heatmap_torch_one_thread_s=t["torch1"],
+        # like for like: both allocate a fresh output, or both write into a preallocated one
+        heatmap_allocating_s=t["alloc"],
+        heatmap_torch_into_out_s=min(t["torch_out"], t["torch_out1"]),
+        heatmap_vs_torch_both_allocating=t_render_torch / t["alloc"],
+        heatmap_vs_torch_both_into_out=min(t["torch_out"], t["torch_out1"]) / t_render,
         heatmap_vs_numpy=t_render_ref / t_render,
         heatmap_vs_numpy_separable=t_render_sep / t_render,
         heatmap_vs_torch=t_render_torch / t_render,
@@ -249,6 +274,7 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
             "render": lambda: render_heatmaps(pts, size, sigma, out=out, parallel=False),
             "render_ref": (lambda: render_heatmaps_reference(pts, size, sigma), slow),
             "render_torch1": torch_single_thread(lambda: F.render_gaussian_heatmaps(tpts, size, sigma)),
+            "render_torch1_out": torch_single_thread(lambda: torch_render_into(tout, tpts, size, sigma)),
             "dsnt": lambda: dsnt(hm, parallel=False),
             "dsnt_ref": (lambda: dsnt_reference(hm), slow),
             "decode": lambda: decode_heatmaps(hm, parallel=False),
@@ -265,6 +291,7 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
         "heatmap_vs_fill": c["render"] / c["fill"],
         "heatmap_vs_numpy": c["render_ref"] / c["render"],
         "heatmap_vs_torch_one_thread": c["render_torch1"] / c["render"],
+        "heatmap_vs_torch_one_thread_into_out": c["render_torch1_out"] / c["render"],
         "dsnt_vs_numpy": c["dsnt_ref"] / c["dsnt"],
         "decode_vs_numpy": c["decode_ref"] / c["decode"],
         "pdist_vs_numpy": c["pdist_ref"] / c["pdist"],
@@ -359,12 +386,14 @@ def main(argv=None):
             f"fill {r['fill_s']*1e3:.2f} ms -> {r['heatmap_vs_fill']:.2f}x fill "
             f"(serial/ndarray.fill {r['heatmap_serial_vs_ndarray_fill']:.2f}, parallel/prange fill {r['heatmap_parallel_vs_parallel_fill']:.2f}) | "
             f"{r['heatmap_vs_numpy']:.1f}x NumPy ref, {r['heatmap_vs_numpy_separable']:.1f}x NumPy separable, "
-            f"{r['heatmap_vs_torch']:.1f}x torch"
+            f"{r['heatmap_vs_torch']:.1f}x torch (like for like: {r['heatmap_vs_torch_both_allocating']:.1f}x both allocating, "
+            f"{r['heatmap_vs_torch_both_into_out']:.1f}x both into a preallocated output)"
         )
         cpu = r["cpu_time"]
         print(
             f"    one thread, CPU time: render {cpu['heatmap_serial_s']*1e3:.2f} ms = {cpu['heatmap_vs_fill']:.2f}x ndarray.fill, "
-            f"{cpu['heatmap_vs_numpy']:.0f}x NumPy ref, {cpu['heatmap_vs_torch_one_thread']:.1f}x torch; "
+            f"{cpu['heatmap_vs_numpy']:.0f}x NumPy ref, {cpu['heatmap_vs_torch_one_thread']:.1f}x torch "
+            f"({cpu['heatmap_vs_torch_one_thread_into_out']:.1f}x torch into out); "
             f"dsnt {cpu['dsnt_vs_numpy']:.0f}x, decode {cpu['decode_vs_numpy']:.1f}x, pdist {cpu['pdist_vs_numpy']:.0f}x NumPy"
         )
         print(
