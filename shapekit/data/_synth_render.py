@@ -344,10 +344,15 @@ def render(params, size, layout):
             strands = _noise_texture(rng, a.shape, (1.5, 1.5), scale=2)
             blend(img, y0, x0, a, hair[None, None] * (0.75 + 0.1 * strands)[..., None])
 
-    # neck and clothes
-    neck3d = [(-0.5 * width, 0.6, -0.75), (-0.58 * width, 2.6, -0.8), (0.58 * width, 2.6, -0.8),
-              (0.5 * width, 0.6, -0.75)]
-    neck = _proj(layout, neck3d)
+    # neck and clothes. The body does not turn with the head: only the point where the
+    # neck meets it is posed, and the shoulder line keeps a third of the head's roll.
+    base = _proj(layout, [(0.0, 1.8, -0.8)])[0]
+    ang = np.radians(params.roll) / 3.0
+    c, s_ = np.cos(ang), np.sin(ang)
+    body = np.array([[c, s_], [-s_, c]])  # rows: the body's right and down directions
+    top = _proj(layout, [(-0.5 * width, 0.6, -0.75), (0.5 * width, 0.6, -0.75)])
+    neck = np.stack([top[0], base + (np.array([-0.58 * width, 0.9]) * px) @ body,
+                     base + (np.array([0.58 * width, 0.9]) * px) @ body, top[1]])
     r = soft_polygon(neck, shape, sigma=0.6)
     if r is not None:
         y0, x0, a = r
@@ -357,14 +362,9 @@ def render(params, size, layout):
         t = np.clip((ys - chin_y + 0.15 * px) / (0.6 * px), 0.0, 1.0)
         level = 0.45 + 0.25 * app["ambient"] + 0.2 * t
         blend(img, y0, x0, a, skin[None, None] * level[..., None])
-    # shoulders and clothes: the body does not turn with the head, so only the neck's
-    # base point is posed; the shoulder line keeps a third of the head's roll
-    base = _proj(layout, [(0.0, 1.8, -0.8)])[0]
-    ang = np.radians(params.roll) / 3.0
-    c, s_ = np.cos(ang), np.sin(ang)
-    outline = np.array([(-2.6, 0.45), (-1.4, 0.1), (-0.55, -0.02), (0.0, 0.05), (0.55, -0.02), (1.4, 0.1),
+    outline = np.array([(-2.6, 0.45), (-1.4, 0.1), (-0.55, -0.01), (0.0, 0.0), (0.55, -0.01), (1.4, 0.1),
                         (2.6, 0.45), (2.8, 2.5), (-2.8, 2.5)]) * px
-    outline = outline @ np.array([[c, s_], [-s_, c]]) + base
+    outline = outline @ body + base
     clothes = np.asarray(app["clothes"], np.float32)
     r = soft_polygon(catmull_rom(outline, closed=True, per_segment=4), shape, sigma=0.7)
     if r is not None:
