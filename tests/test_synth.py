@@ -310,6 +310,19 @@ def test_write_dataset(tmp_path):
     assert not is_synthetic(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
     assert not is_synthetic(tmp_path)
+    # a smaller run into the same synthetic folder removes the faces it does not rewrite
+    write_dataset(tmp_path / "out", 2, seed=4, size=64, progress=False)
+    assert sorted(f.name for f in (tmp_path / "out").glob("*.p*")) == [
+        "00000.png", "00000.pts", "00001.png", "00001.pts"]
+    # ... but never touches files of a folder it did not write, unless told to
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "00007.pts").write_text("x")
+    with pytest.raises(ShapekitError, match="00007.pts"):
+        write_dataset(other, 1, size=48, progress=False)
+    assert (other / "00007.pts").exists()
+    write_dataset(other, 1, size=48, progress=False, overwrite=True)
+    assert not (other / "00007.pts").exists() and (other / "00000.pts").exists()
 
 
 def test_cli_synth(tmp_path, capsys):

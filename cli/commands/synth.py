@@ -24,6 +24,9 @@ def register(sub):
     p.add_argument("--max-yaw", type=float, default=40.0, help="largest |yaw| in degrees (default 40)")
     p.add_argument("--max-pitch", type=float, default=20.0, help="largest |pitch| in degrees (default 20)")
     p.add_argument("--max-roll", type=float, default=30.0, help="largest |roll| in degrees (default 30)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete other NNNNN.png/.pts files already in OUTDIR (done anyway when OUTDIR is an "
+                        "earlier synthetic output)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
     p.set_defaults(func=run)
 
@@ -36,7 +39,7 @@ def run(args):
     t0 = time.perf_counter()
     paths = write_dataset(args.output, args.n, seed=args.seed, size=args.size, start=args.start,
                           workers=args.workers, occlusion=args.occlusion, max_yaw=args.max_yaw,
-                          max_pitch=args.max_pitch, max_roll=args.max_roll)
+                          max_pitch=args.max_pitch, max_roll=args.max_roll, overwrite=args.overwrite)
     seconds = time.perf_counter() - t0
     if args.json:
         print(json.dumps({"synthetic": True, "output": str(args.output), "n": len(paths), "seed": args.seed,

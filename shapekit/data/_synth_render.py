@@ -929,17 +929,42 @@ def render_many(seed, indices, size, kw, workers, progress):
         yield index, image, points, visible
 
 
-def write_many(outdir, seed, indices, size, kw, workers, progress):
-    """Write faces as PNG + .pts with a README.txt and manifest.json; return the image paths."""
+def _stale_faces(outdir, indices):
+    """Return the NNNNN.png / NNNNN.pts files in ``outdir`` that a run of ``indices`` would not write."""
+    import re
+
+    if not outdir.is_dir():
+        return []
+    keep = set(indices)
+    pattern = re.compile(r"(\d{5,})\.(png|pts)")
+    return sorted(f for f in outdir.iterdir()
+                  if (m := pattern.fullmatch(f.name)) and int(m.group(1)) not in keep)
+
+
+def write_many(outdir, seed, indices, size, kw, workers, progress, overwrite=False):
+    """Write faces as PNG + .pts with a README.txt and manifest.json; return the image paths.
+
+    Faces of an earlier run left in ``outdir`` would be read as part of this data set
+    without being in its manifest: they are removed when the folder is an earlier
+    synthetic output (or ``overwrite``), and are an error otherwise.
+    """
     from skimage.io import imsave
 
     from shapekit._files import atomic_open, atomic_path
-    from shapekit.data.synth import SYNTHETIC_NOTE
+    from shapekit.data.synth import SYNTHETIC_NOTE, is_synthetic
+    from shapekit.errors import ShapekitError
     from shapekit.io import write_pts
 
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     indices = list(indices)
+    stale = _stale_faces(outdir, indices)
+    if stale and not (overwrite or is_synthetic(outdir)):
+        raise ShapekitError(
+            f"outdir {outdir} already holds {len(stale)} image/landmark files this run would not replace "
+            f"(e.g. {stale[0].name}); use an empty folder, or overwrite=True (--overwrite) to delete them")
+    for f in stale:
+        f.unlink()
+    outdir.mkdir(parents=True, exist_ok=True)
     paths, faces = [], []
     t0 = time.perf_counter()
     for index, image, points, visible, params in _iterate(seed, indices, size, kw, workers, progress, "synth"):

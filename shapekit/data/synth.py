@@ -323,14 +323,17 @@ def generate(n, seed=0, size=256, progress=None, *, start=0, occlusion=0.15, wor
 
 def write_dataset(outdir, n, seed=0, size=256, progress=None, *, start=0, occlusion=0.15, workers=1,
                   max_yaw=DEFAULT_POSE_RANGE[0], max_pitch=DEFAULT_POSE_RANGE[1],
-                  max_roll=DEFAULT_POSE_RANGE[2]):
+                  max_roll=DEFAULT_POSE_RANGE[2], overwrite=False):
     """Write n synthetic faces to ``outdir`` and return the list of image paths.
 
     Each face ``i`` becomes ``{i:05d}.png`` and ``{i:05d}.pts`` (300-W format, 1-based on
     disk), each written atomically; ``README.txt`` and ``manifest.json`` (with
     ``"synthetic": true``, the generator settings, and per face the pose, expression,
     occluder and the 0-based indices of hidden landmarks) say plainly that the data is
-    synthetic. Existing files of the same names are replaced.
+    synthetic. Existing files of the same names are replaced. Other ``NNNNN.png`` /
+    ``NNNNN.pts`` files already in ``outdir`` (which readers would take for part of the
+    set) are deleted when ``outdir`` is an earlier synthetic output or ``overwrite`` is
+    True, and are an error otherwise.
     """
     from shapekit.data._synth_render import write_many
 
@@ -341,7 +344,7 @@ def write_dataset(outdir, n, seed=0, size=256, progress=None, *, start=0, occlus
     workers = _check_int("workers", workers, minimum=1)
     _pose_range(max_yaw, max_pitch, max_roll)
     kw = dict(occlusion=occlusion, max_yaw=max_yaw, max_pitch=max_pitch, max_roll=max_roll)
-    return write_many(outdir, seed, range(start, start + n), size, kw, workers, progress)
+    return write_many(outdir, seed, range(start, start + n), size, kw, workers, progress, overwrite=bool(overwrite))
 
 
 def is_synthetic(path):
