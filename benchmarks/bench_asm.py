@@ -38,6 +38,11 @@ def main(argv=None):
     ap.add_argument("--no-detector", action="store_true", help="skip the detector-box measurement")
     ap.add_argument("--numpy-faces", type=int, default=20, help="faces timed with the NumPy reference kernels")
     ap.add_argument("--save", default=None, help="also write the trained model here")
+    ap.add_argument("--model", default=None, help="use this trained model instead of training one")
+    ap.add_argument("--detections", default=None,
+                    help="cache file (.npz, keep it outside the repository) for the detector boxes of the "
+                         "validation images: read when it exists, else written")
+    ap.add_argument("--dump", default=None, help="write per-face predictions to this .npz (outside the repository)")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
 
@@ -67,10 +72,10 @@ def main(argv=None):
             tr_shapes = np.concatenate([tr_shapes, extra.shapes])
 
     t0 = time.perf_counter()
-    asm = ActiveShapeModel().fit(tr_images, tr_shapes)
+    asm = ActiveShapeModel.load(args.model) if args.model else ActiveShapeModel().fit(tr_images, tr_shapes)
     train_s = time.perf_counter() - t0
     det_train_s = 0.0
-    if not args.no_detector and args.detector_samples:
+    if not args.no_detector and args.detector_samples and "detector" not in asm.box_starts_:
         t0 = time.perf_counter()
         pick = np.random.default_rng(args.seed).permutation(len(tr_images))[: args.detector_samples]
         boxes = detector_boxes([tr_images[i] for i in pick], tr_shapes[pick])
@@ -87,6 +92,11 @@ def main(argv=None):
     from shapekit.data.detect import FaceDetector
 
     detector = FaceDetector()
+    cache = {}
+    if args.detections and Path(args.detections).exists():
+        with np.load(args.detections) as z:
+            cache = {k: z[k] for k in z.files}
+    new_cache = {}
     for j, i in enumerate(val):
         image = load_image(images[i])
         g = ann.shapes[i]
@@ -103,8 +113,10 @@ def main(argv=None):
         if args.no_detector:
             continue
         t = time.perf_counter()
-        boxes = detector.detect(image)
-        detect_ms.append(1e3 * (time.perf_counter() - t))
+        boxes = cache[names[i]] if names[i] in cache else detector.detect(image)
+        if names[i] not in cache:
+            detect_ms.append(1e3 * (time.perf_counter() - t))
+        new_cache[names[i]] = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
         if len(boxes) == 0:
             det_found.append(False)
             continue
@@ -117,6 +129,11 @@ def main(argv=None):
         det_pred.append(p)
         det_start.append(asm.start_from_box(best, kind=kind))
 
+    if args.detections and not cache and new_cache:
+        np.savez(args.detections, **new_cache)
+    if args.dump:
+        np.savez(args.dump, gt=gt, lm_pred=np.array(lm_pred), lm_start=np.array(lm_start),
+                 det_pred=np.array(det_pred), det_start=np.array(det_start), det_found=np.array(det_found))
     lm = summary(np.array(lm_pred), gt)
     res = {
         "n_train": int(len(tr_shapes)), "n_val": int(len(val)), "train_seconds": round(train_s, 2),
@@ -131,7 +148,7 @@ def main(argv=None):
     if not args.no_detector:
         found = np.array(det_found)
         res["detection_rate"] = float(found.mean())
-        res["detector_ms_median"] = float(np.median(detect_ms))
+        res["detector_ms_median"] = float(np.median(detect_ms)) if detect_ms else None
         res["detector_train_seconds"] = round(det_train_s, 2)
         if found.any():
             dg = gt[found]
@@ -156,7 +173,7 @@ def main(argv=None):
     print(f"  search time per face: median {res['ms_per_face_median']:.1f} ms (p90 {res['ms_per_face_p90']:.1f}); "
           f"NumPy-reference profiles {res.get('numpy_ms_per_face_median') or float('nan'):.1f} ms "
           f"-> x{res.get('speedup_vs_numpy', float('nan')):.2f}")
-    if "detector_ms_median" in res:
+    if res.get("detector_ms_median"):
         print(f"  face detection (not in the search time): median {res['detector_ms_median']:.0f} ms per image")
     print(f"  load average {res['loadavg_start']} -> {res['loadavg_end']} on {os.cpu_count()} cores")
     if args.json:
