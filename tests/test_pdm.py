@@ -380,3 +380,21 @@ def test_completion_with_every_mode_stays_regularised(train, sets):
     truth = sets["afw68"]
     visible, hidden = hide_points(truth, 10, seed=3)
     assert completion_nme(pdm.project(visible, k=3.0), truth, hidden) < 0.025
+
+
+def test_em_keeps_the_variance_of_often_missing_points(sets):
+    """70 % of the faces keep only 11 inner points (a Kaggle-like layout): the EM model's
+    eigenvalues and modes must still match the complete-data model (no shrinkage)."""
+    shapes = sets["lfpw68"]
+    rng = np.random.default_rng(0)
+    gappy = shapes.copy()
+    rows = rng.random(len(gappy)) < 0.7
+    keep = np.zeros(68, bool)
+    keep[[8, 30, 33, 36, 39, 42, 45, 48, 51, 54, 57]] = True
+    gappy[np.ix_(rows, ~keep)] = np.nan
+    em = PointDistributionModel(n_components=10).fit(gappy)
+    full = PointDistributionModel(n_components=10).fit(shapes)
+    ratio = em.explained_variance_[:4] / full.explained_variance_[:4]
+    assert np.all((ratio > 0.8) & (ratio < 1.2)), ratio
+    s = np.linalg.svd(full.components_[:4] @ em.components_[:4].T, compute_uv=False)
+    assert s.min() > 0.95

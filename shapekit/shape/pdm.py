@@ -92,8 +92,13 @@ def _pca_moments(s1, s2, n):
     return mu, vec, lam
 
 
-def _available_case_spectrum(aligned, obs):
-    """Return the eigenvalues (descending) of the pairwise-available covariance of complex shapes with gaps."""
+def _available_case_pca(aligned, obs):
+    """Return (mean, eigenvectors as rows, eigenvalues) of the pairwise-available covariance of shapes with gaps.
+
+    Each covariance entry uses the shapes where both coordinates are present: a rough
+    but unbiased start for the EM (filling with the mean would shrink every mode that
+    moves an often-missing point, and EM is slow to grow it back).
+    """
     a = as_points(np.ascontiguousarray(np.where(obs, aligned, 0))).reshape(len(aligned), -1)
     m = np.repeat(obs, 2, axis=1).astype(float)
     cnt = m.sum(0)
@@ -101,8 +106,34 @@ def _available_case_spectrum(aligned, obs):
     c = (a - mu) * m
     pair = m.T @ m
     cov = (c.T @ c) / np.maximum(pair - 1, 1)
-    lam = np.linalg.eigvalsh(0.5 * (cov + cov.T))[::-1]
-    return np.maximum(lam, 0)
+    lam, vec = np.linalg.eigh(0.5 * (cov + cov.T))
+    order = np.argsort(lam)[::-1]
+    return mu, vec[:, order].T, np.maximum(lam[order], 0)
+
+
+def _missing_scatter(fitter, v, uniq, count, missing, chunk=256):
+    """Return the E-step correction to the scatter matrix (2L, 2L) for the inferred points.
+
+    Filling a missing point with its posterior mean understates its spread; the EM of a
+    Gaussian adds the posterior covariance of the missing coordinates,
+    ``V C_b V^T + sigma2 I`` with ``C_b = sigma2 G^-1``, summed over the shapes (here
+    per occlusion pattern, times the number of shapes that have it). Written as one
+    matrix product ``B^T B`` with ``B_u = sqrt(count_u) chol(C_u)^T V_m``.
+    """
+    k, d = v.shape
+    out = np.zeros((d, d))
+    if k == 0:
+        return out
+    out[np.diag_indices(d)] = fitter.sigma2 * (count[:, None] * missing).sum(0)
+    for i in range(0, len(uniq), chunk):
+        g = (uniq[i:i + chunk] @ fitter.P.T).reshape(-1, k, k) + fitter.prior[None]
+        c = fitter.sigma2 * np.linalg.inv(g)
+        lc = np.linalg.cholesky(0.5 * (c + c.transpose(0, 2, 1)))
+        a = v[None] * missing[i:i + chunk, None, :]  # modes on the missing coordinates only
+        b = np.sqrt(count[i:i + chunk].astype(float))[:, None, None] * (lc.transpose(0, 2, 1) @ a)
+        b = b.reshape(-1, d)
+        out += b.T @ b
+    return out
 
 
 def _sigma2_floor(lam):
@@ -300,9 +331,19 @@ class PointDistributionModel:
             F, ref = self._fit_missing(x, w, aligned, start, incomplete, gpa.transforms if self.align else None)
         else:
             F = aligned
+        corr = None
+        if incomplete.any():
+            corr = self.__dict__.pop("_em_scatter", None)
         if self._uses_tangent() and not (self.align and gpa.tangent and not incomplete.any()):
-            F /= _tangent_factor(F, ref)[:, None]  # F is ours (GPA output or EM fill)
-        mu, vec, lam = _pca(as_points(np.ascontiguousarray(F)).reshape(n, -1), n_points)
+            f = _tangent_factor(F, ref)
+            F /= f[:, None]  # F is ours (GPA output or EM fill)
+            if corr is not None:
+                corr = corr * float(np.mean(1.0 / f[incomplete] ** 2))
+        flat = as_points(np.ascontiguousarray(F)).reshape(n, -1)
+        s2 = flat.T @ flat
+        # The E-step's posterior covariance of the inferred points belongs in the scatter
+        # too; without it the modes that move the often-missing points are understated.
+        mu, vec, lam = _pca_moments(flat.sum(0), s2 if corr is None else s2 + corr, n)
         self._set_model(mu, vec, lam, ref if self.align else None)
         return self
 
@@ -359,6 +400,22 @@ class PointDistributionModel:
         mu, vec, lam = _pca_moments(s1, s2, n)
         self._set_model(mu, vec, lam, ref)
         return self
+
+    def _pin_frame(self, F, start):
+        """Return F moved by one similarity so that its mean keeps the first Procrustes frame.
+
+        Shapes aligned to their own reconstructions fix the frame only up to a common
+        similarity (when no shape is complete); this keeps the mean centred, oriented like
+        the Procrustes mean and, with scale, the shapes at unit RMS norm.
+        """
+        m = F.mean(0)
+        F = F - m.mean()
+        m = m - m.mean()
+        c = np.sum(np.conj(m) * start)
+        r = c / abs(c) if abs(c) > 0 else 1.0
+        if self.scale:
+            r = r / np.sqrt(np.mean(np.sum(np.abs(F) ** 2, axis=1)))
+        return F * r
 
     def _uses_tangent(self):
         return bool(self.align and self.scale and self.tangent)
@@ -427,15 +484,29 @@ class PointDistributionModel:
         n_points = x.shape[1]
         z, t = (transforms.z, transforms.t) if transforms is not None else (None, None)
         size = np.sqrt(np.mean(np.abs(start - start.mean()) ** 2))
-        history, b = [], None
+        history = []
         total = 0
         converged = False
         max_total = int(self.em_max_iter)
         # Rank for the first round from the available-case covariance (mean-filling would
         # flatten the spectrum and ask for far too many modes).
-        k = resolve_n_components(self.n_components, _available_case_spectrum(aligned, obs))
+        mu0, vec0, lam0 = _available_case_pca(aligned, obs)
+        k = resolve_n_components(self.n_components, lam0)
         last_move = 0.1
         gpa = None
+        # Distinct occlusion patterns (the posterior covariance of b depends on them only).
+        uniq, pat_index, pat_count = np.unique(wi, axis=0, return_inverse=True, return_counts=True)
+        pat_missing = np.repeat(uniq <= 0, 2, axis=1).astype(float)  # (U, 2L) coordinates
+        # Start the fill from the available-case model rather than from the mean.
+        rest = lam0[k:][lam0[k:] > 0]
+        fitter = _Fitter(as_complex(mu0.reshape(-1, 2)), as_complex(np.ascontiguousarray(vec0[:k]).reshape(k, -1, 2)),
+                         lam0[:k], max(float(rest.mean()) if rest.size else 0.0, _sigma2_floor(lam0)),
+                         align=False, scale=self.scale)
+        _, _, b = fitter.fit(F[inc], wi)
+        F[inc] = np.where(miss, fitter.mu[None] + b @ fitter.vc, F[inc])
+        corr = _missing_scatter(fitter, vec0[:k], uniq, pat_count, pat_missing)
+        comp = np.flatnonzero(~incomplete)
+        comp_batch = _Batch(x[comp], w[comp]) if (self.align and comp.size) else None
         for outer in range(max_total):
             first = F[inc][miss]
             # While the frame still moves, polishing the fill to em_tol is wasted work.
@@ -446,13 +517,18 @@ class PointDistributionModel:
                 k = resolve_n_components(self.n_components, lam)
             for _ in range(max_total):
                 total += 1
-                mu, vec, lam = _pca(as_points(np.ascontiguousarray(F)).reshape(len(F), -1), n_points)
+                flat = as_points(np.ascontiguousarray(F)).reshape(len(F), -1)
+                s2 = flat.T @ flat
+                if corr is not None:
+                    s2 = s2 + corr
+                mu, vec, lam = _pca_moments(flat.sum(0), s2, len(F))
                 rest = lam[k:][lam[k:] > 0]
                 sigma2 = max(float(rest.mean()) if rest.size else 0.0, _sigma2_floor(lam))
                 muc = as_complex(mu.reshape(-1, 2))
                 vc = as_complex(np.ascontiguousarray(vec[:k]).reshape(k, -1, 2))
                 fitter = _Fitter(muc, vc, lam[:k], sigma2, align=False, scale=self.scale)
                 _, _, b = fitter.fit(F[inc], wi)
+                corr = _missing_scatter(fitter, vec[:k], uniq, pat_count, pat_missing)
                 rec = muc[None] + b @ vc
                 old = F[inc][miss]
                 F[inc] = np.where(miss, rec, F[inc])
@@ -463,13 +539,22 @@ class PointDistributionModel:
             if not self.align or total >= max_total:
                 converged = change < self.em_tol
                 break
-            # Re-align: completed shapes back in their images, then GPA on all their points.
-            img = np.where(obs, x, (F - t[:, None]) / z[:, None])
-            w_full = np.where(obs, w, 1.0)
-            gpa = generalized_procrustes(as_points(img), scale=self.scale, tol=self.tol,
-                                         max_iter=self.max_iter, weights=w_full, reference=as_points(start))
-            F = as_complex(gpa.aligned).copy()
-            z, t = gpa.transforms.z, gpa.transforms.t
+            # Re-align. Complete shapes: Procrustes onto the current mean. Incomplete ones:
+            # pose and b fitted jointly on their visible points (least squares in the image
+            # against the current model), the missing points taken from that fit. Aligning
+            # them on their visible points alone (or on points inferred for another pose)
+            # lets the pose absorb shape variation and shrinks the modes.
+            ref = fitter.mu - fitter.mu.mean()
+            if self.scale:
+                ref = ref / np.sqrt(np.sum(np.abs(ref) ** 2))
+            joint = _Fitter(fitter.mu, fitter.vc, fitter.lam, fitter.sigma2, align=True, scale=self.scale)
+            zi, ti, b = joint.fit(x[inc], wi, b0=b, n_iter=5)
+            F[inc] = np.where(miss, fitter.mu[None] + b @ fitter.vc, zi[:, None] * x[inc] + ti[:, None])
+            if comp_batch is not None:
+                zc, oc = comp_batch.align(ref, self.scale)
+                F[comp] = zc[:, None] * (x[comp] - comp_batch.mux[:, None]) + oc[:, None]
+            else:
+                F = self._pin_frame(F, start)
             moved = float(np.sqrt(np.mean(np.abs(F[inc][miss] - first) ** 2)) / size)
             history.append(moved)
             last_move = moved
@@ -481,7 +566,14 @@ class PointDistributionModel:
                           f"(last change {history[-1]:.2g}, em_tol={self.em_tol})", RuntimeWarning, stacklevel=3)
         self.em_n_iter_, self.em_converged_ = total, converged
         self.em_history_ = history
-        return F, (as_complex(gpa.mean) if self.align and gpa is not None else start)
+        self._em_scatter = corr
+        if self.align:
+            ref = F.mean(0)
+            ref = ref - ref.mean()
+            if self.scale:
+                ref = ref / np.sqrt(np.sum(np.abs(ref) ** 2))
+            return F, ref
+        return F, start
 
     # -- using the model --------------------------------------------------------------------
     def _check_fitted(self):
