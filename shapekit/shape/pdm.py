@@ -8,10 +8,13 @@ model frame into its image.
 
 Missing points (NaN) are handled throughout:
 
-* ``fit`` runs an EM / iterative PCA: missing points start at the Procrustes mean,
-  then alternate (align each shape on its visible points to its current model
-  reconstruction, PCA, re-infer the missing points from the visible ones) until the
-  inferred points stop moving. Shapes with missing points thus shape the modes too.
+* ``fit`` runs an EM / iterative PCA: GPA on the visible points, a first model from
+  the pairwise-available covariance, then alternate (infer the missing points from the
+  visible ones with the current modes, adding their posterior covariance to the
+  scatter; PCA; re-align each incomplete shape by a joint pose + shape fit of its
+  visible points) until the inferred points stop moving. Shapes with missing points
+  thus shape the modes too, without shrinking the modes that move the often-missing
+  points.
 * ``transform`` / ``project`` fit pose and ``b`` jointly to the visible (or weighted)
   points and reconstruct the whole shape: shape completion. ``b`` is the posterior
   mean of probabilistic PCA (Tipping & Bishop 1999), i.e. least squares on the visible
@@ -468,13 +471,16 @@ class PointDistributionModel:
     def _fit_missing(self, x, w, aligned, start, incomplete, transforms):
         """EM / iterative PCA: return the aligned shapes (complex (N, L)) with missing points inferred.
 
-        Inner loop (fixed frame): PCA of the completed shapes, then the missing points of
-        each incomplete shape are re-inferred from its visible ones (PPCA posterior with the
-        current modes); this is the EM of a low-rank Gaussian and converges monotonically.
-        Outer loop (``align=True``): the completed shapes are re-aligned by GPA (orientation
-        pinned to the first mean), because the Procrustes frame of a shape depends on all of
-        its points, inferred ones included. Stops when the inferred points move less than
-        ``em_tol`` (RMS, relative to the mean shape's RMS radius).
+        Start: the pairwise-available covariance gives the first modes and fill.
+        Inner loop (fixed frame): PCA of the completed shapes (scatter plus the posterior
+        covariance of the inferred coordinates), then the missing points of each
+        incomplete shape are re-inferred from its visible ones (PPCA posterior mean with
+        the current modes): the EM of a low-rank Gaussian.
+        Outer loop (``align=True``): complete shapes are re-aligned onto the mean;
+        incomplete ones get a joint least-squares pose + shape fit of their visible points
+        (their Procrustes frame depends on points they do not show). Stops when the
+        inferred points move less than ``em_tol`` (RMS, relative to the mean shape's RMS
+        radius) over a round.
         """
         obs = w > 0
         F = np.where(obs, aligned, start[None])
