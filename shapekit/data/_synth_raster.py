@@ -65,36 +65,44 @@ def polygon_alpha(poly, shape, ss=None):
     h, w = y1 - y0 + 1, x1 - x0 + 1
     if ss is None:
         ss = 4 if h < 48 else 2
-    ys = y0 + (np.arange(h * ss) + 0.5) / ss - 0.5
+    n_rows = h * ss
+    # Crossings of edge (a -> b) with sample row k (y = y0 + (k + 0.5) / ss - 0.5), rule
+    # min(ya, yb) <= y < max(ya, yb). Each edge meets a contiguous run of rows, so we list
+    # (edge, row) pairs instead of testing every edge on every row. The row thresholds are
+    # computed per vertex, so neighbouring edges agree and every row has an even count.
     b = np.concatenate([poly[1:], poly[:1]])
     ya, yb = poly[:, 1], b[:, 1]
-    xa, slope = poly[:, 0], (b[:, 0] - poly[:, 0]) / np.where(yb == ya, 1.0, yb - ya)
-    yy = ys[:, None]
-    crosses = (ya <= yy) != (yb <= yy)
-    xs = np.where(crosses, xa + (yy - ya) * slope, np.inf)
-    xs.sort(axis=1)
-    n_cross = crosses.sum(1)
-    m = int(n_cross.max()) // 2 * 2
-    if m == 0:
+    thresh = np.clip(np.ceil((poly[:, 1] - y0 + 0.5) * ss - 0.5), 0, n_rows).astype(np.int64)
+    ta, tb = thresh, np.concatenate([thresh[1:], thresh[:1]])
+    k_start, k_end = np.minimum(ta, tb), np.maximum(ta, tb)
+    counts = k_end - k_start
+    total = int(counts.sum())
+    if total == 0:
         return None
-    xs = xs[:, :m]
-    start, end = xs[:, 0::2], xs[:, 1::2]
-    valid = np.isfinite(end)
+    edge = np.repeat(np.arange(len(poly)), counts)
+    first = np.cumsum(counts) - counts
+    row = k_start[edge] + (np.arange(total) - first[edge])
+    y = y0 + (row + 0.5) / ss - 0.5
+    dy = yb - ya
+    slope = (b[:, 0] - poly[:, 0]) / np.where(dy == 0, 1.0, dy)
+    x = poly[edge, 0] + (y - ya[edge]) * slope[edge]
+    order = np.lexsort((x, row))
+    row, x = row[order], x[order]
+    rows, start, end = row[0::2], x[0::2], x[1::2]
     # Coverage of pixel c by a span [s, e) is G(e)_c - G(s)_c with G(t)_c = clip(t - c, 0, 1)
     # in coordinates where pixel c covers [c, c + 1); each G is written into a difference
     # array (1 up to floor(t), frac(t) at floor(t)) and one cumulative sum adds them all.
-    rows = np.broadcast_to(np.arange(len(xs))[:, None], start.shape)[valid]
     width = w + 2
-    idx, wts = [rows * width], [np.zeros(len(rows))]
-    for t, sign in ((end[valid], 1.0), (start[valid], -1.0)):
+    flat = rows * width
+    idx, wts = [], []
+    for t, sign in ((end, 1.0), (start, -1.0)):
         u = np.clip(t - x0 + 0.5, 0.0, w)
         k = np.floor(u).astype(np.int64)
         frac = u - k
-        flat = rows * width
         idx += [flat, flat + k, flat + k + 1]
         wts += [np.full(len(k), sign), sign * (frac - 1.0), -sign * frac]
-    diff = np.bincount(np.concatenate(idx), np.concatenate(wts), minlength=len(xs) * width)
-    diff = diff.reshape(len(xs), width)
+    diff = np.bincount(np.concatenate(idx), np.concatenate(wts), minlength=n_rows * width)
+    diff = diff.reshape(n_rows, width)
     cov = np.cumsum(diff, axis=1)[:, :w]
     alpha = cov.reshape(h, ss, w).mean(1)
     return y0, x0, np.clip(alpha, 0.0, 1.0).astype(np.float32)
