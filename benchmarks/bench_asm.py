@@ -42,12 +42,15 @@ def main(argv=None):
     ap.add_argument("--detections", default=None,
                     help="cache file (.npz, keep it outside the repository) for the detector boxes of the "
                          "validation images: read when it exists, else written")
+    ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="search parameters to change on the model (Python literals), e.g. clip=3.0")
     ap.add_argument("--dump", default=None, help="write per-face predictions to this .npz (outside the repository)")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
 
     from shapekit.asm import ActiveShapeModel, load_image
     from shapekit.asm.model import detector_boxes
+    from shapekit.data.detect import match_detection
     from shapekit.data.datasets import split_indices
     from shapekit.io import read
     from shapekit.metrics import nme, summary
@@ -74,6 +77,10 @@ def main(argv=None):
     t0 = time.perf_counter()
     asm = ActiveShapeModel.load(args.model) if args.model else ActiveShapeModel().fit(tr_images, tr_shapes)
     train_s = time.perf_counter() - t0
+    if args.set:
+        import ast
+
+        asm.set_params(**{k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)})
     det_train_s = 0.0
     if not args.no_detector and args.detector_samples and "detector" not in asm.box_starts_:
         t0 = time.perf_counter()
@@ -87,7 +94,7 @@ def main(argv=None):
 
     gt = ann.shapes[val]
     lm_pred, lm_start, lm_ms = [], [], []
-    det_pred, det_start, det_ms, det_found, detect_ms = [], [], [], [], []
+    det_pred, det_start, det_ms, det_found, detect_ms, det_hit = [], [], [], [], [], []
     np_ms = []
     from shapekit.data.detect import FaceDetector
 
@@ -120,7 +127,13 @@ def main(argv=None):
         if len(boxes) == 0:
             det_found.append(False)
             continue
-        best = boxes[np.argmax(boxes[:, 4])][:4]
+        top = boxes[np.argmax(boxes[:, 4])]
+        best = top[:4]
+        # "found": the top box belongs to this face (centre inside the landmark square,
+        # side within a factor 2 of it: shapekit.data.detect.match_detection)
+        side = float(np.max(np.nanmax(g, axis=0) - np.nanmin(g, axis=0)))
+        centre = 0.5 * (np.nanmin(g, axis=0) + np.nanmax(g, axis=0))
+        det_hit.append(match_detection(top[None], (centre[0], centre[1], side)) == 0)
         kind = "detector" if "detector" in asm.box_starts_ else "landmarks"
         t = time.perf_counter()
         p = asm.search(image, box=best, box_kind=kind)
@@ -161,6 +174,13 @@ def main(argv=None):
                 # the same faces from the landmark box, for a like-for-like comparison
                 "nme_landmark_box_on_detected": float(np.mean(nme(np.array(lm_pred)[found], dg))),
             })
+            hit = np.array(det_hit)
+            res["face_found_rate"] = float(hit.mean())
+            if hit.any():
+                e = nme(np.array(det_pred)[hit], dg[hit])
+                res.update({"nme_detector_box_found": float(e.mean()), "median_nme_detector_box_found": float(np.median(e)),
+                            "fr_0.08_detector_box_found": float(np.mean(e > 0.08)),
+                            "nme_landmark_box_on_found": float(np.mean(nme(np.array(lm_pred)[found][hit], dg[hit])))})
     res["loadavg_start"] = [round(x, 2) for x in load0]
     res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
 
@@ -169,7 +189,12 @@ def main(argv=None):
           f"start {res['nme_start_landmark_box']:.4f}), FR@0.08 {res['fr_0.08_landmark_box']:.3f}")
     if "nme_detector_box" in res:
         print(f"  from the detector box: NME {res['nme_detector_box']:.4f} (median {res['median_nme_detector_box']:.4f}, "
-              f"start {res['nme_start_detector_box']:.4f}) on {int(found.sum())}/{len(found)} detected faces")
+              f"start {res['nme_start_detector_box']:.4f}) on {int(found.sum())}/{len(found)} images with a detection")
+        if "nme_detector_box_found" in res:
+            print(f"    where the top box is the face ({100 * res['face_found_rate']:.1f}% of images): NME "
+                  f"{res['nme_detector_box_found']:.4f} (median {res['median_nme_detector_box_found']:.4f}, "
+                  f"FR@0.08 {res['fr_0.08_detector_box_found']:.3f}); same faces from the landmark box "
+                  f"{res['nme_landmark_box_on_found']:.4f}")
     print(f"  search time per face: median {res['ms_per_face_median']:.1f} ms (p90 {res['ms_per_face_p90']:.1f}); "
           f"NumPy-reference profiles {res.get('numpy_ms_per_face_median') or float('nan'):.1f} ms "
           f"-> x{res.get('speedup_vs_numpy', float('nan')):.2f}")
