@@ -34,7 +34,7 @@ from shapekit._files import atomic_path
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.shape._blas import one_blas_thread
 from shapekit.shape._kernels import cholesky_factor, cholesky_solve
-from shapekit.shape.procrustes import _Batch, _gpa, _validate, generalized_procrustes
+from shapekit.shape.procrustes import _Batch, _gpa, _validate
 from shapekit.shape.transforms import Similarity, as_complex, as_points
 
 __all__ = ["PointDistributionModel", "resolve_n_components"]
@@ -331,7 +331,7 @@ class PointDistributionModel:
         self.missing_fraction_ = 0.0 if w is None else float(np.mean(w <= 0))
         ref = start
         if incomplete.any():
-            F, ref = self._fit_missing(x, w, aligned, start, incomplete, gpa.transforms if self.align else None)
+            F, ref = self._fit_missing(x, w, aligned, start, incomplete)
         else:
             F = aligned
         corr = None
@@ -468,7 +468,7 @@ class PointDistributionModel:
         vc = as_complex(self.components_[:k].reshape(k, -1, 2)) if k else np.zeros((0, self.n_points_), complex)
         return _Fitter(as_complex(self.mean_), vc, lam[:k], sigma2, self.align, self.scale)
 
-    def _fit_missing(self, x, w, aligned, start, incomplete, transforms):
+    def _fit_missing(self, x, w, aligned, start, incomplete):
         """EM / iterative PCA: return the aligned shapes (complex (N, L)) with missing points inferred.
 
         Start: the pairwise-available covariance gives the first modes and fill.
@@ -488,7 +488,6 @@ class PointDistributionModel:
         wi = w[inc]
         miss = ~obs[inc]
         n_points = x.shape[1]
-        z, t = (transforms.z, transforms.t) if transforms is not None else (None, None)
         size = np.sqrt(np.mean(np.abs(start - start.mean()) ** 2))
         history = []
         total = 0
@@ -499,7 +498,6 @@ class PointDistributionModel:
         mu0, vec0, lam0 = _available_case_pca(aligned, obs)
         k = resolve_n_components(self.n_components, lam0)
         last_move = 0.1
-        gpa = None
         # Distinct occlusion patterns (the posterior covariance of b depends on them only).
         uniq, pat_index, pat_count = np.unique(wi, axis=0, return_inverse=True, return_counts=True)
         pat_missing = np.repeat(uniq <= 0, 2, axis=1).astype(float)  # (U, 2L) coordinates
