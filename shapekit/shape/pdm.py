@@ -200,14 +200,17 @@ class _Fitter:
         self.P = (np.conj(vc)[:, None, :] * vc[None, :, :]).real.reshape(k * k, n_points)
         self.prior = np.diag(sigma2 / np.maximum(lam, 1e-300)) if k else np.zeros((0, 0))
 
-    def fit(self, x, w, b0=None, n_iter=30, tol=1e-8, clip=None):
-        """Return (z, t, b): image -> model transforms and mode weights (n, K)."""
+    def fit(self, x, w, b0=None, n_iter=30, tol=1e-8, clip=None, patterns=None):
+        """Return (z, t, b): image -> model transforms and mode weights (n, K).
+
+        ``patterns``: ``(unique weight rows, index of each row)`` when already known.
+        """
         n, n_points = x.shape
         k = len(self.lam)
         # G depends on the weights only: factor it once per distinct weight pattern (real
         # data repeat a few occlusion patterns: MUCT, Kaggle).
         if k:
-            uniq, index = np.unique(w, axis=0, return_inverse=True)
+            uniq, index = patterns if patterns is not None else np.unique(w, axis=0, return_inverse=True)
             G = (uniq @ self.P.T).reshape(len(uniq), k, k) + self.prior[None]
             chol = cholesky_factor(G)
             index = index.reshape(-1)
@@ -506,7 +509,8 @@ class PointDistributionModel:
         fitter = _Fitter(as_complex(mu0.reshape(-1, 2)), as_complex(np.ascontiguousarray(vec0[:k]).reshape(k, -1, 2)),
                          lam0[:k], max(float(rest.mean()) if rest.size else 0.0, _sigma2_floor(lam0)),
                          align=False, scale=self.scale)
-        _, _, b = fitter.fit(F[inc], wi)
+        patterns = (uniq, pat_index.reshape(-1))
+        _, _, b = fitter.fit(F[inc], wi, patterns=patterns)
         F[inc] = np.where(miss, fitter.mu[None] + b @ fitter.vc, F[inc])
         corr = _missing_scatter(fitter, vec0[:k], uniq, pat_count, pat_missing)
         comp = np.flatnonzero(~incomplete)
@@ -531,7 +535,7 @@ class PointDistributionModel:
                 muc = as_complex(mu.reshape(-1, 2))
                 vc = as_complex(np.ascontiguousarray(vec[:k]).reshape(k, -1, 2))
                 fitter = _Fitter(muc, vc, lam[:k], sigma2, align=False, scale=self.scale)
-                _, _, b = fitter.fit(F[inc], wi)
+                _, _, b = fitter.fit(F[inc], wi, patterns=patterns)
                 corr = _missing_scatter(fitter, vec[:k], uniq, pat_count, pat_missing)
                 rec = muc[None] + b @ vc
                 old = F[inc][miss]
@@ -552,7 +556,7 @@ class PointDistributionModel:
             if self.scale:
                 ref = ref / np.sqrt(np.sum(np.abs(ref) ** 2))
             joint = _Fitter(fitter.mu, fitter.vc, fitter.lam, fitter.sigma2, align=True, scale=self.scale)
-            zi, ti, b = joint.fit(x[inc], wi, b0=b, n_iter=5)
+            zi, ti, b = joint.fit(x[inc], wi, b0=b, n_iter=5, patterns=patterns)
             F[inc] = np.where(miss, fitter.mu[None] + b @ fitter.vc, zi[:, None] * x[inc] + ti[:, None])
             if comp_batch is not None:
                 zc, oc = comp_batch.align(ref, self.scale)
