@@ -56,7 +56,7 @@ def test_mobilenetv2_width_multiplier():
 
 
 @pytest.mark.parametrize("name,ch,size", [("mobilenetv2", 3, 64), ("efficientnet_b0", 3, 64), ("resnet18", 1, 64),
-                                          ("densenet121", 3, 64), ("inception_cnn", 1, 96), ("simple_cnn", 3, 64),
+                                          ("densenet121", 3, 32), ("inception_cnn", 1, 96), ("simple_cnn", 3, 64),
                                           ("mlp", 1, 32)])
 def test_forward_shapes_and_grads(name, ch, size):
     torch.manual_seed(0)
@@ -84,12 +84,13 @@ def test_dsnt_head(name):
         create_model(name, input_size=64).forward_with_heatmaps(torch.rand(1, 3, 64, 64))
 
 
-def test_pretrained_torchvision_layout_with_grey_adapter(tmp_path):
+@pytest.mark.parametrize("name", ["resnet18", pytest.param("resnet50", marks=pytest.mark.slow)])
+def test_pretrained_torchvision_layout_with_grey_adapter(tmp_path, name):
     torch.manual_seed(0)
-    src = create_backbone("resnet50")
-    path = tmp_path / "r50.pth"
+    src = create_backbone(name)
+    path = tmp_path / "r.pth"
     torch.save(src.state_dict(), path)
-    m = create_model("resnet50", n_points=68, in_channels=1, input_size=64, pretrained=str(path))
+    m = create_model(name, n_points=68, in_channels=1, input_size=32, pretrained=str(path))
     got = m.backbone.state_dict()
     for k, v in src.state_dict().items():
         if not k.startswith("fc."):
@@ -98,7 +99,7 @@ def test_pretrained_torchvision_layout_with_grey_adapter(tmp_path):
     assert m.adapter.weight.shape == (3, 1, 1, 1)
     x = torch.rand(1, 1, 8, 8)
     assert torch.allclose(m.adapter(x), x.expand(1, 3, 8, 8))
-    assert m(torch.rand(2, 1, 64, 64)).shape == (2, 68, 2)
+    assert m(torch.rand(2, 1, 32, 32)).shape == (2, 68, 2)
 
 
 def test_pretrained_densenet_legacy_keys_and_wrapped(tmp_path):

@@ -81,7 +81,7 @@ def test_learns_and_writes_logs(tmp_path):
 def test_early_stopping_and_step_schedule(tmp_path, data):
     train, val = data
     res = fit_role("plain", train, val, _cfg(epochs=20, lr=1e-9, patience=2, schedule="step", step_epochs=1,
-                                              warmup_epochs=0), out=tmp_path)
+                                              warmup_epochs=0, max_steps_per_epoch=1), out=tmp_path)
     assert res.stopped_early and len(res.history) < 20
     lrs = [r["lr"] for r in res.history]
     assert lrs[1] == pytest.approx(lrs[0] * 0.1)
