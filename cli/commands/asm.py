@@ -4,11 +4,13 @@
   shapekit asm fit ASM.npz IMAGE... [--box x0 y0 x1 y1] [--json] [--out DIR]
 """
 
+import argparse
 import json
 
 
 def register(sub):
-    p = sub.add_parser("asm", help="train or fit a classical active shape model", description=__doc__)
+    p = sub.add_parser("asm", help="train or fit a classical active shape model", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     asub = p.add_subparsers(dest="asm_command", metavar="ACTION")
 
     t = asub.add_parser("train", help="train an ASM from annotated images",

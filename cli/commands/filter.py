@@ -6,10 +6,12 @@ Landmarks come from the .pts file beside each image when there is one, else from
 active shape model given with --asm (face found by the detector).
 """
 
+import argparse
+
 
 def register(sub):
     p = sub.add_parser("filter", help="draw glasses, a moustache or a hat on faces", description=__doc__,
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", help="image files or folders of frames")
     p.add_argument("-o", "--output", required=True, help="output folder for the PNGs")
     p.add_argument("--items", nargs="+", default=["glasses", "moustache", "hat"],
