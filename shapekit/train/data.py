@@ -10,6 +10,14 @@ from torch.utils.data import Dataset
 from shapekit.errors import ShapekitError
 
 
+def _scale_of(ds):
+    """Crop side / landmark-box side of a dataset (prepared caches keep it in their metadata)."""
+    scale = getattr(ds, "scale", None)
+    if scale is None:
+        scale = getattr(ds, "meta", {}).get("scale")
+    return scale
+
+
 class Concat(Dataset):
     """Several landmark datasets end to end; forwards ``set_epoch`` and keeps ``names``/``schema``."""
 
@@ -23,7 +31,7 @@ class Concat(Dataset):
         self.offsets = np.cumsum([0] + [len(p) for p in parts])
         self.names = [n for p in parts for n in getattr(p, "names", [str(i) for i in range(len(p))])]
         self.schema = getattr(parts[0], "schema", None)
-        self.scale = getattr(parts[0], "scale", None)
+        self.scale = _scale_of(parts[0])
         self.grey = getattr(parts[0], "grey", None)
 
     def __len__(self):
@@ -51,7 +59,7 @@ class Subset(Dataset):
         names = getattr(dataset, "names", None)
         self.names = [names[i] for i in self.indices] if names is not None else None
         self.schema = getattr(dataset, "schema", None)
-        self.scale = getattr(dataset, "scale", None)
+        self.scale = _scale_of(dataset)
         self.grey = getattr(dataset, "grey", None)
 
     def __len__(self):

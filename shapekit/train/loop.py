@@ -38,6 +38,7 @@ from shapekit.nn.functional import normalized_to_pixel, pixel_to_normalized
 from shapekit.nn.losses import LOSS_UNITS, get_loss
 from shapekit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from shapekit.train.config import TrainConfig
+from shapekit.train.data import _scale_of
 
 
 @dataclass
@@ -453,7 +454,7 @@ class Trainer:
             "crop_size": self.crop_size,
             "input_size": self.input_size,
             "in_channels": getattr(self.model, "config", {}).get("in_channels", 3),
-            "crop_scale": getattr(self.train_ds, "scale", None),
+            "crop_scale": _scale_of(self.train_ds),
             "grey": getattr(self.train_ds, "grey", None),
             "rng": rng_state(),
         }
