@@ -7,7 +7,16 @@ renormalise the mean, repeat until the mean moves less than ``tol``.
 Implementation: a shape ``(L, 2)`` is a complex vector of length ``L``; the best
 rotation of every shape onto the mean is the phase of one complex inner product, so an
 iteration over ``N`` shapes is two complex matrix-vector products ``(N, L) @ (L,)``
-and never a Python loop over shapes.
+and never a Python loop over shapes. For complete shapes, numba kernels
+(:mod:`shapekit.shape._kernels`, each with its NumPy reference) fuse both products of
+an iteration into one read of the data; shapes with missing points or weights take the
+NumPy path.
+
+Orientation of the model frame: GPA fixes the frame only up to one global rotation.
+By default it keeps the inputs' average orientation (upright faces give an upright
+mean, whatever their individual tilts), so re-posing the inputs rotates the whole result
+by one rotation and changes nothing else; pass ``reference=`` (e.g. an existing mean)
+to pin the frame, and the result is then unchanged by any similarity of the inputs.
 
 Missing points (NaN) and per-point weights: each shape is centred, scaled and rotated
 on its own present (weighted) points, matched against the same points of the mean: its
