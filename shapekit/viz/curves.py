@@ -67,12 +67,18 @@ def plot_ced(errors, path, threshold=0.10, labels=None, title=None):
     else:
         items = [(labels[0] if labels else "model", errors)]
     fig, ax = plt.subplots(figsize=(5, 4))
+    # Draw up to the threshold, or further when most images lie beyond it (weak models).
+    allerr = np.concatenate([np.asarray(e, dtype=float).ravel() for _, e in items])
+    xmax = threshold
+    if allerr.size and np.nanpercentile(allerr, 50) > threshold:
+        xmax = float(min(1.0, 1.1 * np.nanpercentile(allerr, 95)))
+        ax.axvline(100 * threshold, color="grey", ls="--", lw=0.8)
     for name, e in items:
         e = np.asarray(e, dtype=float)
-        x, y = metrics.ced(e, threshold)
-        ax.plot(100 * x, y, label=f"{name}: AUC {metrics.auc(e, threshold):.3f}, "
+        x, y = metrics.ced(e, xmax)
+        ax.plot(100 * x, y, label=f"{name}: AUC@{threshold:g} {metrics.auc(e, threshold):.3f}, "
                                   f"FR {100 * metrics.failure_rate(e, threshold):.1f}%")
-    ax.set_xlim(0, 100 * threshold)
+    ax.set_xlim(0, 100 * xmax)
     ax.set_ylim(0, 1)
     ax.set_xlabel("NME (%)")
     ax.set_ylabel("fraction of images")
