@@ -43,6 +43,9 @@ def run(args):
           f"({s['format']}, schema {s['schema']}, {s['missing_points']} missing points): "
           f"{100 * sum(ratio):.1f}% of the variance; first modes "
           + ", ".join(f"{100 * r:.1f}%" for r in ratio[:5]))
+    if s["missing_points"]:
+        print(f"missing points: {100 * s['missing_fraction']:.2f}% of all points, inferred by EM "
+              f"({s['em_iterations']} iterations)")
     print(f"wrote {s['model']}" + (f" and {s['plot']}" if s.get("plot") else ""))
     if args.json:
         print(json.dumps(s))
