@@ -406,3 +406,13 @@ def test_polygon_coverage_matches_area():
         # vertical sampling (4 rows a pixel) errs by at most ~1/8 px along the outline
         assert abs(a.sum() - area) <= 0.15 * perimeter + 1.0
     assert polygon_alpha([[200.0, 200.0], [210.0, 200.0], [205.0, 210.0]], (100, 100)) is None
+
+
+def test_options_checked_before_any_work(tmp_path):
+    with pytest.raises(ShapekitError, match="occlusion"):
+        generate(0, occlusion=-0.1)
+    with pytest.raises(ShapekitError, match="occlusion"):
+        write_dataset(tmp_path / "x", 0, occlusion="often")
+    with pytest.raises(ShapekitError, match="workers"):
+        generate(1, workers=0)
+    assert not (tmp_path / "x").exists()

@@ -64,6 +64,16 @@ def _pose_range(max_yaw, max_pitch, max_roll):
     return out
 
 
+def _check_occlusion(occlusion):
+    try:
+        value = float(occlusion)
+    except (TypeError, ValueError):
+        raise ShapekitError(f"occlusion must be a probability in [0, 1], got {occlusion!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ShapekitError(f"occlusion must be a probability in [0, 1], got {occlusion}")
+    return value
+
+
 def _rng(seed, index):
     return np.random.default_rng([seed, index])
 
@@ -167,14 +177,13 @@ class FaceParams:
         seed = _check_int("seed", seed)
         index = _check_int("index", index)
         pose_range = _pose_range(max_yaw, max_pitch, max_roll)
-        if not 0.0 <= float(occlusion) <= 1.0:
-            raise ShapekitError(f"occlusion must be a probability in [0, 1], got {occlusion}")
+        occlusion = _check_occlusion(occlusion)
         rng = _rng(seed, index)
         ident, u, g, jitter = _draw_shape(rng)
         v = _shape_values(ident[None], u[None], g[None], jitter[None], pose_range)
         from shapekit.data._synth_render import draw_appearance
 
-        appearance, texture_seed = draw_appearance(rng, float(occlusion))
+        appearance, texture_seed = draw_appearance(rng, occlusion)
         return cls(identity=v["identity"][0], expression=v["expression"][0], jitter=v["jitter"][0],
                    yaw=float(v["yaw"][0]), pitch=float(v["pitch"][0]), roll=float(v["roll"][0]),
                    distance=float(v["distance"][0]), box=float(v["box"][0]),
@@ -310,6 +319,7 @@ def generate(n, seed=0, size=256, progress=None, *, start=0, occlusion=0.15, wor
     size = _check_size(size)
     workers = _check_int("workers", workers, minimum=1)
     _pose_range(max_yaw, max_pitch, max_roll)
+    occlusion = _check_occlusion(occlusion)
     images = np.zeros((n, size, size, 3), np.uint8)
     shapes = np.zeros((n, geo.N_POINTS, 2))
     visible = np.zeros((n, geo.N_POINTS), bool)
@@ -343,6 +353,7 @@ def write_dataset(outdir, n, seed=0, size=256, progress=None, *, start=0, occlus
     size = _check_size(size)
     workers = _check_int("workers", workers, minimum=1)
     _pose_range(max_yaw, max_pitch, max_roll)
+    occlusion = _check_occlusion(occlusion)
     kw = dict(occlusion=occlusion, max_yaw=max_yaw, max_pitch=max_pitch, max_roll=max_roll)
     return write_many(outdir, seed, range(start, start + n), size, kw, workers, progress, overwrite=bool(overwrite))
 
