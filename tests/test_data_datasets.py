@@ -182,3 +182,21 @@ def test_detector_crops_scale_the_corrected_square_and_fall_back_to_landmarks():
     none = LandmarkDataset(images, shapes, size=40, crop="detector", detector=Fixed(None), scale=1.2)
     np.testing.assert_allclose(none[1]["transform"].numpy(), crops.landmark_crop_transform(shapes[1], 40, 1.2))
     assert none.detector_fallbacks == [1]
+
+
+def test_kaggle_csv_whole_image_crops_with_missing_points_masked(tmp_path):
+    from shapekit.io.kaggle import write_kaggle
+
+    rng = np.random.default_rng(0)
+    # 15 plausible points inside a 96x96 face image; two points missing in sample 1
+    shapes = rng.uniform(20, 76, (3, 15, 2))
+    shapes[1, [4, 9]] = np.nan
+    images = (rng.random((3, 96, 96)) * 255).astype(np.uint8)
+    write_kaggle(tmp_path / "training.csv", shapes, images)
+    ds = LandmarkDataset.from_source(tmp_path / "training.csv", size=96, grey=True)
+    assert ds.crop == "image" and ds.schema == "kaggle15"
+    item = ds[1]
+    assert item["image"].shape == (1, 96, 96)
+    np.testing.assert_allclose(item["image"][0].numpy(), images[1] / 255.0, atol=1e-6)  # identity crop
+    assert (~item["mask"]).nonzero().flatten().tolist() == [4, 9]
+    np.testing.assert_allclose(item["shape"][item["mask"]].numpy(), shapes[1][item["mask"].numpy()], atol=1e-4)
