@@ -347,3 +347,24 @@ def test_tangent_projection_inside_gpa(lfpw):
     f = (np.conj(za) * zm).sum(1).real
     np.testing.assert_allclose(tan.aligned, plain.aligned / f[:, None, None], atol=1e-12)
     np.testing.assert_allclose(tan.transforms.apply(lfpw), tan.aligned, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 25), n_points=st.integers(3, 15),
+       missing=st.booleans())
+def test_gpa_invariance_property(seed, n, n_points, missing):
+    """Any random similarities of any shapes (with or without gaps): same result against a reference."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n_points, 2))
+    shapes = base + 0.2 * rng.normal(size=(n, n_points, 2))
+    if missing:
+        hide = rng.random((n, n_points)) < 0.2
+        hide[:, :3] = False  # at least three points each, and every point somewhere
+        shapes[hide] = np.nan
+    ref = generalized_procrustes(shapes, tol=1e-12, max_iter=500)
+    moved = random_similarity(n, rng).apply(shapes)
+    out = generalized_procrustes(moved, tol=1e-12, max_iter=500, reference=ref.mean)
+    again = generalized_procrustes(shapes, tol=1e-12, max_iter=500, reference=ref.mean)
+    np.testing.assert_allclose(out.mean, again.mean, atol=1e-7)
+    np.testing.assert_allclose(np.nan_to_num(out.aligned), np.nan_to_num(again.aligned), atol=1e-7)
+    assert np.all(out.transforms.scale > 0)
