@@ -200,3 +200,34 @@ def test_kaggle_csv_whole_image_crops_with_missing_points_masked(tmp_path):
     np.testing.assert_allclose(item["image"][0].numpy(), images[1] / 255.0, atol=1e-6)  # identity crop
     assert (~item["mask"]).nonzero().flatten().tolist() == [4, 9]
     np.testing.assert_allclose(item["shape"][item["mask"]].numpy(), shapes[1][item["mask"].numpy()], atol=1e-4)
+
+
+def test_wflw_file_with_image_folder_and_two_faces_in_one_photo(tmp_path):
+    from PIL import Image
+
+    from shapekit.io.wflw import write_wflw
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "WFLW_images" / "1--Handshaking"
+    folder.mkdir(parents=True)
+    for k in range(2):
+        Image.fromarray((rng.random((120, 160, 3)) * 255).astype(np.uint8)).save(folder / f"photo{k}.jpg")
+    names = ["1--Handshaking/photo0.jpg", "1--Handshaking/photo0.jpg", "1--Handshaking/photo1.jpg"]
+    shapes = np.stack([np.column_stack([rng.uniform(x0, x0 + 40, 98), rng.uniform(30, 80, 98)])
+                       for x0 in (10, 90, 50)])
+    ann_dir = tmp_path / "WFLW_annotations"
+    ann_dir.mkdir()
+    write_wflw(ann_dir / "list_98pt_train.txt", shapes, names)
+    ds = LandmarkDataset.from_source(ann_dir / "list_98pt_train.txt", size=48,
+                                     augment=default_augmentation(seed=0))
+    assert ds.schema == "wflw98" and len(ds) == 3
+    for i in range(3):
+        item = ds[i]
+        g = ds.augment.geometry(ds.augment.rng(i, 0), 48, schema="wflw98", n_points=98)
+        perm = g.permutation if g.permutation is not None else np.arange(98)
+        np.testing.assert_allclose(crops.to_original(item["shape"].double(), item["transform"]), shapes[i][perm],
+                                   atol=1e-3)
+    # the two faces of photo0 never end up on both sides of a split
+    for seed in range(5):
+        tr, va = split_indices(ds.names, 0.34, seed=seed)
+        assert {0, 1} <= set(tr) or {0, 1} <= set(va)
