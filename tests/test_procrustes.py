@@ -77,6 +77,9 @@ def test_similarity_algebra_roundtrip():
     np.testing.assert_allclose(np.linalg.det(a.rotation), 1.0)
     c = Similarity(a.scale, a.rotation, a.translation)
     assert c.allclose(a)
+    assert Similarity.from_matrix(a.matrix).allclose(a)
+    with pytest.raises(ShapekitError, match="not similarities"):
+        Similarity.from_matrix(np.diag([1.0, -1.0, 1.0]))
 
 
 def test_similarity_rejects_reflection_and_bad_scale():

@@ -111,6 +111,25 @@ class Similarity:
         return obj
 
     @classmethod
+    def from_matrix(cls, matrix):
+        """Return the transforms of homogeneous matrices (N, 3, 3) or (3, 3) (or their top (.., 2, 3) rows).
+
+        Each 2x2 block must be a scaled rotation (``[[a, -b], [b, a]]``, a, b not both 0):
+        reflections, shears and anisotropic scales are refused.
+        """
+        m = np.asarray(matrix, dtype=float)
+        if m.ndim == 2:
+            m = m[None]
+        if m.ndim != 3 or m.shape[1] not in (2, 3) or m.shape[2] != 3:
+            raise ShapekitError(f"matrix: expected (N, 3, 3) or (N, 2, 3), got shape {np.shape(matrix)}")
+        a, b = m[:, 0, 0], m[:, 1, 0]
+        bad = np.flatnonzero((np.abs(m[:, 1, 1] - a) > 1e-9 * np.maximum(1, np.abs(a)))
+                             | (np.abs(m[:, 0, 1] + b) > 1e-9 * np.maximum(1, np.abs(b))) | (np.hypot(a, b) == 0))
+        if bad.size:
+            raise ShapekitError(f"matrix: {bad[:10].tolist()} are not similarities (scaled rotations)")
+        return cls.from_complex(a + 1j * b, m[:, 0, 2] + 1j * m[:, 1, 2])
+
+    @classmethod
     def identity(cls, n=1):
         """Return ``n`` identity transforms."""
         return cls.from_complex(np.ones(n, complex), np.zeros(n, complex))
