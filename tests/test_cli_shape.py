@@ -123,3 +123,16 @@ def test_clean_errors(tmp_path, capsys, shared_data):
         with pytest.raises(SystemExit) as e:
             main([cmd, "--help"])
         assert e.value.code == 0
+
+
+def test_unaligned_in_frame_units(shared_data, tmp_path, capsys):
+    src = str(shared_data("afw68/train"))
+    model = tmp_path / "uf.npz"
+    assert main(["fit", src, "-o", str(model), "--unaligned", "--frame-units", "--variance", "0.97"]) == 0
+    assert PointDistributionModel.load(model).frame_units_
+    capsys.readouterr()
+    assert main(["soften", src, "-m", str(model), "-o", str(tmp_path / "s"), "--unaligned", "--json"]) == 0
+    s = last_json(capsys)
+    assert s["n_files"] == 337 and 0 < s["mean_displacement_nme"] < 0.2
+    assert main(["fit", src, "-o", str(model), "--frame-units"]) == 2
+    assert "--unaligned" in capsys.readouterr().err

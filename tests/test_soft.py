@@ -7,7 +7,14 @@ import pytest
 
 from shapekit import metrics
 from shapekit.errors import ShapekitError
-from shapekit.shape import PointDistributionModel, Similarity, soft_landmarks, soft_model
+from shapekit.shape import (
+    PointDistributionModel,
+    Similarity,
+    from_frame_units,
+    soft_landmarks,
+    soft_model,
+    to_frame_units,
+)
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +124,26 @@ def test_soft_model_fits_all_modes(shapes):
     assert pdm.n_components_ == 132 and pdm.align
     single = soft_landmarks(shapes[0], pdm)
     assert single.shape == (68, 2)
+
+
+def test_frame_units_for_the_unaligned_form(shapes, unaligned_model):
+    """Same-size crops: normalising to the frame changes the units, not the soft points."""
+    hard = shapes[:60]
+    size = (384, 384)
+    np.testing.assert_allclose(from_frame_units(to_frame_units(hard, size), size), hard, atol=1e-12)
+    np.testing.assert_allclose(to_frame_units(np.array([[[-0.5, 383.5]]]), size), [[[-1.0, 1.0]]])
+    framed = PointDistributionModel(n_components=0.99, align=False).fit(to_frame_units(shapes, size))
+    a = soft_landmarks(hard, framed, aligned=False, frame_size=size)
+    b = soft_landmarks(hard, unaligned_model, aligned=False)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    # Frames of different sizes: a face crop scaled up with its frame gets the same soft
+    # shape, scaled up, only with frame units.
+    big = hard * 2 + 0.5  # pixel centres of a 768 x 768 frame
+    sizes = np.array([[768, 768]] * 30 + [[384, 384]] * 30)
+    mixed = np.concatenate([big[:30], hard[30:]])
+    out = soft_landmarks(mixed, framed, aligned=False, frame_size=sizes)
+    np.testing.assert_allclose(out[:30], a[:30] * 2 + 0.5, atol=1e-6)
+    with pytest.raises(ShapekitError, match="unaligned form only"):
+        soft_landmarks(hard, PointDistributionModel(0.9).fit(shapes), frame_size=size)
+    with pytest.raises(ShapekitError, match="frame_size"):
+        to_frame_units(hard, np.zeros((3, 2)))

@@ -29,6 +29,9 @@ def register(sub):
                    help="write the mean shape, ±3√λ along the first modes and the cumulative variance")
     p.add_argument("--unaligned", action="store_true",
                    help="no Procrustes alignment (the soft-landmark authors' form; use with soften --unaligned)")
+    p.add_argument("--frame-units", action="store_true",
+                   help="with --unaligned: model each shape in units of its image frame (-1..1), as the "
+                        "authors normalise each crop; needed when the images differ in size")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=run)
 
@@ -37,7 +40,8 @@ def run(args):
     from shapekit.shape.jobs import fit_model_files
 
     s = fit_model_files(args.sources, args.output, variance=args.variance, modes=args.modes, format=args.format,
-                        plot=args.plot, schema=args.schema, unaligned=args.unaligned)
+                        plot=args.plot, schema=args.schema, unaligned=args.unaligned,
+                        frame_units=args.frame_units)
     ratio = s["explained_variance_ratio"]
     print(f"fitted {s['n_components']} modes on {s['n_shapes']} shapes of {s['n_points']} points "
           f"({s['format']}, schema {s['schema']}, {s['missing_points']} missing points): "

@@ -12,7 +12,7 @@ from shapekit.shape.procrustes import (
     procrustes_in_chunks,
 )
 from shapekit.shape.pdm import PointDistributionModel, resolve_n_components
-from shapekit.shape.soft import soft_landmarks, soft_model
+from shapekit.shape.soft import from_frame_units, soft_landmarks, soft_model, to_frame_units
 
 __all__ = [
     "Similarity",
@@ -25,4 +25,6 @@ __all__ = [
     "resolve_n_components",
     "soft_landmarks",
     "soft_model",
+    "to_frame_units",
+    "from_frame_units",
 ]

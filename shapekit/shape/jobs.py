@@ -53,8 +53,29 @@ def _schema_of(ann, n_points, schema=None):
     return s.name if s.n_points == n_points else None
 
 
+def _frame_sizes(ann):
+    """Return each sample's image (width, height) (N, 2), read from the image headers."""
+    images = getattr(ann, "images", None)
+    if images is not None:
+        return np.broadcast_to(np.array([images.shape[2], images.shape[1]], float), (len(ann), 2)).copy()
+    from PIL import Image
+
+    sizes = np.empty((len(ann), 2))
+    for i, meta in enumerate(ann.meta):
+        path = meta.get("image")
+        if not path:
+            raise ShapekitError(f"frame units need each sample's image size, but sample {i} "
+                                f"({meta.get('name')}, {meta.get('source')}) has no image")
+        try:
+            with Image.open(path) as im:
+                sizes[i] = im.size
+        except OSError as exc:
+            raise ShapekitError(f"cannot read the size of image {path}: {exc}") from None
+    return sizes
+
+
 def fit_model_files(sources, output, variance=None, modes=None, format="auto", plot=None, schema=None,
-                    unaligned=False, n_plot_modes=3):
+                    unaligned=False, n_plot_modes=3, frame_units=False):
     """Fit a point distribution model on landmark files, save it to ``output`` (.npz); return a summary dict.
 
     ``variance`` (fraction) or ``modes`` (count) sets the number of modes (default 95 %
@@ -69,8 +90,15 @@ def fit_model_files(sources, output, variance=None, modes=None, format="auto", p
         raise ShapekitError(f"need at least 2 shapes to fit a shape model, read {len(ann)}")
     shapes = ann.shapes
     schema_name = _schema_of(ann, shapes.shape[1], schema)
+    if frame_units:
+        if not unaligned:
+            raise ShapekitError("--frame-units is for the unaligned form (add --unaligned)")
+        from shapekit.shape.soft import to_frame_units
+
+        shapes = to_frame_units(shapes, _frame_sizes(ann))
     pdm = PointDistributionModel(n_components=n_components, align=not unaligned, schema=schema_name)
     pdm.fit(shapes)
+    pdm.frame_units_ = bool(frame_units)
     pdm.save(output)
     out = pdm.summary()
     out.update({"model": os.fspath(output), "format": ann.format,
@@ -98,8 +126,9 @@ def soften_files(source, model, outdir, variance=0.9, n_components=None, k=3.0, 
     hard = ann.shapes
     if hard.shape[1] != pdm.n_points_:
         raise ShapekitError(f"the model has {pdm.n_points_} points but {source} has {hard.shape[1]}")
+    frame = _frame_sizes(ann) if getattr(pdm, "frame_units_", False) else None
     soft = soft_landmarks(hard, pdm, variance=None if n_components else variance, n_components=n_components,
-                          k=k, aligned=not unaligned)
+                          k=k, aligned=not unaligned, frame_size=frame)
     n_modes = n_components or pdm.n_modes_for(variance)
     paths = write_like(ann, soft, outdir)
     disp = np.linalg.norm(soft - hard, axis=-1)

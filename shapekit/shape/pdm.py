@@ -794,7 +794,8 @@ class PointDistributionModel:
                 "noise_variance": float(self.noise_variance_),
                 "missing_fraction": float(getattr(self, "missing_fraction_", 0.0)),
                 "gpa_n_iter": int(self.gpa_n_iter_), "em_n_iter": int(self.em_n_iter_),
-                "em_converged": bool(self.em_converged_)}
+                "em_converged": bool(self.em_converged_),
+                "frame_units": bool(getattr(self, "frame_units_", False))}
         path = os.fspath(path)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
@@ -851,6 +852,7 @@ class PointDistributionModel:
         obj.gpa_converged_ = True
         obj.em_n_iter_ = int(info.get("em_n_iter", 0))
         obj.em_converged_ = bool(info.get("em_converged", True))
+        obj.frame_units_ = bool(info.get("frame_units", False))
         ref = arrays.get("reference")
         if ref is not None and ref.shape == (L, 2):
             obj.reference_ = ref
@@ -868,7 +870,8 @@ class PointDistributionModel:
                 "schema": self.schema_, "version": FILE_VERSION, "n_shapes": int(self.n_shapes_),
                 "align": bool(self.align), "scale": bool(self.scale), "tangent": self._uses_tangent(),
                 "missing_fraction": float(getattr(self, "missing_fraction_", 0.0)),
-                "noise_variance": float(self.noise_variance_)}
+                "noise_variance": float(self.noise_variance_),
+                "frame_units": bool(getattr(self, "frame_units_", False))}
 
     def __repr__(self):
         fitted = f", fitted: {self.n_components_} modes of {self.n_points_} points" if hasattr(self, "components_") else ""

@@ -12,7 +12,8 @@ Two forms (see ``../shared/docs/method.md`` §1):
 * ``aligned=False`` (the authors' released code): no Procrustes; each shape is modelled
   in its own image frame (the authors normalise every face crop to its frame; for
   same-size crops that normalisation is a change of units and leaves the soft points
-  unchanged). Needs a model fitted with ``align=False``.
+  unchanged; for frames of different sizes pass ``frame_size`` and fit the model on
+  :func:`to_frame_units` shapes). Needs a model fitted with ``align=False``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,33 @@ import numpy as np
 from shapekit.errors import ShapekitError
 from shapekit.shape.pdm import PointDistributionModel
 
-__all__ = ["soft_landmarks", "soft_model"]
+__all__ = ["soft_landmarks", "soft_model", "to_frame_units", "from_frame_units"]
+
+
+def _frame(frame_size, n):
+    f = np.asarray(frame_size, dtype=float)
+    if f.ndim == 1:
+        f = np.broadcast_to(f, (n, 2))
+    if f.shape != (n, 2) or not np.all(np.isfinite(f)) or np.any(f <= 0):
+        raise ShapekitError(f"frame_size: expected positive (width, height) or (N, 2) for {n} shapes, "
+                            f"got shape {np.shape(frame_size)}")
+    return f[:, None, :]
+
+
+def to_frame_units(shapes, frame_size):
+    """Return shapes (N, L, 2) in normalised frame units: ``u = (2x + 1) / W - 1`` (and y with H).
+
+    -1 and +1 are the outer edges of each image (dsntnn's convention, method.md §3);
+    ``frame_size`` is ``(width, height)`` in pixels, one pair or one per shape.
+    """
+    a = np.asarray(shapes, dtype=float)
+    return (2 * a + 1) / _frame(frame_size, len(a)) - 1
+
+
+def from_frame_units(shapes, frame_size):
+    """Return shapes (N, L, 2) in pixels from normalised frame units (inverse of :func:`to_frame_units`)."""
+    a = np.asarray(shapes, dtype=float)
+    return ((a + 1) * _frame(frame_size, len(a)) - 1) / 2
 
 
 def soft_model(shapes, aligned=True, schema=None):
@@ -31,7 +58,7 @@ def soft_model(shapes, aligned=True, schema=None):
 
 
 def soft_landmarks(shapes, pdm=None, variance=0.9, n_components=None, k=3.0, aligned=True,
-                   keep_missing=True, mode="box"):
+                   keep_missing=True, mode="box", frame_size=None):
     """Return the soft landmarks (N, L, 2) of hard shapes, in each image's frame (pixels).
 
     Parameters
@@ -53,6 +80,11 @@ def soft_landmarks(shapes, pdm=None, variance=0.9, n_components=None, k=3.0, ali
     keep_missing : bool
         Points missing in the hard shape stay NaN (True) or get the model's inferred
         position (False).
+    frame_size : (2,) or (N, 2), optional
+        Unaligned form only: each image's (width, height). The shapes are then modelled
+        in normalised frame units (:func:`to_frame_units`), as the authors normalise each
+        face crop to its frame, and ``pdm`` must have been fitted on shapes in those units;
+        the soft shapes come back in pixels. Needed when the frames differ in size.
     """
     hard = np.asarray(shapes, dtype=float)
     single = hard.ndim == 2
@@ -87,7 +119,14 @@ def soft_landmarks(shapes, pdm=None, variance=0.9, n_components=None, k=3.0, ali
             f"{n_modes} modes needed but the model keeps {pdm.n_components_}: refit it with more modes "
             f"(e.g. --variance 0.99 or --modes {n_modes})"
         )
-    soft = pdm.project(hard, n_components=n_modes, k=k, mode=mode)
+    if frame_size is not None:
+        if aligned:
+            raise ShapekitError("frame_size applies to the unaligned form only (the aligned form is "
+                                "invariant to each image's scale and position)")
+        soft = from_frame_units(pdm.project(to_frame_units(hard, frame_size), n_components=n_modes, k=k,
+                                            mode=mode), frame_size)
+    else:
+        soft = pdm.project(hard, n_components=n_modes, k=k, mode=mode)
     if keep_missing:
         soft[np.isnan(hard).any(-1)] = np.nan
     return soft[0] if single else soft
