@@ -398,3 +398,17 @@ def test_em_keeps_the_variance_of_often_missing_points(sets):
     assert np.all((ratio > 0.8) & (ratio < 1.2)), ratio
     s = np.linalg.svd(full.components_[:4] @ em.components_[:4].T, compute_uv=False)
     assert s.min() > 0.95
+
+
+def test_missing_scatter_kernel_matches_reference():
+    from shapekit.shape._kernels import cholesky_factor, missing_scatter, missing_scatter_ref
+
+    rng = np.random.default_rng(8)
+    k, d = 5, 16
+    v = np.linalg.qr(rng.normal(size=(d, k)))[0].T
+    a = rng.normal(size=(9, k, k + 3))
+    g = a @ a.transpose(0, 2, 1) + 0.5 * np.eye(k)
+    missing = rng.random((9, d)) < 0.3
+    count = rng.integers(1, 6, 9)
+    fast = missing_scatter(cholesky_factor(g), v, missing, count, 0.07)
+    np.testing.assert_allclose(fast, missing_scatter_ref(g, v, missing, count, 0.07), atol=1e-12)

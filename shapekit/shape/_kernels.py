@@ -14,6 +14,7 @@ from shapekit._numba import njit
 __all__ = [
     "cholesky_factor", "cholesky_solve", "cholesky_factor_ref", "cholesky_solve_ref",
     "centre_rows", "centre_rows_ref", "gpa_sweep", "gpa_sweep_ref", "scale_shift_rows",
+    "missing_scatter", "missing_scatter_ref",
 ]
 
 
@@ -206,3 +207,71 @@ def scale_shift_rows(y, z, o):
         raise ValueError("scale_shift_rows: y must be a C-contiguous complex128 array")
     _scale_shift_rows(y, np.ascontiguousarray(z, dtype=np.complex128), np.ascontiguousarray(o, dtype=np.complex128))
     return y
+
+
+# -- EM: posterior covariance of the inferred coordinates -------------------------------
+
+@njit
+def _missing_scatter(L, v, missing, count, sigma2, out):
+    n_pat, k, _ = L.shape
+    d = v.shape[1]
+    idx = np.empty(d, np.int64)
+    y = np.empty(k)
+    for u in range(n_pat):
+        nm = 0
+        for c in range(d):
+            if missing[u, c]:
+                idx[nm] = c
+                nm += 1
+        if nm == 0:
+            continue
+        w = count[u] * sigma2
+        for ia in range(nm):
+            a = idx[ia]
+            # y = G^-1 v[:, a] with G = L L^T
+            for j in range(k):
+                s = v[j, a]
+                for p in range(j):
+                    s -= L[u, j, p] * y[p]
+                y[j] = s / L[u, j, j]
+            for j in range(k - 1, -1, -1):
+                s = y[j]
+                for p in range(j + 1, k):
+                    s -= L[u, p, j] * y[p]
+                y[j] = s / L[u, j, j]
+            for ib in range(nm):
+                b = idx[ib]
+                s = 0.0
+                for j in range(k):
+                    s += v[j, b] * y[j]
+                out[a, b] += w * s
+            out[a, a] += w
+
+
+def missing_scatter(chol, v, missing, count, sigma2):
+    """Return sum_u count_u * [V^T (sigma2 G_u^-1) V + sigma2 I] restricted to pattern u's missing coordinates.
+
+    ``chol`` (U, K, K): Cholesky factors of the G_u; ``v`` (K, D) real modes; ``missing``
+    (U, D) bool per coordinate; ``count`` (U,). Only the missing-by-missing block of each
+    pattern is formed, so the cost follows the number of missing coordinates.
+    """
+    d = v.shape[1]
+    out = np.zeros((d, d))
+    if len(chol) and v.shape[0]:
+        _missing_scatter(np.ascontiguousarray(chol, dtype=np.float64), np.ascontiguousarray(v, dtype=np.float64),
+                         np.ascontiguousarray(missing, dtype=np.bool_), np.ascontiguousarray(count, dtype=np.float64),
+                         float(sigma2), out)
+    elif v.shape[0] == 0:
+        out[np.diag_indices(d)] = sigma2 * (np.asarray(count, float)[:, None] * np.asarray(missing, bool)).sum(0)
+    return out
+
+
+def missing_scatter_ref(G, v, missing, count, sigma2):
+    """NumPy reference of :func:`missing_scatter` from the matrices G (U, K, K) themselves."""
+    d = v.shape[1]
+    out = np.zeros((d, d))
+    for u in range(len(G)):
+        m = np.asarray(missing[u], float)
+        full = v.T @ (sigma2 * np.linalg.inv(G[u])) @ v + sigma2 * np.eye(d)
+        out += count[u] * full * np.outer(m, m)
+    return out

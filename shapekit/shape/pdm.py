@@ -33,7 +33,7 @@ import numpy as np
 from shapekit._files import atomic_path
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.shape._blas import one_blas_thread
-from shapekit.shape._kernels import cholesky_factor, cholesky_solve
+from shapekit.shape._kernels import cholesky_factor, cholesky_solve, missing_scatter
 from shapekit.shape.procrustes import _Batch, _gpa, _validate
 from shapekit.shape.transforms import Similarity, as_complex, as_points
 
@@ -114,29 +114,16 @@ def _available_case_pca(aligned, obs):
     return mu, vec[:, order].T, np.maximum(lam[order], 0)
 
 
-def _missing_scatter(fitter, v, uniq, count, missing, chunk=256):
+def _missing_scatter(fitter, v, count, missing):
     """Return the E-step correction to the scatter matrix (2L, 2L) for the inferred points.
 
     Filling a missing point with its posterior mean understates its spread; the EM of a
     Gaussian adds the posterior covariance of the missing coordinates,
-    ``V C_b V^T + sigma2 I`` with ``C_b = sigma2 G^-1``, summed over the shapes (here
-    per occlusion pattern, times the number of shapes that have it). Written as one
-    matrix product ``B^T B`` with ``B_u = sqrt(count_u) chol(C_u)^T V_m``.
+    ``V C_b V^T + sigma2 I`` with ``C_b = sigma2 G^-1``, summed over the shapes (per
+    occlusion pattern, times the number of shapes that have it; ``fitter.chol`` holds the
+    factors of the G of the patterns from its last fit).
     """
-    k, d = v.shape
-    out = np.zeros((d, d))
-    if k == 0:
-        return out
-    out[np.diag_indices(d)] = fitter.sigma2 * (count[:, None] * missing).sum(0)
-    for i in range(0, len(uniq), chunk):
-        g = (uniq[i:i + chunk] @ fitter.P.T).reshape(-1, k, k) + fitter.prior[None]
-        c = fitter.sigma2 * np.linalg.inv(g)
-        lc = np.linalg.cholesky(0.5 * (c + c.transpose(0, 2, 1)))
-        a = v[None] * missing[i:i + chunk, None, :]  # modes on the missing coordinates only
-        b = np.sqrt(count[i:i + chunk].astype(float))[:, None, None] * (lc.transpose(0, 2, 1) @ a)
-        b = b.reshape(-1, d)
-        out += b.T @ b
-    return out
+    return missing_scatter(fitter.chol, v, missing, count, fitter.sigma2)
 
 
 def _sigma2_floor(lam):
@@ -199,6 +186,7 @@ class _Fitter:
         # P[k, l, j] = <V_k, V_l> restricted to point j: G_n = sum_j w_nj P[:, :, j].
         self.P = (np.conj(vc)[:, None, :] * vc[None, :, :]).real.reshape(k * k, n_points)
         self.prior = np.diag(sigma2 / np.maximum(lam, 1e-300)) if k else np.zeros((0, 0))
+        self.chol = np.zeros((0, k, k))
 
     def fit(self, x, w, b0=None, n_iter=30, tol=1e-8, clip=None, patterns=None):
         """Return (z, t, b): image -> model transforms and mode weights (n, K).
@@ -214,6 +202,7 @@ class _Fitter:
             G = (uniq @ self.P.T).reshape(len(uniq), k, k) + self.prior[None]
             chol = cholesky_factor(G)
             index = index.reshape(-1)
+            self.chol = chol  # kept for the EM's posterior covariance
         b = np.zeros((n, k)) if b0 is None else np.array(b0, dtype=float)
         sw = w.sum(1)
         mux = (w * x).sum(1) / sw
@@ -503,7 +492,7 @@ class PointDistributionModel:
         last_move = 0.1
         # Distinct occlusion patterns (the posterior covariance of b depends on them only).
         uniq, pat_index, pat_count = np.unique(wi, axis=0, return_inverse=True, return_counts=True)
-        pat_missing = np.repeat(uniq <= 0, 2, axis=1).astype(float)  # (U, 2L) coordinates
+        pat_missing = np.repeat(uniq <= 0, 2, axis=1)  # (U, 2L) coordinates
         # Start the fill from the available-case model rather than from the mean.
         rest = lam0[k:][lam0[k:] > 0]
         fitter = _Fitter(as_complex(mu0.reshape(-1, 2)), as_complex(np.ascontiguousarray(vec0[:k]).reshape(k, -1, 2)),
@@ -512,7 +501,7 @@ class PointDistributionModel:
         patterns = (uniq, pat_index.reshape(-1))
         _, _, b = fitter.fit(F[inc], wi, patterns=patterns)
         F[inc] = np.where(miss, fitter.mu[None] + b @ fitter.vc, F[inc])
-        corr = _missing_scatter(fitter, vec0[:k], uniq, pat_count, pat_missing)
+        corr = _missing_scatter(fitter, vec0[:k], pat_count, pat_missing)
         comp = np.flatnonzero(~incomplete)
         comp_batch = _Batch(x[comp], w[comp]) if (self.align and comp.size) else None
         for outer in range(max_total):
@@ -536,7 +525,7 @@ class PointDistributionModel:
                 vc = as_complex(np.ascontiguousarray(vec[:k]).reshape(k, -1, 2))
                 fitter = _Fitter(muc, vc, lam[:k], sigma2, align=False, scale=self.scale)
                 _, _, b = fitter.fit(F[inc], wi, patterns=patterns)
-                corr = _missing_scatter(fitter, vec[:k], uniq, pat_count, pat_missing)
+                corr = _missing_scatter(fitter, vec[:k], pat_count, pat_missing)
                 rec = muc[None] + b @ vc
                 old = F[inc][miss]
                 F[inc] = np.where(miss, rec, F[inc])
