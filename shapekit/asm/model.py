@@ -104,7 +104,7 @@ class ActiveShapeModel:
         profile_half=4,
         search_half=None,
         n_components=0.85,
-        clip=2.5,
+        clip=2.0,
         face_size=160,
         margin=0.5,
         regularization=0.05,
