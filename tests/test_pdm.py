@@ -412,3 +412,16 @@ def test_missing_scatter_kernel_matches_reference():
     count = rng.integers(1, 6, 9)
     fast = missing_scatter(cholesky_factor(g), v, missing, count, 0.07)
     np.testing.assert_allclose(fast, missing_scatter_ref(g, v, missing, count, 0.07), atol=1e-12)
+
+
+def test_pose_kernel_matches_reference():
+    from shapekit.shape._kernels import pose_rows, pose_rows_ref
+
+    rng = np.random.default_rng(9)
+    inst = rng.normal(size=(30, 12)) + 1j * rng.normal(size=(30, 12))
+    xc = rng.normal(size=(30, 12)) * 40 + 1j * rng.normal(size=(30, 12)) * 40
+    w = rng.random((30, 12)) * (rng.random((30, 12)) > 0.2)
+    w[:, :2] = 1.0
+    for scale in (True, False):
+        for a, b in zip(pose_rows(inst, xc, w, scale), pose_rows_ref(inst, xc, w, scale)):
+            np.testing.assert_allclose(a, b, rtol=1e-10)

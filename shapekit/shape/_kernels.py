@@ -14,7 +14,7 @@ from shapekit._numba import njit
 __all__ = [
     "cholesky_factor", "cholesky_solve", "cholesky_factor_ref", "cholesky_solve_ref",
     "centre_rows", "centre_rows_ref", "gpa_sweep", "gpa_sweep_ref", "scale_shift_rows",
-    "missing_scatter", "missing_scatter_ref",
+    "missing_scatter", "missing_scatter_ref", "pose_rows", "pose_rows_ref",
 ]
 
 
@@ -275,3 +275,62 @@ def missing_scatter_ref(G, v, missing, count, sigma2):
         full = v.T @ (sigma2 * np.linalg.inv(G[u])) @ v + sigma2 * np.eye(d)
         out += count[u] * full * np.outer(m, m)
     return out
+
+
+# -- joint pose + shape fit: the pose step ------------------------------------------------
+
+@njit
+def _pose_rows(inst, xc, w, scale, z, o):
+    n, m = inst.shape
+    for i in range(n):
+        sw = 0.0
+        mu = 0j
+        for j in range(m):
+            sw += w[i, j]
+            mu += w[i, j] * inst[i, j]
+        mu = mu / sw
+        c = 0j
+        ni2 = 0.0
+        for j in range(m):
+            if w[i, j] > 0:
+                d = inst[i, j] - mu
+                c += w[i, j] * np.conj(d) * xc[i, j]
+                ni2 += w[i, j] * (d.real * d.real + d.imag * d.imag)
+        a = abs(c)
+        if a > 0:
+            zt = c / max(ni2, 1e-300) if scale else c / a
+        else:
+            zt = 1.0 + 0j
+        z[i] = 1.0 / zt
+        o[i] = mu
+
+
+def pose_rows(inst, xc, w, scale):
+    """Return (z, o): per row, the inverse of the weighted least-squares similarity from ``inst`` onto ``xc``.
+
+    ``inst`` (N, L) complex model instances, ``xc`` (N, L) complex image points centred on
+    their weighted centroid, ``w`` (N, L) point weights. Model-frame points are
+    ``z * xc + o``; ``o`` is the instance's weighted centroid. Without ``scale`` the
+    similarity is a rotation.
+    """
+    n = len(inst)
+    z = np.empty(n, np.complex128)
+    o = np.empty(n, np.complex128)
+    _pose_rows(np.ascontiguousarray(inst, dtype=np.complex128), np.ascontiguousarray(xc, dtype=np.complex128),
+               np.ascontiguousarray(w, dtype=np.float64), bool(scale), z, o)
+    return z, o
+
+
+def pose_rows_ref(inst, xc, w, scale):
+    """NumPy reference of :func:`pose_rows`."""
+    sw = w.sum(1)
+    mut = (w * inst).sum(1) / sw
+    ic = np.where(w > 0, inst - mut[:, None], 0)
+    c = (w * np.conj(ic) * xc).sum(1)
+    ni2 = (w * (ic.real ** 2 + ic.imag ** 2)).sum(1)
+    a = np.abs(c)
+    if scale:
+        zt = np.where(a > 0, c / np.maximum(ni2, 1e-300), 1.0 + 0j)
+    else:
+        zt = np.where(a > 0, c / np.where(a > 0, a, 1.0), 1.0 + 0j)
+    return 1.0 / zt, mut

@@ -33,7 +33,7 @@ import numpy as np
 from shapekit._files import atomic_path
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.shape._blas import one_blas_thread
-from shapekit.shape._kernels import cholesky_factor, cholesky_solve, missing_scatter
+from shapekit.shape._kernels import cholesky_factor, cholesky_solve, missing_scatter, pose_rows
 from shapekit.shape.procrustes import _Batch, _gpa, _validate
 from shapekit.shape.transforms import Similarity, as_complex, as_points
 
@@ -235,17 +235,8 @@ class _Fitter:
         # descent on the weighted image-space error sum_j w_j |y_j - T(mean + V b)_j|^2
         # (Cootes & Taylor's model fit). The tangent-space model has no scale, rotation or
         # translation direction, so T and b do not trade off.
-        inst = self.mu[None] + (b @ self.vc if b.shape[1] else 0)
-        mut = (w * inst).sum(1) / sw
-        ic = np.where(w > 0, inst - mut[:, None], 0)
-        c = (w * np.conj(ic) * xc).sum(1)  # sum w conj(instance) image
-        ni2 = (w * (ic.real ** 2 + ic.imag ** 2)).sum(1)
-        a = np.abs(c)
-        if self.scale:
-            zt = np.where(a > 0, c / np.maximum(ni2, 1e-300), 1.0 + 0j)
-        else:
-            zt = np.where(a > 0, c / np.where(a > 0, a, 1.0), 1.0 + 0j)
-        return 1.0 / zt, mut
+        inst = self.mu[None] + (b @ self.vc if b.shape[1] else np.zeros((len(xc), 1)))
+        return pose_rows(np.broadcast_to(inst, xc.shape), xc, w, self.scale)
 
 
 class PointDistributionModel:
