@@ -78,6 +78,8 @@ def test_converters_equal_numpy_versions_and_round_trip():
         np.testing.assert_allclose(u.numpy(), K.pixel_to_normalized(pts, size))
         np.testing.assert_allclose(F.normalized_to_pixel(u, size).numpy(), pts, atol=1e-12)
     np.testing.assert_allclose(F.pixel_to_normalized(t64([[-0.5, 31.5]]), 32).numpy(), [[-1.0, 1.0]])
+    # integer pixel coordinates come back as floats, not floor-divided
+    np.testing.assert_allclose(F.pixel_to_normalized(torch.tensor([[0, 3]]), 4).numpy(), [[-0.75, 0.75]])
 
 
 # ---------------------------------------------------------------------------

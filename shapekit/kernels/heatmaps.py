@@ -60,9 +60,27 @@ def _axis_profile(buf, centre, n, inv2s2, radius, windowed):
         lo = 0
         hi = n - 1
     total = 0.0
+    # Inside a window the Gaussian follows a product recurrence, g(d + 1) = g(d)·q(d)
+    # with q(d + 1) = q(d)·exp(-2/(2σ²)): three exponentials per axis instead of one
+    # per pixel (the exponentials were a third of the rendering time). Used only where
+    # no factor can underflow or overflow; the relative rounding grows by ~1e-16 a step.
+    d0 = lo - centre
+    recur = windowed and (abs(d0) + 1.0) * (abs(d0) + 1.0) * inv2s2 < 600.0
+    g_rec = 0.0
+    q_rec = 0.0
+    step = 0.0
+    if recur:
+        g_rec = math.exp(-(d0 * d0) * inv2s2)
+        q_rec = math.exp(-(2.0 * d0 + 1.0) * inv2s2)
+        step = math.exp(-2.0 * inv2s2)
     for i in range(lo, hi + 1):
         d = i - centre
-        g = math.exp(-(d * d) * inv2s2)
+        if recur:
+            g = g_rec
+            g_rec *= q_rec
+            q_rec *= step
+        else:
+            g = math.exp(-(d * d) * inv2s2)
         if windowed:
             a = d - 0.5
             b = d + 0.5
@@ -93,8 +111,13 @@ def _render_map(out, cx, cy, sigma, radius, windowed, sum_norm, gx, gy):
     y0, y1, sy = _axis_profile(gy, cy, h, inv2s2, radius, windowed)
     scale = 1.0
     if sum_norm:
-        if sx > 0.0 and sy > 0.0:
-            scale = 1.0 / (sx * sy)
+        # normalise axis by axis: the product sx·sy of two tiny sums can underflow
+        # (a very small sigma between pixels) while each factor is representable
+        if sx > 1e-300 and sy > 1e-300:
+            sxi = 1.0 / sx
+            for i in range(x1 - x0 + 1):
+                gx[i] *= sxi
+            scale = 1.0 / sy
         else:
             scale = 0.0
     # One pass over the output: zeros outside the window, the product inside. Rows
@@ -162,7 +185,8 @@ def render_heatmaps(points, size, sigma, out=None, normalize="peak", window=3.0,
     all-zero map, as does a point whose window lies outside the map. ``size``: int or
     (height, width). ``sigma``: standard deviation in pixels. ``normalize``: ``"peak"``
     (value 1 at the centre itself; the brightest pixel is < 1 for a sub-pixel centre)
-    or ``"sum"`` (each non-empty map sums to 1). ``window``: radius of the square
+    or ``"sum"`` (each non-empty map sums to 1; the sum is taken axis by axis, which
+    is exact for the separable map and cannot underflow). ``window``: radius of the square
     window in sigmas (anti-aliased edges, see the module docstring); None renders the
     whole map. ``out``: a preallocated C-contiguous float32/float64 array of the result's
     shape, written in place and returned (every pixel is written: no need to clear it).
@@ -205,14 +229,22 @@ def render_heatmaps_reference(points, size, sigma, normalize="peak", window=3.0,
     dx = xs - cx
     dy = ys - cy
     maps = np.exp(-(dx * dx + dy * dy) / (2.0 * sigma * sigma))
+    wx = np.ones_like(dx)
+    wy = np.ones_like(dy)
     if windowed:
         wx = np.clip(np.minimum(dx + 0.5, radius) - np.maximum(dx - 0.5, -radius), 0.0, 1.0)
         wy = np.clip(np.minimum(dy + 0.5, radius) - np.maximum(dy - 0.5, -radius), 0.0, 1.0)
         maps = maps * wx * wy
     maps = np.where(~np.isfinite(flat).all(axis=1)[:, None, None], 0.0, maps)
     if normalize == "sum":
-        total = maps.sum(axis=(1, 2), keepdims=True)
-        maps = np.divide(maps, total, out=np.zeros_like(maps), where=total > 0)
+        # The map is separable, so its sum is the product of its axis sums; dividing
+        # axis by axis stays representable where the 2-D sum of a very narrow Gaussian
+        # far from the pixel centres would underflow.
+        with np.errstate(under="ignore", over="ignore", invalid="ignore"):
+            sx = (np.exp(-dx * dx / (2.0 * sigma * sigma)) * wx).sum(axis=2, keepdims=True)
+            sy = (np.exp(-dy * dy / (2.0 * sigma * sigma)) * wy).sum(axis=1, keepdims=True)
+            ok = (sx > 1e-300) & (sy > 1e-300)
+            maps = np.where(ok, maps / np.where(ok, sx, 1.0) / np.where(ok, sy, 1.0), 0.0)
     return maps.astype(dtype).reshape(lead + (h, w))
 
 

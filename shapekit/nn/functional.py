@@ -71,6 +71,10 @@ def _check_coords(coords, name):
         raise ShapekitError(f"{name}: expected a last dimension of 2 (x, y), got shape {tuple(coords.shape)}")
 
 
+def _floating(t):
+    return t if t.is_floating_point() else t.to(torch.get_default_dtype())
+
+
 def _scale(size, like):
     h, w = _hw(size)
     return torch.tensor([w, h], dtype=like.dtype, device=like.device)
@@ -83,6 +87,7 @@ def pixel_to_normalized(points, size):
     of ``size`` (int or (height, width)). u = (2x + 1)/W - 1, v = (2y + 1)/H - 1.
     """
     _check_coords(points, "points")
+    points = _floating(points)
     s = _scale(size, points)
     return (2 * points + 1) / s - 1
 
@@ -94,6 +99,7 @@ def normalized_to_pixel(coords, size):
     (height, width). x = ((u + 1)·W - 1)/2.
     """
     _check_coords(coords, "coords")
+    coords = _floating(coords)
     s = _scale(size, coords)
     return ((coords + 1) * s - 1) / 2
 
