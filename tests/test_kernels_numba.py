@@ -117,14 +117,19 @@ def test_read_only_permissions_fall_back_without_crashing(tmp_path):
     assert out["ok"]
 
 
-def test_read_only_install_uses_user_cache_dir_and_reuses_it(tmp_path):
+@pytest.mark.parametrize("how", ["NUMBA_CACHE_DIR", "XDG_CACHE_HOME"])
+def test_read_only_install_uses_user_cache_dir_and_reuses_it(tmp_path, how):
+    """With the package folder unwritable the cache goes to $NUMBA_CACHE_DIR, else to the user cache."""
     site = _copy_package(tmp_path, block_in_tree=True)
     cache = tmp_path / "user-cache"
-    first = _run(site, {"NUMBA_CACHE_DIR": str(cache)})
+    env = {how: str(cache)}
+    if how == "XDG_CACHE_HOME":
+        env["HOME"] = str(tmp_path / "home")
+    first = _run(site, env)
     assert first["ok"] and first["uncached"] == [] and first["warnings"] == []
     assert first["cache_dir"] is not None and Path(first["cache_dir"]).resolve().is_relative_to(cache.resolve())
     assert list(cache.rglob("*.nbi")) and first["cache_hits"] == 0
-    second = _run(site, {"NUMBA_CACHE_DIR": str(cache)})
+    second = _run(site, env)
     assert second["ok"] and second["cache_hits"] >= 1  # loaded from disk, not compiled again
 
 
