@@ -101,7 +101,7 @@ class ActiveShapeModel:
     def __init__(
         self,
         n_levels=4,
-        profile_half=4,
+        profile_half=6,
         search_half=None,
         n_components=0.85,
         clip=2.0,
