@@ -112,7 +112,7 @@ def train_throughput(size, batch_size=32, n_steps=6, model_name="mobilenetv2"):
     return n_steps * batch_size / dt, note
 
 
-def detection_rates(max_side=192, angles=(0.0,), progress=False):
+def detection_rates(max_side=192, angles=(0.0, -25.0, 25.0), progress=False):
     from shapekit.data.datasets import split_indices
     from shapekit.data.detect import FaceDetector, detect_all, evaluate_detections, fit_correction
     from shapekit.io import read
@@ -163,7 +163,7 @@ def main(argv=None):
     ap.add_argument("--batches", type=int, default=30, help="loader batches timed per size")
     ap.add_argument("--steps", type=int, default=6, help="training steps timed per size")
     ap.add_argument("--detect", action="store_true", help="also measure face detection on all 68-point crops")
-    ap.add_argument("--detect-angles", type=float, nargs="+", default=[0.0],
+    ap.add_argument("--detect-angles", type=float, nargs="+", default=[0.0, -25.0, 25.0],
                     help="in-plane search angles of the detector (e.g. 0 -25 25)")
     ap.add_argument("--detect-max-side", type=int, default=192,
                     help="working image side of the detector (the crops are 384 px, faces half of that)")

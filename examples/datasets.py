@@ -75,7 +75,7 @@ def main(outdir):
         # 4. detector with a correction learned on a grouped half, shown on the other half
         train, val = split_indices(ds.names, 0.5, seed=0)
         det = FaceDetector(max_side=192)
-        use_t, use_v = train[:40], val[:12]
+        use_t, use_v = train[:24], val[:8]
         images = [ann.meta[i]["image"] for i in range(len(ann))]
         det_t = [det.detect(images[i]) for i in use_t]
         det_v = [det.detect(images[i]) for i in use_v]
@@ -83,7 +83,7 @@ def main(outdir):
         ev = evaluate_detections(det_v, ann.shapes[use_v], corr)
         print(f"correction from {corr.n_samples_} faces: offset {np.round(corr.offset_, 3)}, side ratio "
               f"{np.exp(corr.log_scale_):.3f}; held-out found {ev['found']}/{ev['n_images']} (IoU >= 0.5)")
-        _plot_detections(images, ann.shapes, use_v[:8], det_v[:8], corr, outdir / "detections.png")
+        _plot_detections(images, ann.shapes, use_v, det_v, corr, outdir / "detections.png")
 
         # 5. what `shapekit stats --plot` shows
         st = dataset_stats(ann, values=True)

@@ -72,7 +72,7 @@ def test_match_and_evaluate_against_landmark_squares():
 def test_detector_finds_the_astronaut_and_pickles():
     from skimage import data
 
-    det = pickle.loads(pickle.dumps(FaceDetector(max_side=256)))
+    det = pickle.loads(pickle.dumps(FaceDetector(max_side=256, angles=(0.0,))))
     boxes = det.detect(data.astronaut())
     assert boxes.shape[1] == 5 and len(boxes) >= 1
     # Eileen Collins' face: roughly x 170-280, y 60-170 in the 512 x 512 image
@@ -86,7 +86,7 @@ def test_learned_correction_finds_real_faces(shared_data):
     rng = np.random.default_rng(0)
     idx = rng.choice(len(ann), 20, replace=False)
     fit_i, test_i = idx[:12], idx[12:]
-    det = FaceDetector(max_side=192, scale_factor=1.2)
+    det = FaceDetector(max_side=192, scale_factor=1.2, angles=(0.0,))  # upright only: quick
     images = [ann.meta[i]["image"] for i in idx]
     dets = [det.detect(im) for im in images]
     corr = fit_correction(det, None, ann.shapes[fit_i], detections=dets[:12])
@@ -108,7 +108,7 @@ def test_cli_detect_json_and_fit(tmp_path, capsys):
     from shapekit_cli.main import main
 
     Image.fromarray(data.astronaut()).save(tmp_path / "a.png")
-    assert main(["detect", str(tmp_path / "a.png"), "--json", "--max-side", "256"]) == 0
+    assert main(["detect", str(tmp_path / "a.png"), "--json", "--max-side", "256", "--angles", "0"]) == 0
     boxes = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert isinstance(boxes, list) and len(boxes) == 1 and len(boxes[0][0]) == 5
     assert main(["detect"]) == 2
@@ -140,3 +140,20 @@ def test_detector_acceptance_on_every_68_point_crop(shared_data):
     corr = fit_correction(det, None, shapes[train], detections=[dets[i] for i in train])
     held = evaluate_detections([dets[i] for i in val], shapes[val], corr)
     assert held["found_rate"] >= 0.90, held
+
+
+@pytest.mark.parametrize("angle", [30.0, -30.0])
+def test_extra_search_angles_find_a_rolled_face(angle):
+    from PIL import Image
+    from skimage import data
+
+    rolled = np.asarray(Image.fromarray(data.astronaut()).rotate(angle, resample=Image.Resampling.BILINEAR))
+    # where the face centre (about (225, 115) upright) goes: Pillow turns counter-clockwise on screen
+    t = np.deg2rad(angle)
+    c = np.array([225.0, 115.0]) - 256
+    centre = np.array([np.cos(t) * c[0] + np.sin(t) * c[1], -np.sin(t) * c[0] + np.cos(t) * c[1]]) + 256
+    upright = FaceDetector(max_side=256, angles=(0.0,)).detect(rolled)
+    turned = FaceDetector(max_side=256, angles=(0.0, -25.0, 25.0)).detect(rolled)
+    best = 0.5 * (turned[0, :2] + turned[0, 2:4])
+    assert np.hypot(*(best - centre)) < 15
+    assert turned[0, 4] > (upright[0, 4] if len(upright) else 0) * 2

@@ -21,9 +21,9 @@ def register(sub):
     p.add_argument("--min-size", type=int, default=20, help="smallest face window in working pixels (default 20)")
     p.add_argument("--scale-factor", type=float, default=1.1, help="window growth between scales (default 1.1)")
     p.add_argument("--min-neighbours", type=int, default=1, help="windows a face needs (default 1)")
-    p.add_argument("--angles", type=float, nargs="+", default=[0.0],
-                   help="also search the image turned by these angles in degrees, e.g. 0 -25 25 for rolled "
-                        "faces (cost grows with each angle; default 0)")
+    p.add_argument("--angles", type=float, nargs="+", default=[0.0, -25.0, 25.0],
+                   help="search the image turned by these angles in degrees: 0 -25 25 (default) also finds "
+                        "rolled faces; 0 alone is three times faster")
     p.add_argument("--mirror", action="store_true", help="also search the mirrored image")
     p.set_defaults(func=run)
 
