@@ -6,7 +6,6 @@ units (x then y; -1 and +1 are the outer edges of the input image, method.md §3
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from shapekit.nn.functional import dsnt as _dsnt, flat_softmax as _flat_softmax

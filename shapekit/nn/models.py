@@ -626,7 +626,7 @@ def _eff_block_map(block, name):
                  "conv_pwl": "3.0.", "bn3": "3.1."}
     else:
         table = {"conv_dw": "0.0.", "bn1": "0.1.", "se": "1.", "conv_pw": "2.0.", "bn2": "2.1."}
-    return table[name].replace("se.", "se.")
+    return table[name]
 
 
 def _fix_se_names(state):
