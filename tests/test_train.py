@@ -78,11 +78,16 @@ def test_learns_and_writes_logs(tmp_path):
     assert torch.allclose(out, res.model(torch.stack([val[i]["image"] for i in range(4)])))
 
 
-def test_early_stopping_and_step_schedule(tmp_path, data):
+def test_early_stopping_and_step_schedule(tmp_path, data, monkeypatch):
+    from shapekit.train.loop import Trainer
+
     train, val = data
-    res = fit_role("plain", train, val, _cfg(epochs=20, lr=1e-9, patience=2, schedule="step", step_epochs=1,
+    # a validation NME that never improves after the first epoch
+    monkeypatch.setattr(Trainer, "validate", lambda self: {"val_nme": 0.5, "val_loss": 1.0, "val_fr_0.10": 1.0})
+    res = fit_role("plain", train, val, _cfg(epochs=20, patience=2, schedule="step", step_epochs=1,
                                               warmup_epochs=0, max_steps_per_epoch=1), out=tmp_path)
-    assert res.stopped_early and len(res.history) < 20
+    assert res.stopped_early and len(res.history) == 3 and res.best_epoch == 1
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 1
     lrs = [r["lr"] for r in res.history]
     assert lrs[1] == pytest.approx(lrs[0] * 0.1)
 
