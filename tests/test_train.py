@@ -207,3 +207,34 @@ def test_ddp_under_torchrun_two_cpu_processes(tmp_path):
     assert rows[0][3] == rows[1][3]
     ckpt = load_checkpoint(tmp_path / "out" / "last.pt")
     assert ckpt["epoch"] == 2
+
+
+def test_bn_recalibration_repairs_drifted_statistics(tmp_path, data):
+    from torch.utils.data import DataLoader
+
+    from shapekit.train.loop import recalibrate_bn
+
+    train, val = data
+    res = fit_role("plain", train, val, _cfg(epochs=1), out=tmp_path)
+    model = res.model
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    images = torch.stack([train[i]["image"] for i in range(len(train))])
+    with torch.no_grad():
+        ref = model(images)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.mul_(1e4)
+                m.running_mean.add_(5.0)
+        bad = model(images)
+    assert not torch.allclose(bad, ref, atol=1e-2)
+    loader = DataLoader(train, batch_size=len(train))
+    assert recalibrate_bn(model, loader, 1, torch.device("cpu"), 16) == 1
+    # one batch holding the whole set: the statistics are that batch's exact moments
+    x = (images - model.mean) / model.std
+    first_conv = model.backbone.features[0][0]
+    out = first_conv(x)
+    assert torch.allclose(bn.running_mean, out.mean((0, 2, 3)), atol=1e-4)
+    assert not model.training and bn.momentum == 0.1
+    # and the option runs inside the loop
+    res = fit_role("plain", train, val, _cfg(epochs=1, bn_recalibrate=2))
+    assert np.isfinite(res.best_nme)

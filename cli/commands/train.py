@@ -42,6 +42,8 @@ def register(sub):
     p.add_argument("--ema", action=_BoolFlag, help="keep an exponential moving average of the weights")
     p.add_argument("--device", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared CPU)")
+    p.add_argument("--bn-recalibrate", type=int, metavar="BATCHES",
+                   help="recompute BatchNorm statistics on this many training batches before each validation")
     p.add_argument("--max-steps-per-epoch", type=int, help="cap steps per epoch (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")

@@ -52,6 +52,7 @@ class TrainConfig:
     norm: str | None = None  # NME normalisation (None: the schema's default)
     progress: bool | None = None
     threads: int | None = None  # torch CPU threads for this run (None: leave torch's setting)
+    bn_recalibrate: int | None = None  # before each validation, recompute BatchNorm statistics on this many batches
 
     def __post_init__(self):
         if self.role not in ROLES:

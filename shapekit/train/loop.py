@@ -172,6 +172,38 @@ def prepare_batch(batch, device, input_size, channels_last=False):
 
 
 @torch.no_grad()
+def recalibrate_bn(model, loader, n_batches, device, input_size, channels_last=False):
+    """Recompute the BatchNorm running statistics of ``model`` as exact averages over ``n_batches`` batches.
+
+    ("Precise BN".) Running statistics kept with momentum during training can drift from
+    the statistics of the final weights, which makes eval-mode predictions much worse
+    than train-mode ones; this replaces them. Returns the number of batches used.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or n_batches < 1:
+        return 0
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was = model.training
+    model.train()
+    used = 0
+    try:
+        for batch in loader:
+            if used >= n_batches:
+                break
+            images, _ = prepare_batch(batch, device, input_size, channels_last)
+            model(images)
+            used += 1
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        model.train(was)
+    return used
+
+
+@torch.no_grad()
 def predict_normalized(model, images, input_size=None):
     """Return the model's coordinates ``(B, L, 2)`` in normalised units for images of any size."""
     size = input_size or model.config["input_size"]
@@ -399,6 +431,14 @@ class Trainer:
     def validate(self):
         """Return validation figures: mean NME (schema's default normalisation) and L2 loss (normalised)."""
         model = self.eval_model()
+        if self.cfg.bn_recalibrate:
+            from torch.utils.data import DataLoader, RandomSampler
+
+            gen = torch.Generator().manual_seed(_epoch_seed(self.cfg.seed, 10_000 + self.epoch))
+            loader = DataLoader(self.train_ds, batch_size=self.cfg.batch_size, num_workers=self.cfg.workers,
+                                sampler=RandomSampler(self.train_ds, generator=gen),
+                                drop_last=len(self.train_ds) >= 2 * self.cfg.batch_size)
+            recalibrate_bn(model, loader, self.cfg.bn_recalibrate, self.device, self.input_size, self.channels_last)
         was = model.training
         model.eval()
         preds, gts, masks, losses = [], [], [], []
