@@ -77,6 +77,7 @@ def test_evaluate_maps_back_to_original_coordinates(tiny_run):
     assert ev.metrics["nme"] == pytest.approx(metrics.nme(crop, g, norm="box").mean(), rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_evaluate_predict_export_commands(tmp_path, capsys):
     from shapekit.data.synth import write_dataset
     from shapekit_cli.main import main
