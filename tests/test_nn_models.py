@@ -55,9 +55,11 @@ def test_mobilenetv2_width_multiplier():
     assert small(torch.rand(2, 3, 64, 64)).shape == (2, 68, 2)
 
 
-@pytest.mark.parametrize("name,ch,size", [("mobilenetv2", 3, 64), ("efficientnet_b0", 3, 64), ("resnet18", 1, 64),
-                                          ("densenet121", 3, 32), ("inception_cnn", 1, 96), ("simple_cnn", 3, 64),
-                                          ("mlp", 1, 32)])
+@pytest.mark.parametrize("name,ch,size", [("mobilenetv2", 3, 64), pytest.param("efficientnet_b0", 3, 64,
+                                                                                  marks=pytest.mark.slow),
+                                          ("resnet18", 1, 64),
+                                          pytest.param("densenet121", 3, 32, marks=pytest.mark.slow),
+                                          ("inception_cnn", 1, 96), ("simple_cnn", 3, 64), ("mlp", 1, 32)])
 def test_forward_shapes_and_grads(name, ch, size):
     torch.manual_seed(0)
     m = create_model(name, n_points=5, in_channels=ch, input_size=size)
@@ -69,6 +71,13 @@ def test_forward_shapes_and_grads(name, ch, size):
     with torch.no_grad():
         # a fresh regression head starts near the image centre (normalised units)
         assert m(x).abs().max() < 1.0
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b1", "densenet121", "resnet34"])
+def test_forward_only_large_models(name):
+    m = create_model(name, n_points=3, input_size=32).eval()
+    with torch.no_grad():
+        assert m(torch.rand(1, 3, 32, 32)).shape == (1, 3, 2)
 
 
 @pytest.mark.parametrize("name", ["mobilenetv2", "resnet18", "simple_cnn"])
