@@ -53,3 +53,17 @@ def test_stats_real_afw_and_cli(shared_data, tmp_path, capsys):
     assert (tmp_path / "p" / "samples.png").exists() and (tmp_path / "p" / "distributions.png").exists()
     assert main(["stats", str(src)]) == 0
     assert "roll" in capsys.readouterr().out
+
+
+def test_stats_marks_generated_faces_as_synthetic(tmp_path):
+    from shapekit.data.stats import dataset_stats
+    from shapekit.data.synth import write_dataset
+
+    write_dataset(tmp_path / "faces", 3, seed=0, size=64)
+    assert dataset_stats(tmp_path / "faces")["synthetic"] is True
+    # the same annotations copied elsewhere, without the manifest, are not claimed as synthetic
+    plain = tmp_path / "copy"
+    plain.mkdir()
+    for f in (tmp_path / "faces").glob("*.pts"):
+        (plain / f.name).write_text(f.read_text())
+    assert dataset_stats(plain, read_sizes=False)["synthetic"] is False

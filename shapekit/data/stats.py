@@ -138,7 +138,7 @@ def dataset_stats(source, format="auto", schema=None, values=False, read_sizes=T
         "source": _describe(source),
         "format": ann.format,
         "schema": schema_name,
-        "synthetic": bool(getattr(ann, "synthetic", False)),
+        "synthetic": _is_synthetic(ann),
         "n_samples": int(n),
         "n_images": int(len({p for p in paths if p is not None})) if embedded is None else int(n),
         "n_points": int(n_points),
@@ -233,3 +233,15 @@ def plot_stats(stats, outdir, n_samples=16, seed=0, size=160):
                             + (" (SYNTHETIC)" if stats.get("synthetic") else ""))
     dist = plot_dataset_stats(stats, outdir / "distributions.png")
     return grid, dist
+
+
+def _is_synthetic(ann):
+    """Return True when the annotations come from folders written by shapekit's face generator."""
+    import os
+
+    from shapekit.data.synth import is_synthetic
+
+    if getattr(ann, "synthetic", False):
+        return True
+    folders = {os.path.dirname(m["source"]) for m in ann.meta if m.get("source")}
+    return any(is_synthetic(f) for f in folders if f)
