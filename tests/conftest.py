@@ -7,6 +7,15 @@ from pathlib import Path
 
 import pytest
 
+try:  # CI runs the same examples every time; local runs keep exploring new ones
+    from hypothesis import settings as _hsettings
+
+    _hsettings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI"):
+        _hsettings.load_profile("ci")
+except ImportError:  # hypothesis is a test extra
+    pass
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from shapekit import schemas as _schemas
 from shapekit.data import crops as _crops
+from shapekit.data.prepare import _describe
 from shapekit.errors import ShapekitError
 
 PERCENTILES = (0, 5, 25, 50, 75, 95, 100)
@@ -160,14 +161,6 @@ def dataset_stats(source, format="auto", schema=None, values=False, read_sizes=T
         out["values"] = {"normalizing_distance": nd.tolist(), "roll": roll.tolist(), "face_size": face.tolist()}
         out["_annotations"] = ann
     return out
-
-
-def _describe(source):
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    if isinstance(source, (list, tuple)):
-        return [os.fspath(s) for s in source]
-    return type(source).__name__
 
 
 def format_stats(stats):

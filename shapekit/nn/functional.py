@@ -17,11 +17,11 @@ it sends no gradient; ``reduce_losses`` leaves it out of the mean.
 
 from __future__ import annotations
 
-import numbers
 
 import torch
 
 from shapekit.errors import ShapekitError
+from shapekit.kernels._common import hw
 
 __all__ = [
     "pixel_to_normalized",
@@ -39,22 +39,6 @@ __all__ = [
 
 # dsntnn's guard against log(0) in the divergences; representable in float32.
 _EPS = 1e-24
-
-
-def _hw(size):
-    """Return (height, width) from an int or a (height, width) pair."""
-    if getattr(size, "ndim", None) == 0:  # a 0-d array or tensor
-        size = int(size)
-    if isinstance(size, numbers.Integral):
-        h = w = int(size)
-    else:
-        try:
-            h, w = (int(s) for s in size)
-        except (TypeError, ValueError) as exc:
-            raise ShapekitError(f"size: expected an int or a (height, width) pair, got {size!r}") from exc
-    if h < 1 or w < 1:
-        raise ShapekitError(f"size: height and width must be >= 1, got {(h, w)}")
-    return h, w
 
 
 def _check_heatmaps(heatmaps, name="heatmaps"):
@@ -76,7 +60,7 @@ def _floating(t):
 
 
 def _scale(size, like):
-    h, w = _hw(size)
+    h, w = hw(size)
     return torch.tensor([w, h], dtype=like.dtype, device=like.device)
 
 
@@ -177,7 +161,7 @@ def render_gaussian_heatmaps(coords_normalized, size, sigma, normalize="peak", w
         raise ShapekitError(f"sigma: expected a positive standard deviation in pixels, got {sigma!r}")
     if normalize not in ("peak", "sum"):
         raise ShapekitError(f"normalize: expected 'peak' or 'sum', got {normalize!r}")
-    h, w = _hw(size)
+    h, w = hw(size)
     pix = normalized_to_pixel(coords_normalized, (h, w))
     missing = torch.isnan(pix).any(dim=-1)
     # NaN centres would poison the gradient of the whole batch through torch.where
