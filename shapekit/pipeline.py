@@ -29,7 +29,10 @@ class DemoConfig:
 
     ``n_train`` / ``n_val`` synthetic faces of ``image_size`` pixels; networks see
     ``input_size`` crops and train ``epochs`` epochs each; ``quick`` shrinks everything
-    for a smoke test; ``train`` and ``asm`` switch those stages off.
+    for a smoke test; ``train`` and ``asm`` switch those stages off. The teachers are
+    ResNet-18 rather than the paper's EfficientNet-B3: in a budget of 8 CPU epochs at 96 px
+    a ResNet-18 teacher reached 13.9 % validation NME where an EfficientNet-B0 stayed at
+    22.2 % (same data and seed), and a teacher must be better than its student.
     """
 
     n_train: int = 800
@@ -38,7 +41,7 @@ class DemoConfig:
     input_size: int = 96
     epochs: int = 8
     batch_size: int = 32
-    teacher: str = "efficientnet_b0"
+    teacher: str = "resnet18"
     student: str = "mobilenetv2"
     variance: float = 0.9
     seed: int = 0
