@@ -63,7 +63,23 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.use_res_connect else self.conv(x)
 
 
-class MobileNetV2(nn.Module):
+class _PooledClassifier(nn.Module):
+    """A ``features`` trunk, global average pooling and a ``classifier`` (torchvision's layout)."""
+
+    def _finish(self, features, num_classes, dropout):
+        self.features = nn.Sequential(*features)
+        if num_classes:
+            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.num_features, num_classes))
+        _init_weights(self)
+
+    def forward_features(self, x):
+        return self.features(x)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).mean((2, 3)))
+
+
+class MobileNetV2(_PooledClassifier):
     """MobileNetV2 (Sandler et al. 2018) with width multiplier; torchvision key layout."""
 
     def __init__(self, width=1.0, num_classes=0, in_channels=3, dropout=0.2):
@@ -81,16 +97,7 @@ class MobileNetV2(nn.Module):
                 features.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
                 cin = cout
         features.append(ConvNormAct(cin, self.num_features, 1))
-        self.features = nn.Sequential(*features)
-        if num_classes:
-            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.num_features, num_classes))
-        _init_weights(self)
-
-    def forward_features(self, x):
-        return self.features(x)
-
-    def forward(self, x):
-        return self.classifier(self.features(x).mean((2, 3)))
+        self._finish(features, num_classes, dropout)
 
 
 # --------------------------------------------------------------------- EfficientNet
@@ -140,7 +147,7 @@ _EFFNET = {  # width, depth, dropout (Tan & Le 2019 compound scaling; torchvisio
 }
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(_PooledClassifier):
     """EfficientNet B0-B3 by compound scaling of width and depth; torchvision key layout."""
 
     def __init__(self, variant="b0", num_classes=0, in_channels=3, stochastic_depth=0.2, dropout=None):
@@ -166,16 +173,7 @@ class EfficientNet(nn.Module):
             features.append(nn.Sequential(*stage))
         self.num_features = 4 * cfg[-1][4]
         features.append(ConvNormAct(cfg[-1][4], self.num_features, 1, act=nn.SiLU, norm=norm))
-        self.features = nn.Sequential(*features)
-        if num_classes:
-            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.num_features, num_classes))
-        _init_weights(self)
-
-    def forward_features(self, x):
-        return self.features(x)
-
-    def forward(self, x):
-        return self.classifier(self.features(x).mean((2, 3)))
+        self._finish(features, num_classes, dropout)
 
 
 # --------------------------------------------------------------------- ResNet

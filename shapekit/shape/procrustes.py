@@ -243,11 +243,7 @@ def _gpa(shapes, scale=True, tol=1e-7, max_iter=100, weights=None, reference=Non
         z, o = batch.align(m, scale)
         if ref is None:
             z, o, m = _canonical_orientation(z, o, m)
-        new = _normalise_mean(batch.mean(z, o), scale)
-        if ref is not None:
-            new = _rotate_onto(new, ref)
-        delta = np.sqrt(np.sum(np.abs(new - m) ** 2) / max(np.sum(np.abs(m) ** 2), 1e-300))
-        m = new
+        m, delta = _next_mean(batch.mean(z, o), m, scale, ref)
         if delta < tol:
             converged = True
             break
@@ -261,6 +257,15 @@ def _gpa(shapes, scale=True, tol=1e-7, max_iter=100, weights=None, reference=Non
     transforms = Similarity.from_complex(z, o - z * batch.mux)
     return ProcrustesResult(aligned=aligned, mean=as_points(m), transforms=transforms, n_iter=n_iter,
                             converged=converged, weights=w)
+
+
+def _next_mean(raw, m, scale, ref):
+    """Return the next GPA mean (normalised, held on ``ref`` when given) and its relative change from ``m``."""
+    new = _normalise_mean(raw, scale)
+    if ref is not None:
+        new = _rotate_onto(new, ref)
+    delta = np.sqrt(np.sum(np.abs(new - m) ** 2) / max(np.sum(np.abs(m) ** 2), 1e-300))
+    return new, delta
 
 
 def _warn_unconverged(converged, max_iter, tol):
@@ -284,11 +289,7 @@ def _gpa_complete(x, batch, scale, tol, max_iter, ref, tangent):
             r = _canonical_rotation(z)
             # The new mean is linear in z: rotate the accumulated numerator, not every z.
             m, o, num = m * r, o * r, num * r
-        new = _normalise_mean(num / n + o, scale)
-        if ref is not None:
-            new = _rotate_onto(new, ref)
-        delta = np.sqrt(np.sum(np.abs(new - m) ** 2) / max(np.sum(np.abs(m) ** 2), 1e-300))
-        m = new
+        m, delta = _next_mean(num / n + o, m, scale, ref)
         if delta < tol:
             converged = True
             break
@@ -321,10 +322,7 @@ def _canonical_rotation(z):
 
 def _canonical_orientation(z, o, m):
     """Rotate the frame so that the per-shape rotation phases average to zero."""
-    s = np.sum(z / np.abs(z))
-    if abs(s) == 0:
-        return z, o, m
-    r = np.conj(s) / abs(s)
+    r = _canonical_rotation(z)
     return z * r, o * r, m * r
 
 
@@ -432,22 +430,16 @@ def procrustes_in_chunks(shapes, chunk_size=65536, scale=True, tol=1e-7, max_ite
         o = m.mean()
         if ref is None:
             # Linear in z: rotate the accumulated mean instead of every z.
-            srot = np.sum(z_all / np.abs(z_all))
-            r = np.conj(srot) / abs(srot) if abs(srot) > 0 else 1.0
+            r = _canonical_rotation(z_all)
             num, m, o = num * r, m * r, o * r
-        new = _normalise_mean((num + n * o) / n, scale)
-        if ref is not None:
-            new = _rotate_onto(new, ref)
-        delta = np.sqrt(np.sum(np.abs(new - m) ** 2) / max(np.sum(np.abs(m) ** 2), 1e-300))
-        m = new
+        m, delta = _next_mean((num + n * o) / n, m, scale, ref)
         if delta < tol:
             converged = True
             break
     sweep(m, False)
     o = m.mean()
     if ref is None:
-        srot = np.sum(z_all / np.abs(z_all))
-        r = np.conj(srot) / abs(srot) if abs(srot) > 0 else 1.0
+        r = _canonical_rotation(z_all)
         z_all *= r
         m, o = m * r, o * r
     if not converged:
