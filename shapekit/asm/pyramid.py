@@ -23,6 +23,20 @@ _GREY = np.array([0.299, 0.587, 0.114])
 
 
 @njit(cache=True, nogil=True)
+def _bilinear_tap(v, n):
+    """Return the two neighbouring indices and the weight of the second for a coordinate ``v``
+    on an axis of ``n`` pixels, clamped to the edge pixels."""
+    if v < 0.0:
+        v = 0.0
+    elif v > n - 1.0:
+        v = n - 1.0
+    if n < 2:
+        return 0, 0, 0.0
+    i = min(int(v), n - 2)
+    return i, i + 1, v - i
+
+
+@njit(cache=True, nogil=True)
 def _resample_nb(img, x0, y0, step, out_h, out_w, sub):
     # img (H, W, C) float32; each output pixel averages sub x sub bilinear samples
     h, w, nc = img.shape
@@ -40,23 +54,9 @@ def _resample_nb(img, x0, y0, step, out_h, out_w, sub):
         for c in range(out_w):
             acc = 0.0
             for sy in range(sub):
-                y = y0 + (r + (sy + 0.5) / sub - 0.5) * step
-                if y < 0.0:
-                    y = 0.0
-                elif y > h - 1.0:
-                    y = h - 1.0
-                yi = min(int(y), h - 2) if h > 1 else 0
-                fy = y - yi if h > 1 else 0.0
-                yj = yi + 1 if h > 1 else 0
+                yi, yj, fy = _bilinear_tap(y0 + (r + (sy + 0.5) / sub - 0.5) * step, h)
                 for sx in range(sub):
-                    x = x0 + (c + (sx + 0.5) / sub - 0.5) * step
-                    if x < 0.0:
-                        x = 0.0
-                    elif x > w - 1.0:
-                        x = w - 1.0
-                    xi = min(int(x), w - 2) if w > 1 else 0
-                    fx = x - xi if w > 1 else 0.0
-                    xj = xi + 1 if w > 1 else 0
+                    xi, xj, fx = _bilinear_tap(x0 + (c + (sx + 0.5) / sub - 0.5) * step, w)
                     for ch in range(nc):
                         top = img[yi, xi, ch] * (1.0 - fx) + img[yi, xj, ch] * fx
                         bot = img[yj, xi, ch] * (1.0 - fx) + img[yj, xj, ch] * fx
