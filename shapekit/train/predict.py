@@ -171,17 +171,13 @@ def plot_predictions(image, faces, path, grey=False, dpi=100):
     Drawn with :func:`shapekit.viz.landmarks.draw_landmarks`; points before the shape
     prior, when there is one, are shown as small red dots.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from shapekit._files import atomic_path
     from shapekit.data.images import load_image
+    from shapekit.viz import pyplot, save_figure
     from shapekit.viz.landmarks import draw_landmarks, show_image
 
     img = load_image(image, grey=grey)
     h, w = img.shape[:2]
+    plt = pyplot()
     fig = plt.figure(figsize=(w / dpi, h / dpi), dpi=dpi)
     ax = fig.add_axes([0, 0, 1, 1])
     show_image(ax, img)
@@ -193,7 +189,4 @@ def plot_predictions(image, faces, path, grey=False, dpi=100):
         draw_landmarks(ax, f.points, size=max(4.0, w / 150))
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=dpi)

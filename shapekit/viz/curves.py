@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from shapekit._files import atomic_path
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from shapekit.viz import pyplot, save_figure
 
 
 def plot_training_curves(history, path, title=None):
@@ -24,7 +13,7 @@ def plot_training_curves(history, path, title=None):
     ``history``: list of dicts with ``epoch``, ``train_loss`` and optionally
     ``val_loss``, ``val_nme`` (the rows of ``metrics.jsonl``).
     """
-    plt = _plt()
+    plt = pyplot()
     ep = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     axes[0].plot(ep, [r["train_loss"] for r in history], "o-", label="train loss")
@@ -44,10 +33,7 @@ def plot_training_curves(history, path, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=90)
 
 
 def plot_ced(errors, path, threshold=0.10, labels=None, title=None):
@@ -59,7 +45,7 @@ def plot_ced(errors, path, threshold=0.10, labels=None, title=None):
     """
     from shapekit import metrics
 
-    plt = _plt()
+    plt = pyplot()
     if isinstance(errors, dict):
         items = list(errors.items())
     elif len(errors) and np.ndim(errors[0]) == 1:
@@ -87,7 +73,4 @@ def plot_ced(errors, path, threshold=0.10, labels=None, title=None):
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=90)

@@ -5,15 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from shapekit import schemas as _schemas
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from shapekit.viz import pyplot, save_figure
 
 
 def draw_landmarks(ax, points, schema=None, mask=None, color="lime", edge_color="yellow", size=6.0,
@@ -62,9 +54,7 @@ def plot_sample_grid(images, shapes, path, schema=None, titles=None, masks=None,
     in the pixels of each image. ``extra``: optional second shapes ``(N, L, 2)``
     drawn in red (predictions, soft landmarks).
     """
-    from shapekit._files import atomic_path
-
-    plt = _plt()
+    plt = pyplot()
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
@@ -83,17 +73,13 @@ def plot_sample_grid(images, shapes, path, schema=None, titles=None, masks=None,
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=dpi)
 
 
 def plot_dataset_stats(stats, path, dpi=110):
     """Write a PNG of a dataset's distributions (from :func:`shapekit.data.stats.dataset_stats` with ``values``)."""
-    from shapekit._files import atomic_path
 
-    plt = _plt()
+    plt = pyplot()
     v = stats["values"]
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
     panels = [
@@ -115,7 +101,4 @@ def plot_dataset_stats(stats, path, dpi=110):
     fig.suptitle(f"{stats.get('source', '')}: {stats['n_samples']} samples, {stats['n_points']} points "
                  f"({stats.get('schema')})", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=dpi)

@@ -5,17 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from shapekit import schemas as _schemas
-from shapekit._files import atomic_path
 from shapekit.errors import ShapekitError
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from shapekit.viz import pyplot, save_figure
 
 
 def _edges(schema, n_points):
@@ -46,7 +37,7 @@ def plot_modes(pdm, path, n_modes=3, k=3.0, schema=None, title=None):
     else the built-in schema with the same number of points). Returns the path.
     """
     pdm._check_fitted()
-    plt = _plt()
+    plt = pyplot()
     n_modes = int(max(0, min(n_modes, pdm.n_components_)))
     schema = schema or getattr(pdm, "schema_", None)
     edges = _edges(schema, pdm.n_points_)
@@ -84,10 +75,7 @@ def plot_modes(pdm, path, n_modes=3, k=3.0, schema=None, title=None):
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_soft_landmarks(hard, soft, path, schema=None, n=6, images=None, title=None):
@@ -95,7 +83,7 @@ def plot_soft_landmarks(hard, soft, path, schema=None, n=6, images=None, title=N
 
     ``images`` (optional list of arrays) are drawn underneath. Coordinates in pixels. Returns the path.
     """
-    plt = _plt()
+    plt = pyplot()
     hard = np.asarray(hard, dtype=float)
     soft = np.asarray(soft, dtype=float)
     n = int(min(n, len(hard)))
@@ -120,7 +108,4 @@ def plot_soft_landmarks(hard, soft, path, schema=None, n=6, images=None, title=N
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
