@@ -53,7 +53,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from shapekit.asm import ActiveShapeModel, load_image
-    from shapekit.asm.model import detector_boxes
     from shapekit.data.detect import match_detection
     from shapekit.data.datasets import split_indices
     from shapekit.io import read
@@ -91,11 +90,34 @@ def main(argv=None):
     else:
         asm = ActiveShapeModel(**params).fit(tr_images, tr_shapes)
     train_s = time.perf_counter() - t0
+    from shapekit.data.detect import FaceDetector
+
+    detector = FaceDetector()
+    cache = {}
+    if args.detections and Path(args.detections).exists():
+        with np.load(args.detections) as z:
+            cache = {k: z[k] for k in z.files}
+    new_cache = {}
+
+    def detect(path):
+        # raw detector boxes (K, 5) of one image, from the cache when it has them
+        key = Path(str(path)).stem
+        if key not in cache:
+            cache[key] = new_cache[key] = np.asarray(detector.detect(load_image(path)), dtype=np.float64).reshape(-1, 5)
+        return cache[key]
+
     det_train_s = 0.0
     if not args.no_detector and args.detector_samples and "detector" not in asm.box_starts_:
         t0 = time.perf_counter()
         pick = np.random.default_rng(args.seed).permutation(len(tr_images))[: args.detector_samples]
-        boxes = detector_boxes([tr_images[i] for i in pick], tr_shapes[pick])
+        boxes = np.full((len(pick), 5), np.nan)
+        for j, i in enumerate(pick):
+            g = tr_shapes[i][np.isfinite(tr_shapes[i]).all(axis=1)]
+            lo, hi = g.min(axis=0), g.max(axis=0)
+            found = detect(tr_images[i])
+            k = match_detection(found, (*(0.5 * (lo + hi)), float((hi - lo).max())))
+            if k >= 0:
+                boxes[j] = found[k]
         asm.fit_box_start(boxes, tr_shapes[pick], kind="detector")
         det_train_s = time.perf_counter() - t0
         print(f"detector start learned on {np.isfinite(boxes[:, 0]).sum()}/{len(pick)} detected training faces")
@@ -106,14 +128,8 @@ def main(argv=None):
     lm_pred, lm_start, lm_ms = [], [], []
     det_pred, det_start, det_ms, det_found, detect_ms, det_hit = [], [], [], [], [], []
     np_ms = []
-    from shapekit.data.detect import FaceDetector
-
-    detector = FaceDetector()
-    cache = {}
-    if args.detections and Path(args.detections).exists():
-        with np.load(args.detections) as z:
-            cache = {k: z[k] for k in z.files}
-    new_cache = {}
+    det_any, det_info = [], []
+    max_boxes = int(asm.max_boxes)
     for j, i in enumerate(val):
         image = load_image(images[i])
         g = ann.shapes[i]
@@ -130,30 +146,33 @@ def main(argv=None):
         if args.no_detector:
             continue
         t = time.perf_counter()
-        boxes = cache[names[i]] if names[i] in cache else detector.detect(image)
-        if names[i] not in cache:
+        cached = Path(str(images[i])).stem in cache
+        boxes = detect(images[i])
+        if not cached:
             detect_ms.append(1e3 * (time.perf_counter() - t))
-        new_cache[names[i]] = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
         if len(boxes) == 0:
             det_found.append(False)
             continue
-        top = boxes[np.argmax(boxes[:, 4])]
-        best = top[:4]
+        # the detector's best max_boxes boxes, highest score first (as ActiveShapeModel.search does)
+        cands = boxes[np.argsort(-boxes[:, 4], kind="stable")][:max_boxes]
         # "found": the top box belongs to this face (centre inside the landmark square,
         # side within a factor 2 of it: shapekit.data.detect.match_detection)
         side = float(np.max(np.nanmax(g, axis=0) - np.nanmin(g, axis=0)))
         centre = 0.5 * (np.nanmin(g, axis=0) + np.nanmax(g, axis=0))
-        det_hit.append(match_detection(top[None], (centre[0], centre[1], side)) == 0)
+        square = (centre[0], centre[1], side)
+        det_hit.append(match_detection(cands[:1], square) == 0)
+        det_any.append(match_detection(cands, square) >= 0)
         kind = "detector" if "detector" in asm.box_starts_ else "landmarks"
         t = time.perf_counter()
-        p = asm.search(image, box=best, box_kind=kind)
+        p, info = asm.search(image, boxes=cands, box_kind=kind, return_info=True)
         det_ms.append(1e3 * (time.perf_counter() - t))
+        det_info.append((info.box_index, match_detection(cands[info.box_index:info.box_index + 1], square) == 0))
         det_found.append(True)
         det_pred.append(p)
-        det_start.append(asm.start_from_box(best, kind=kind))
+        det_start.append(asm.start_from_box(cands[0], kind=kind))
 
-    if args.detections and not cache and new_cache:
-        np.savez(args.detections, **new_cache)
+    if args.detections and new_cache:
+        np.savez(args.detections, **cache)
     if args.dump:
         np.savez(args.dump, gt=gt, lm_pred=np.array(lm_pred), lm_start=np.array(lm_start),
                  det_pred=np.array(det_pred), det_start=np.array(det_start), det_found=np.array(det_found))
@@ -186,6 +205,11 @@ def main(argv=None):
             })
             hit = np.array(det_hit)
             res["face_found_rate"] = float(hit.mean())
+            res["face_among_candidates_rate"] = float(np.mean(det_any))
+            res["kept_box_is_face_rate"] = float(np.mean([ok for _, ok in det_info]))
+            res["max_boxes"] = max_boxes
+            res["starts_per_box"] = int(len(asm.box_starts(cands[0], kind=kind)))
+            res["ms_per_face_p90_detector_box"] = float(np.percentile(det_ms, 90))
             if hit.any():
                 e = nme(np.array(det_pred)[hit], dg[hit])
                 res.update({"nme_detector_box_found": float(e.mean()), "median_nme_detector_box_found": float(np.median(e)),
@@ -206,6 +230,11 @@ def main(argv=None):
                   f"{res['nme_detector_box_found']:.4f} (median {res['median_nme_detector_box_found']:.4f}, "
                   f"FR@0.08 {res['fr_0.08_detector_box_found']:.3f}); same faces from the landmark box "
                   f"{res['nme_landmark_box_on_found']:.4f}")
+    if "kept_box_is_face_rate" in res:
+        print(f"  detector candidates: best {res['max_boxes']} boxes x {res['starts_per_box']} starts each; the face "
+              f"is among them in {100 * res['face_among_candidates_rate']:.1f}% of images, the kept fit is on it in "
+              f"{100 * res['kept_box_is_face_rate']:.1f}%; search time from the detector boxes: median "
+              f"{res['ms_per_face_median_detector_box']:.1f} ms (p90 {res['ms_per_face_p90_detector_box']:.1f})")
     print(f"  search time per face: median {res['ms_per_face_median']:.1f} ms (p90 {res['ms_per_face_p90']:.1f}); "
           f"NumPy-reference profiles {res.get('numpy_ms_per_face_median') or float('nan'):.1f} ms "
           f"-> x{res.get('speedup_vs_numpy', float('nan')):.2f}")

@@ -293,6 +293,79 @@ def test_search_from_a_box_and_the_model_file(synthetic, tmp_path):
         asm.search(images[0], box=(10, 10, 5, 20))
 
 
+def test_multi_start_keeps_the_fit_on_the_face(synthetic):
+    # two candidate boxes, one shifted by 0.6 face sizes (half on the background): the
+    # search runs from both and keeps the one whose profiles fit, in either order
+    asm, images, shapes = synthetic
+    g = shapes[1]
+    box = np.array([*g.min(axis=0), *g.max(axis=0)])
+    far = box + np.array([1, 0, 1, 0]) * 0.6 * (box[2] - box[0])
+    alone = asm.search(images[1], box=far)
+    assert nme(alone, g)[0] > 0.15  # from the wrong box alone the search fails
+    for order, right in (((far, box), 1), ((box, far), 0)):
+        points, info = asm.search(images[1], boxes=np.array(order), return_info=True)
+        assert info.box_index == right and info.n_starts == 2
+        assert nme(points, g)[0] < 0.06
+    frame = SearchFrame.around(g, asm.face_size, asm.margin)
+    pyr = build_pyramid(frame.sample(images[1]), asm.n_levels)
+    assert asm.fit_quality(pyr, frame.to_frame(g)) < asm.fit_quality(pyr, frame.to_frame(alone))
+
+
+def test_start_shapes_and_scales(synthetic, tmp_path):
+    from shapekit.asm.model import kmeans
+
+    # k-means finds three separated blobs, whatever the order of the rows
+    rng = np.random.default_rng(0)
+    blobs = np.concatenate([rng.normal(c, 0.1, (30, 2)) for c in ((0, 0), (5, 0), (0, 5))])
+    centres = kmeans(blobs[rng.permutation(90)], 3)
+    assert sorted(np.round(centres).astype(int).tolist()) == [[0, 0], [0, 5], [5, 0]]
+    asm, images, shapes = synthetic
+    model = ActiveShapeModel.load(asm.save(tmp_path / "m.npz"))
+    from shapekit.data.synth import sample_shapes
+
+    model.fit_start_shapes(sample_shapes(300, seed=2, size=160, max_yaw=15, max_pitch=10, max_roll=10), 3)
+    assert model.start_shapes_.shape == (3, 68, 2)
+    np.testing.assert_array_equal(model.start_shapes_[0], model.mean_)
+    # the cluster shapes differ from the mean and are plausible (within the constraint)
+    b = np.array([fit_shape(s, model.mean_, model.components_, model.variances_, 100.0)[1]
+                  for s in model.start_shapes_[1:]])
+    z = b / np.sqrt(model.variances_)
+    assert np.all(np.abs(z) <= model.clip + 1e-9) and np.abs(z).max() > 0.3
+    model.set_params(start_scales=(0.9, 1.0, 1.1))
+    g = shapes[2]
+    box = (*g.min(axis=0), *g.max(axis=0))
+    starts = model.box_starts(box)
+    assert starts.shape == (9, 68, 2)
+    size = np.ptp(starts, axis=1).max(axis=1)
+    np.testing.assert_allclose(size[:3] / size[1], [0.9, 1.0, 1.1], rtol=1e-9)
+    np.testing.assert_allclose(starts[1], model.start_from_box(box))
+    points, info = model.search(images[2], box=box, return_info=True)
+    assert info.n_starts == 9 and nme(points, g)[0] < 0.06
+    # the start shapes and scales survive the model file
+    again = ActiveShapeModel.load(model.save(tmp_path / "m3.npz"))
+    np.testing.assert_array_equal(again.start_shapes_, model.start_shapes_)
+    assert again.start_scales == (0.9, 1.0, 1.1)
+    with pytest.raises(ShapekitError, match="boxes"):
+        model.search(images[2], boxes=np.zeros((0, 4)))
+
+
+def test_fewer_modes_at_coarse_levels(synthetic):
+    asm, images, shapes = synthetic
+    n = len(asm.variances_)
+    g = shapes[0]
+    start = _perturbed(shapes, seed=0)[0]
+    full = asm.search(images[0], start=start)
+    # all modes at every level: the same search as without level_modes
+    np.testing.assert_allclose(asm.set_params(level_modes=(n, n, n)).search(images[0], start=start), full)
+    try:
+        points = asm.set_params(level_modes=(n, 4, 2)).search(images[0], start=start)
+        assert nme(points, g)[0] < 0.06 and not np.allclose(points, full)
+    finally:
+        asm.set_params(level_modes=None)
+    with pytest.raises(ShapekitError, match="level_modes"):
+        ActiveShapeModel(n_levels=3, face_size=96, level_modes=(2, 2)).fit(images[:2], shapes[:2])
+
+
 def test_unfitted_and_bad_parameters_raise():
     with pytest.raises(ShapekitError, match="not fitted"):
         ActiveShapeModel().search(np.zeros((50, 50)), box=(1, 1, 30, 30))

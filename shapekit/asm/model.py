@@ -18,10 +18,12 @@ import numpy as np
 from shapekit import schemas as _schemas
 from shapekit._files import atomic_path
 from shapekit._progress import progress
-from shapekit.asm.profiles import contour_neighbours, extract_profiles, shape_normals
+from shapekit.asm.profiles import contour_neighbours, extract_profiles, profile_costs, shape_normals
 from shapekit.asm.pyramid import SearchFrame, build_pyramid, from_level, to_level
 from shapekit.asm.search import (
+    SearchInfo,
     apply_similarity,
+    constrain,
     fit_shape,
     fit_similarity,
     invert_similarity,
@@ -69,6 +71,26 @@ def _pdm_arrays(pdm):
     return mean, comps, variances
 
 
+def kmeans(x, n_clusters, seed=0, n_iter=50):
+    """Return ``n_clusters`` cluster centres (C, D) of the rows of ``x`` (N, D): Lloyd's
+    k-means from a k-means++ start drawn with ``seed`` (deterministic)."""
+    x = np.asarray(x, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    centres = [x[rng.integers(len(x))]]
+    for _ in range(1, n_clusters):
+        d2 = np.min(((x[:, None, :] - np.asarray(centres)[None]) ** 2).sum(-1), axis=1)
+        p = d2 / d2.sum() if d2.sum() > 0 else np.full(len(x), 1.0 / len(x))
+        centres.append(x[rng.choice(len(x), p=p)])
+    centres = np.asarray(centres)
+    for _ in range(n_iter):
+        label = np.argmin(((x[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        new = np.array([x[label == c].mean(axis=0) if np.any(label == c) else centres[c] for c in range(n_clusters)])
+        if np.allclose(new, centres):
+            break
+        centres = new
+    return centres
+
+
 class ActiveShapeModel:
     """A multi-resolution active shape model with normalised derivative profiles.
 
@@ -89,11 +111,21 @@ class ActiveShapeModel:
     ``ellipsoid`` constraint. ``schema``: the landmark layout (guessed from the point
     count when None).
 
+    Several starts (the search keeps the fit of best :meth:`fit_quality`): ``start_shapes``
+    start shapes per face box: the mean shape, then the centres of ``start_shapes - 1``
+    clusters of the training shapes (k-means on their whitened shape weights: head turns
+    and tilts); ``start_scales``: each also at these scales of the box's start (e.g.
+    ``(0.9, 1.0, 1.1)``); ``max_boxes``: without a box, the search starts from the
+    detector's best ``max_boxes`` boxes (a false positive can outscore the face).
+    ``quality_shape_weight``: weight of the shape term in :meth:`fit_quality`.
+    ``level_modes``: shape modes used at each level (finest first; None: all of them).
+
     Learned state: ``mean_``, ``components_`` (K, L, 2), ``variances_`` (K,) (the PDM
     in its unit-norm model frame), ``profile_mean_`` (levels, L, 2k+1),
     ``profile_icov_`` (levels, L, 2k+1, 2k+1), ``template_`` (G,) and ``template_grid_``
     (G, 2) (mean inner-face appearance, model frame), ``prev_``/``next_`` (outline neighbours
     that define the normals), ``box_pose_`` (how the mean shape sits in a landmark box),
+    ``start_shapes_`` (C, L, 2) (start shapes in the model frame, the mean first),
     ``n_train_``, ``schema_``.
     """
 
@@ -117,6 +149,11 @@ class ActiveShapeModel:
         refine_start=False,
         template_size=20,
         template_radius=0.25,
+        start_shapes=1,
+        start_scales=(1.0,),
+        max_boxes=1,
+        quality_shape_weight=0.0,
+        level_modes=None,
     ):
         self.n_levels = n_levels
         self.profile_half = profile_half
@@ -136,10 +173,16 @@ class ActiveShapeModel:
         self.refine_start = refine_start
         self.template_size = template_size
         self.template_radius = template_radius
+        self.start_shapes = start_shapes
+        self.start_scales = start_scales
+        self.max_boxes = max_boxes
+        self.quality_shape_weight = quality_shape_weight
+        self.level_modes = level_modes
 
     # ------------------------------------------------------------------ params
     _PARAMS = ("n_levels", "profile_half", "search_half", "n_components", "clip", "face_size", "margin",
-               "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema", "starts", "refine_start", "template_size", "template_radius")
+               "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema", "starts", "refine_start", "template_size", "template_radius",
+               "start_shapes", "start_scales", "max_boxes", "quality_shape_weight", "level_modes")
 
     def get_params(self):
         """Return the constructor parameters as a dict."""
@@ -174,6 +217,19 @@ class ActiveShapeModel:
             raise ShapekitError(f"clip: expected a positive number of standard deviations, got {self.clip!r}")
         if self.mode not in ("box", "ellipsoid"):
             raise ShapekitError(f"mode: expected 'box' or 'ellipsoid', got {self.mode!r}")
+        if self.level_modes is not None and (len(self.level_modes) != self.n_levels
+                                             or any(int(x) != x or x < 1 for x in self.level_modes)):
+            raise ShapekitError(f"level_modes: expected {self.n_levels} positive mode counts (finest level first), "
+                                f"got {self.level_modes!r}")
+        if int(self.start_shapes) != self.start_shapes or self.start_shapes < 1:
+            raise ShapekitError(f"start_shapes: expected a positive integer, got {self.start_shapes!r}")
+        if int(self.max_boxes) != self.max_boxes or self.max_boxes < 1:
+            raise ShapekitError(f"max_boxes: expected a positive integer, got {self.max_boxes!r}")
+        scales = np.atleast_1d(np.asarray(self.start_scales, dtype=np.float64))
+        if scales.size == 0 or not np.all(np.isfinite(scales) & (scales > 0)):
+            raise ShapekitError(f"start_scales: expected positive scale factors, got {self.start_scales!r}")
+        if not self.quality_shape_weight >= 0:
+            raise ShapekitError(f"quality_shape_weight: expected >= 0, got {self.quality_shape_weight!r}")
         if not self.regularization >= 0:
             raise ShapekitError(f"regularization: expected >= 0, got {self.regularization!r}")
 
@@ -271,7 +327,43 @@ class ActiveShapeModel:
         self.template_grid_ = grid
         self.template_ = (t_sum - t_sum.mean()) / (np.linalg.norm(t_sum - t_sum.mean()) + 1e-12)
         self.n_train_ = used
+        self.fit_start_shapes(shapes)
         return self
+
+    def fit_start_shapes(self, shapes, n_shapes=None, seed=0):
+        """Learn the start shapes ``start_shapes_`` (C, L, 2, model frame) from training
+        shapes (N, L, 2) pixels; return self. ``C = n_shapes`` (default ``start_shapes``):
+        the mean shape, then the centres of ``C - 1`` k-means clusters (drawn with
+        ``seed``) of the shapes' weights whitened by √λ and clipped to the constraint."""
+        if not hasattr(self, "mean_"):
+            raise ShapekitError("this ActiveShapeModel is not fitted: call fit() or load() first")
+        n_shapes = int(self.start_shapes if n_shapes is None else n_shapes)
+        if n_shapes < 1:
+            raise ShapekitError(f"n_shapes: expected a positive integer, got {n_shapes}")
+        shapes = np.asarray(shapes, dtype=np.float64)
+        if shapes.ndim != 3 or shapes.shape[1:] != self.mean_.shape:
+            raise ShapekitError(f"shapes: expected (N, {self.mean_.shape[0]}, 2), got {shapes.shape}")
+        self.start_shapes_ = self._learn_start_shapes(shapes, n_shapes, seed)
+        return self
+
+    def _learn_start_shapes(self, shapes, n_shapes, seed=0):
+        out = [self.mean_]
+        if n_shapes < 2:
+            return np.asarray(out)
+        sd = np.sqrt(self.variances_)
+        z = []
+        for s in shapes:
+            if np.isfinite(s).all(axis=1).sum() >= 3:
+                b = fit_shape(s, self.mean_, self.components_, self.variances_, self.clip, mode=self.mode)[1]
+                z.append(b / sd)
+        z = np.asarray(z)
+        centres = kmeans(z, min(n_shapes - 1, len(z)), seed=seed)
+        # the cluster of the most turned faces first: a stable order across trainings
+        centres = centres[np.argsort(-np.abs(centres[:, 0]))] if len(centres) > 1 else centres
+        for c in centres:
+            b = constrain(c * sd, self.variances_, self.clip, self.mode)
+            out.append(self.mean_ + np.tensordot(b, self.components_, axes=1))
+        return np.asarray(out)
 
     def _halves(self):
         if self.search_half is None:
@@ -333,10 +425,12 @@ class ActiveShapeModel:
         self.box_starts_[str(kind)] = np.median(np.asarray(rel), axis=0).tolist()
         return self
 
-    def start_from_box(self, box, kind="landmarks"):
+    def start_from_box(self, box, kind="landmarks", shape=None, scale=1.0):
         """Return the start shape (L, 2) for a face box ``(x0, y0, x1, y1)`` in image pixels:
         the mean shape placed as the training shapes sat in their boxes of ``kind``
-        (``landmarks``: the landmark box; ``detector``: see :meth:`fit_box_start`)."""
+        (``landmarks``: the landmark box; ``detector``: see :meth:`fit_box_start`).
+        ``shape``: another model-frame shape (L, 2) placed with the same pose (e.g. one of
+        ``start_shapes_``); ``scale``: a factor on the start's size (about its centre)."""
         self._check_fitted()
         box = np.asarray(box, dtype=np.float64).ravel()[:4]
         if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
@@ -346,35 +440,90 @@ class ActiveShapeModel:
             raise ShapekitError(f"box kind {kind!r}: this model knows {sorted(starts)} (see fit_box_start)")
         size = 0.5 * ((box[2] - box[0]) + (box[3] - box[1]))
         centre = 0.5 * (box[:2] + box[2:])
-        scale, angle, ox, oy = starts[kind]
-        s = scale * size
+        rel_scale, angle, ox, oy = starts[kind]
+        s = rel_scale * size * float(scale)
         pose = np.array([s * math.cos(angle), s * math.sin(angle), centre[0] + ox * size, centre[1] + oy * size])
-        return apply_similarity(pose, self.mean_)
+        return apply_similarity(pose, self.mean_ if shape is None else np.asarray(shape, dtype=np.float64))
 
-    def search(self, image, box=None, start=None, return_info=False, box_kind="landmarks", kernels="numba"):
+    def box_starts(self, box, kind="landmarks"):
+        """Return the start shapes (S, L, 2) the search tries in one face box (image
+        pixels): every shape of ``start_shapes_`` at every scale of ``start_scales``,
+        the mean shape at the first scale first."""
+        shapes = getattr(self, "start_shapes_", self.mean_[None])
+        scales = [float(x) for x in np.atleast_1d(self.start_scales)]
+        return np.array([self.start_from_box(box, kind, shape=sh, scale=sc) for sh in shapes for sc in scales])
+
+    def fit_quality(self, pyramid, points):
+        """Return how badly the shape ``points`` (L, 2, level-0 pixels of ``pyramid``) fits:
+        the mean Mahalanobis cost of the landmarks' profiles at the finest level, divided by
+        the profile length (about 1 for a typical training face, larger off the face), plus
+        ``quality_shape_weight`` times the mean of ``b_i² / λ_i`` (how unusual the shape
+        is). Lower is better; :meth:`search` keeps the start with the lowest value."""
+        k = int(self.profile_half)
+        normals = shape_normals(points, self.prev_, self.next_)
+        costs = profile_costs(pyramid[0], points, normals, self.profile_mean_[0], self.profile_icov_[0], k, 0)
+        quality = float(np.mean(costs)) / (2 * k + 1)
+        if self.quality_shape_weight:
+            b = fit_shape(points, self.mean_, self.components_, self.variances_, self.clip, mode=self.mode)[1]
+            quality += float(self.quality_shape_weight) * float(np.mean(b * b / self.variances_))
+        return quality
+
+    def search(self, image, box=None, start=None, return_info=False, box_kind="landmarks", kernels="numba",
+               boxes=None):
         """Return the landmarks (L, 2) found in ``image``, in its pixels (0-based centres).
 
         Starts from ``start`` (a shape (L, 2) in image pixels) when given, else from the
         face ``box`` (x0, y0, x1, y1) pixels of ``box_kind`` (see :meth:`start_from_box`),
-        else from the best face of the detector (:func:`detect_box`; placed with the
-        ``detector`` start when the model learned one, else as a landmark box). With
-        ``return_info`` also returns a :class:`~shapekit.asm.search.SearchInfo`.
+        else from each of the candidate face ``boxes`` (B, 4+), else from the detector's
+        best ``max_boxes`` faces (:func:`detect_boxes`; placed with the ``detector``
+        start when the model learned one, else as landmark boxes). From a box the search
+        runs once per start of :meth:`box_starts` (start shapes × scales) and keeps the
+        fit with the lowest :meth:`fit_quality`. With ``return_info`` also returns a
+        :class:`~shapekit.asm.search.SearchInfo` of the kept fit (``quality``, the
+        ``box_index`` and ``start_index`` it came from, ``n_starts`` tried).
         ``kernels="numpy"`` matches profiles with the NumPy reference (for comparison).
         """
         self._check_fitted()
         image = load_image(image)
-        if start is None:
-            if box is None:
-                box = detect_box(image)
+        results = self._search_starts(image, box=box, start=start, box_kind=box_kind, boxes=boxes, kernels=kernels)
+        best = min(results, key=lambda r: r[1].quality)
+        best[1].n_starts = len(results)
+        return (best[0], best[1]) if return_info else best[0]
+
+    def _search_starts(self, image, box=None, start=None, box_kind="landmarks", boxes=None, kernels="numba"):
+        """Return ``[(points, info), ...]``: the fit from every start (image pixels)."""
+        if start is not None:
+            start = np.asarray(start, dtype=np.float64)
+            if start.shape != self.mean_.shape:
+                raise ShapekitError(f"start: expected a shape {self.mean_.shape}, got {start.shape}")
+            if not np.all(np.isfinite(start)):
+                raise ShapekitError("start: the start shape has missing points")
+            groups = [start[None]]
+        else:
+            if box is not None:
+                box_list = [box]
+            elif boxes is not None:
+                box_list = np.asarray(boxes, dtype=np.float64)
+                if box_list.ndim != 2 or box_list.shape[1] < 4 or len(box_list) == 0:
+                    raise ShapekitError(f"boxes: expected (B, 4+) face boxes, got shape {box_list.shape}")
+            else:
+                box_list = detect_boxes(image, int(self.max_boxes))
                 box_kind = "detector" if "detector" in getattr(self, "box_starts_", {}) else "landmarks"
-            start = self.start_from_box(box, kind=box_kind)
-        start = np.asarray(start, dtype=np.float64)
-        if start.shape != self.mean_.shape:
-            raise ShapekitError(f"start: expected a shape {self.mean_.shape}, got {start.shape}")
-        if not np.all(np.isfinite(start)):
-            raise ShapekitError("start: the start shape has missing points")
-        frame = SearchFrame.around(start, self.face_size, self.margin)
-        pyr = build_pyramid(frame.sample(image), self.n_levels)
+            groups = [self.box_starts(b, kind=box_kind) for b in box_list]
+        results = []
+        for box_index, group in enumerate(groups):
+            # one frame and pyramid per box: its starts differ by shape and +-scale only
+            frame = SearchFrame.around(group[0], self.face_size, self.margin)
+            pyr = build_pyramid(frame.sample(image), self.n_levels)
+            for start_index, shape in enumerate(group):
+                pts, info = self._search_frame(pyr, frame.to_frame(shape), kernels)
+                info.quality = self.fit_quality(pyr, pts)
+                info.box_index, info.start_index = box_index, start_index
+                results.append((frame.to_image(pts), info))
+        return results
+
+    def _search_frame(self, pyr, shape, kernels="numba"):
+        """Return ``(points, info)``: the search from ``shape`` in the frame's pixels."""
         half = tuple(int(h) for h in self._halves())
 
         def run(shape, levels):
@@ -383,31 +532,29 @@ class ActiveShapeModel:
                 self.profile_mean_, self.profile_icov_, self.prev_, self.next_,
                 int(self.profile_half), half, clip=self.clip, max_iter=int(self.max_iter),
                 converge_fraction=self.converge_fraction, mode=self.mode, weighted=self.weighted, levels=levels,
-                kernels=kernels,
+                kernels=kernels, level_modes=self.level_modes,
             )
 
-        shape = frame.to_frame(start)
         if self.refine_start:
             shape = self._refine(pyr, shape)
         top = self.n_levels - 1
-        if len(self.starts):
-            _, b, pose = fit_shape(shape, self.mean_, self.components_, self.variances_, self.clip, mode=self.mode)
-            candidates = [shape]
-            for mode_index, sd in self.starts:
-                bb = b.copy()
-                if mode_index < len(bb):
-                    bb[mode_index] += sd * np.sqrt(self.variances_[mode_index])
-                    candidates.append(apply_similarity(pose, self.mean_ + np.tensordot(bb, self.components_, axes=1)))
-            coarse = [run(c, [top]) for c in candidates]
-            shape, first = min(coarse, key=lambda r: r[1].cost)
-            pts, info = run(shape, range(top - 1, -1, -1)) if top > 0 else (shape, first)
-            if top > 0:
-                info.iterations.insert(0, first.iterations[0])
-                info.converged.insert(0, first.converged[0])
-        else:
-            pts, info = run(shape, None)
-        out = frame.to_image(pts)
-        return (out, info) if return_info else out
+        if not len(self.starts):
+            return run(shape, None)
+        _, b, pose = fit_shape(shape, self.mean_, self.components_, self.variances_, self.clip, mode=self.mode)
+        candidates = [shape]
+        for mode_index, sd in self.starts:
+            bb = b.copy()
+            if mode_index < len(bb):
+                bb[mode_index] += sd * np.sqrt(self.variances_[mode_index])
+                candidates.append(apply_similarity(pose, self.mean_ + np.tensordot(bb, self.components_, axes=1)))
+        coarse = [run(c, [top]) for c in candidates]
+        shape, first = min(coarse, key=lambda r: r[1].cost)
+        if top == 0:
+            return shape, first
+        pts, info = run(shape, range(top - 1, -1, -1))
+        info.iterations.insert(0, first.iterations[0])
+        info.converged.insert(0, first.converged[0])
+        return pts, info
 
     def predict(self, images, boxes=None, starts=None, progress_bar=None):
         """Return the landmarks ``(N, L, 2)`` of each image (see :meth:`search`)."""
@@ -428,7 +575,9 @@ class ActiveShapeModel:
 
     # ------------------------------------------------------------------ files
     _ARRAYS = ("mean_", "components_", "variances_", "profile_mean_", "profile_icov_", "prev_", "next_", "box_pose_",
-               "template_", "template_grid_")
+               "template_", "template_grid_", "start_shapes_")
+    # arrays that files written before they existed lack: filled in on load
+    _OPTIONAL = ("start_shapes_",)
 
     def save(self, path):
         """Write the model to one versioned ``.npz`` (atomic) and return its path."""
@@ -437,7 +586,8 @@ class ActiveShapeModel:
         meta = {"kind": _KIND, "version": FILE_VERSION, "params": self.get_params(), "schema_": self.schema_,
                 "n_train_": int(self.n_train_),
                 "box_starts_": getattr(self, "box_starts_", {"landmarks": np.asarray(self.box_pose_).tolist()})}
-        arrays = {name.rstrip("_"): np.asarray(getattr(self, name)) for name in self._ARRAYS}
+        arrays = {name.rstrip("_"): np.asarray(getattr(self, name, self.mean_[None] if name == "start_shapes_" else None))
+                  for name in self._ARRAYS}
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
@@ -450,7 +600,8 @@ class ActiveShapeModel:
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
-                arrays = {name: z[name.rstrip("_")] for name in cls._ARRAYS}
+                arrays = {name: z[name.rstrip("_")] for name in cls._ARRAYS
+                          if name not in cls._OPTIONAL or name.rstrip("_") in z.files}
         except FileNotFoundError:
             raise ShapekitError(f"{path}: no such file") from None
         except (OSError, KeyError, ValueError) as exc:
@@ -465,9 +616,14 @@ class ActiveShapeModel:
         if isinstance(params.get("search_half"), list):
             params["search_half"] = tuple(params["search_half"])
         params["starts"] = tuple(tuple(x) for x in params.get("starts", ()))
+        for name in ("start_scales", "level_modes"):
+            if isinstance(params.get(name), list):
+                params[name] = tuple(params[name])
         model = cls(**params)
         for name, value in arrays.items():
             setattr(model, name, value)
+        if not hasattr(model, "start_shapes_"):
+            model.start_shapes_ = model.mean_[None]
         model.schema_ = meta["schema_"]
         model.box_starts_ = meta.get("box_starts_", {"landmarks": np.asarray(model.box_pose_).tolist()})
         model.n_train_ = meta["n_train_"]
@@ -476,6 +632,24 @@ class ActiveShapeModel:
     def __repr__(self):
         state = f", fitted on {self.n_train_} images" if hasattr(self, "n_train_") else ""
         return f"ActiveShapeModel(n_levels={self.n_levels}, profile_half={self.profile_half}, search_half={self.search_half}{state})"
+
+
+def detect_boxes(image, max_boxes=1, detector=None):
+    """Return the detector's best ``max_boxes`` face boxes ``(B, 5)`` ``x0, y0, x1, y1,
+    score`` in ``image`` (pixels), highest score first (:class:`shapekit.data.detect.FaceDetector`)."""
+    if detector is None:
+        try:
+            from shapekit.data.detect import FaceDetector
+        except ImportError as exc:  # pragma: no cover - the detector ships with shapekit.data
+            raise ShapekitError("no face box given and the face detector is not available; pass box= or start=") from exc
+        detector = FaceDetector()
+    boxes = np.asarray(detector.detect(image), dtype=np.float64)
+    if boxes.size == 0:
+        raise ShapekitError("the face detector found no face in the image; pass a box")
+    boxes = boxes.reshape(len(boxes), -1)
+    if boxes.shape[1] > 4:
+        boxes = boxes[np.argsort(-boxes[:, 4], kind="stable")]
+    return boxes[: int(max_boxes)]
 
 
 def detect_box(image, detector=None):

@@ -281,11 +281,17 @@ def subpixel_offsets(costs, best):
 
 @dataclass
 class SearchInfo:
-    """What happened during one search: iterations and convergence per level (coarse first)."""
+    """What happened during one search: iterations and convergence per level (coarse
+    first), the mean best profile cost at the last iteration, and, from
+    :meth:`ActiveShapeModel.search`, the fit quality and which start gave it."""
 
     iterations: list = field(default_factory=list)
     converged: list = field(default_factory=list)
     cost: float = float("nan")
+    quality: float = float("nan")
+    box_index: int = 0
+    start_index: int = 0
+    n_starts: int = 1
 
 
 def search_pyramid(
@@ -307,6 +313,7 @@ def search_pyramid(
     levels=None,
     weighted=False,
     kernels="numba",
+    level_modes=None,
 ):
     """Return ``(points, info)``: the shape found by the multi-resolution ASM search.
 
@@ -322,6 +329,9 @@ def search_pyramid(
     sequence indexed by level. ``weighted`` down-weights landmarks whose best cost is
     high (robust fit) instead of weighting all landmarks equally. ``kernels="numpy"``
     uses the NumPy reference of the profile matching (same result, for timing).
+    ``level_modes``: the number of shape modes used at each level (indexed by level,
+    finest first; None: all): fewer modes where the image is coarse keep the early
+    moves rigid, the later modes come in as the detail appears.
     """
     if kernels not in ("numba", "numpy"):
         raise ShapekitError(f"kernels: expected 'numba' or 'numpy', got {kernels!r}")
@@ -332,9 +342,20 @@ def search_pyramid(
     points = np.asarray(start, dtype=np.float64)
     if not np.all(np.isfinite(points)):
         raise ShapekitError("start: the start shape must have no missing points")
-    _, b, _ = fit_shape(points, mean, components, variances, clip, mode=mode)
+    n_modes = len(variances)
+    if level_modes is not None and len(level_modes) != n_levels:
+        raise ShapekitError(f"level_modes: expected one mode count per level ({n_levels}), got {level_modes!r}")
+    b = np.zeros(n_modes)
+    first = True
     cost = np.nan
     for level in levels:
+        k_modes = n_modes if level_modes is None else max(1, min(int(level_modes[level]), n_modes))
+        comps, var = components[:k_modes], variances[:k_modes]
+        if first:
+            _, bk, _ = fit_shape(points, mean, comps, var, clip, mode=mode)
+            first = False
+        else:
+            bk = b[:k_modes].copy()
         m = int(m_search[level]) if np.ndim(m_search) else int(m_search)
         near = max(m // 2, 1) if m > 1 else 0
         img = pyramid[level]
@@ -352,11 +373,13 @@ def search_pyramid(
                 c = costs[np.arange(len(best)), best]
                 scale = np.median(c) + 1e-9
                 weights = 1.0 / (1.0 + c / scale)
-            pts, b, _ = fit_shape(target, mean, components, variances, clip, weights=weights, mode=mode, b=b)
+            pts, bk, _ = fit_shape(target, mean, comps, var, clip, weights=weights, mode=mode, b=bk)
             cost = float(np.mean(costs[np.arange(len(best)), best]))
             if np.mean(np.abs(offset) <= near) >= converge_fraction:
                 done = True
                 break
+        b = np.zeros(n_modes)
+        b[:k_modes] = bk
         info.iterations.append(it)
         info.converged.append(done)
         points = from_level(pts, level)
