@@ -138,3 +138,34 @@ def test_onnx_export_optional(tiny_run, tmp_path):
         pytest.skip("onnx is not installed: the export error message was checked instead")
     export_onnx(model, tmp_path / "m.onnx")
     assert (tmp_path / "m.onnx").stat().st_size > 1000
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_train_tolerant_fits_its_shape_model_on_the_training_split(tmp_path, capsys):
+    from shapekit.data.synth import write_dataset
+    from shapekit.shape import PointDistributionModel
+    from shapekit.train.data import load_training_data, training_shapes
+    from shapekit_cli.main import main
+
+    faces = tmp_path / "faces"
+    write_dataset(faces, 8, seed=1, size=64)
+    train_ds, val_ds = load_training_data(faces, size=32, val_fraction=0.25, seed=0, augment=False)
+    shapes = training_shapes(train_ds)
+    # the shapes come from the datasets' arrays (image frame), in the same order as the
+    # items (crop frame): equal up to the crop's scale and shift
+    assert shapes.shape == (len(train_ds), 68, 2)
+
+    def normalised(s):
+        s = np.asarray(s, dtype=float)
+        s = s - s.mean(axis=0)
+        return s / np.linalg.norm(s)
+
+    for i in range(len(train_ds)):
+        assert np.allclose(normalised(shapes[i]), normalised(train_ds[i]["shape"]), atol=1e-4)
+    assert main(["train", "--role", "tolerant", "--data", str(faces), "--out", str(tmp_path / "tol"),
+                 "--model", "simple_cnn", "--input-size", "32", "--epochs", "1", "--batch-size", "2",
+                 "--val-fraction", "0.25", "--no-augment", "--json"]) == 0
+    assert "training shapes" in capsys.readouterr().err
+    pdm = PointDistributionModel.load(tmp_path / "tol" / "soft_model.npz")
+    assert pdm.n_shapes_ == len(train_ds) < len(train_ds) + len(val_ds)
+    assert (tmp_path / "tol" / "best.pt").is_file()

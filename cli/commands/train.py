@@ -7,6 +7,7 @@ flag names) can stand for the flags; flags given on the command line win.
 
 import json
 import sys
+from pathlib import Path
 
 
 def register(sub):
@@ -24,7 +25,8 @@ def register(sub):
     p.add_argument("--input-size", type=int, help="network input side in pixels (default: crop size)")
     p.add_argument("--crop-size", type=int, help="crop side for raw sources (default: input size or 128)")
     p.add_argument("--grey", action="store_true", default=None, help="one grey channel")
-    p.add_argument("--shape-model", metavar="PDM.npz", help="shape model giving the tolerant teacher's soft targets")
+    p.add_argument("--shape-model", metavar="PDM.npz", help="shape model giving the tolerant teacher's soft targets (default: fitted on the "
+                   "training split and written to OUT/soft_model.npz)")
     p.add_argument("--teachers", nargs=2, metavar=("TOUGH.pt", "TOLERANT.pt"), help="teacher checkpoints (student)")
     p.add_argument("--loss", help="loss name: l2 l1 smooth_l1 wing awing cgd dsnt kd")
     p.add_argument("--kd-constants", choices=["code", "paper"], help="KD-Loss constant set (default code)")
@@ -102,8 +104,20 @@ def run(args):
     train_ds, val_ds = load_training_data(data, size=size, grey=grey, val_fraction=merged.get("val_fraction", 0.1),
                                           seed=cfg.seed, augment=not merged.get("no_augment"), pdm=pdm)
     if role == "tolerant" and pdm is None and "soft" not in train_ds[0]:
-        raise ShapekitError("--shape-model: the tolerant teacher needs soft landmarks: give a shape model "
-                            "(shapekit fit) or a prepared cache made with --model")
+        # No model given: fit it on the training split only, so that the soft targets
+        # carry no statistics of the validation shapes; kept beside the checkpoints.
+        from shapekit.shape.soft import soft_model
+        from shapekit.train.data import training_shapes
+
+        shapes = training_shapes(train_ds)
+        print(f"no --shape-model: fitting the soft-landmark shape model on the {len(shapes)} training shapes "
+              f"-> {Path(out) / 'soft_model.npz'}", file=sys.stderr)
+        pdm = soft_model(shapes)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        pdm.save(Path(out) / "soft_model.npz")
+        train_ds, val_ds = load_training_data(data, size=size, grey=grey,
+                                              val_fraction=merged.get("val_fraction", 0.1), seed=cfg.seed,
+                                              augment=not merged.get("no_augment"), pdm=pdm)
     teachers = merged.get("teachers")
     if role == "student" and not teachers:
         raise ShapekitError("--teachers: the student needs TOUGH.pt and TOLERANT.pt")

@@ -122,3 +122,30 @@ def load_training_data(sources, size=None, grey=False, val_fraction=0.1, seed=0,
         return train_base, None
     tr, va = split_indices(names, val_fraction=val_fraction, seed=seed)
     return Subset(train_base, tr), Subset(base, va)
+
+
+def training_shapes(dataset):
+    """Return the annotated shapes ``(N, L, 2)`` of a training dataset (pixels of each item's own frame; NaN = missing).
+
+    Read from the datasets' ``shapes`` arrays through :class:`Subset` and :class:`Concat`,
+    without loading or augmenting an image; a dataset without a ``shapes`` array is read
+    item by item. The frames differ (original image or crop pixels) but a Procrustes
+    model does not care: this is what the tolerant teacher's shape model is fitted on.
+    """
+    if isinstance(dataset, Subset):
+        return training_shapes(dataset.dataset)[dataset.indices]
+    if isinstance(dataset, Concat):
+        return np.concatenate([training_shapes(p) for p in dataset.parts], axis=0)
+    shapes = getattr(dataset, "shapes", None)
+    if shapes is not None:
+        return np.array(shapes, dtype=float)
+    if len(dataset) == 0:
+        raise ShapekitError("data: the training set is empty")
+    out = []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        s = np.array(item["shape"], dtype=float)
+        if "mask" in item:
+            s[~np.asarray(item["mask"], dtype=bool)] = np.nan
+        out.append(s)
+    return np.stack(out)
