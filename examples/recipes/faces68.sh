@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Train the KD-Loss pipeline on 68-point faces: tough and tolerant teachers, then the
+# plain baseline and the KD student with the same budget, then evaluate all four.
+#
+#   bash examples/recipes/faces68.sh cpu [DATA] [OUT]   # measured: see benchmarks/RESULTS.md
+#   bash examples/recipes/faces68.sh gpu [DATA] [OUT]   # longer recipe for one CUDA GPU
+#
+# DATA holds lfpw68/train, helen68/train and afw68/train (images + .pts; any folders of
+# images with .pts work); default ../shared/data. OUT defaults to runs/faces68-MODE.
+# The validation split (10 %, seed 0, faces of one photo together) is made by
+# `shapekit train` itself, identically in every run; the tolerant teacher's shape model is
+# fitted on the training split only (OUT/tolerant/soft_model.npz).
+# Environment overrides: T_EPOCHS, S_EPOCHS, DEVICE, EXTRA (more `shapekit train` flags,
+# e.g. EXTRA="--max-steps-per-epoch 2" for a smoke run).
+set -euo pipefail
+MODE=${1:-cpu}
+DATA=${2:-../shared/data}
+OUT=${3:-runs/faces68-$MODE}
+SETS="lfpw68 helen68 afw68"
+
+case "$MODE" in
+  cpu)  # 2 cores: two one-thread jobs side by side (faster than one two-thread job)
+    SIZE=64; TEACHER=resnet18; T_EPOCHS=${T_EPOCHS:-25}; S_EPOCHS=${S_EPOCHS:-35}
+    COMMON="--batch-size 32 --lr 2e-3 --warmup-epochs 0.5 --threads 1 --device ${DEVICE:-cpu}" ;;
+  gpu)  # one GPU: AMP and channels-last are on by default on CUDA
+    SIZE=128; TEACHER=efficientnet_b3; T_EPOCHS=${T_EPOCHS:-120}; S_EPOCHS=${S_EPOCHS:-150}
+    COMMON="--batch-size 64 --lr 1e-3 --warmup-epochs 2 --workers 8 --ema --device ${DEVICE:-cuda}" ;;
+  *) echo "usage: $0 cpu|gpu [DATA] [OUT]" >&2; exit 2 ;;
+esac
+COMMON="$COMMON --val-fraction 0.1 --seed 0 --json ${EXTRA:-}"
+
+mkdir -p "$OUT"
+CACHES=""
+for s in $SETS; do
+  if [ ! -f "$OUT/cache/${s}_$SIZE/meta.json" ]; then
+    shapekit prepare "$DATA/$s/train" -o "$OUT/cache/${s}_$SIZE" --size "$SIZE"
+  fi
+  CACHES="$CACHES $OUT/cache/${s}_$SIZE"
+done
+
+train() {  # role name epochs extra...
+  local role=$1 name=$2 epochs=$3; shift 3
+  shapekit train --role "$role" --data $CACHES --out "$OUT/$name" --epochs "$epochs" $COMMON "$@" \
+    > "$OUT/$name.log" 2>&1
+}
+
+if [ "$MODE" = cpu ]; then
+  train tough tough "$T_EPOCHS" --model "$TEACHER" &
+  train tolerant tolerant "$T_EPOCHS" --model "$TEACHER" &
+  wait
+  T="--teachers $OUT/tough/best.pt $OUT/tolerant/best.pt"
+  train plain plain "$S_EPOCHS" --model mobilenetv2 &
+  train student student "$S_EPOCHS" --model mobilenetv2 $T &
+  wait
+else
+  train tough tough "$T_EPOCHS" --model "$TEACHER"
+  train tolerant tolerant "$T_EPOCHS" --model "$TEACHER"
+  T="--teachers $OUT/tough/best.pt $OUT/tolerant/best.pt"
+  train plain plain "$S_EPOCHS" --model mobilenetv2
+  train student student "$S_EPOCHS" --model mobilenetv2 $T
+fi
+for name in tough tolerant plain student; do
+  echo "$name: $(tail -n 1 "$OUT/$name.log")"
+done
