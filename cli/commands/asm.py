@@ -26,6 +26,14 @@ def register(sub):
     t.add_argument("--variance", type=float, default=None, help="shape modes keeping this fraction of variance")
     t.add_argument("--modes", type=int, default=None, help="number of shape modes (instead of --variance)")
     t.add_argument("--no-flip", action="store_true", help="do not also train profiles on mirrored images")
+    t.add_argument("--level-modes", type=int, nargs="+", default=None,
+                   help="shape modes used at each pyramid level, finest first (default: all modes at every level)")
+    t.add_argument("--start-shapes", type=int, default=None,
+                   help="start shapes tried in each face box: the mean shape and N-1 k-means cluster shapes")
+    t.add_argument("--start-scales", type=float, nargs="+", default=None,
+                   help="scales of the box start tried (e.g. 0.9 1.0 1.1)")
+    t.add_argument("--max-boxes", type=int, default=None,
+                   help="without --box, search from the detector's best N boxes and keep the best fit")
     t.add_argument("--format", default="auto", help="annotation format (default: guessed)")
     t.add_argument("--detector-samples", type=int, default=100,
                    help="run the face detector on this many training images to learn where the start shape "
@@ -64,6 +72,14 @@ def run_train(args):
         params["n_components"] = args.modes
     if args.no_flip:
         params["flip"] = False
+    if args.level_modes is not None:
+        params["level_modes"] = tuple(args.level_modes)
+    if args.start_shapes is not None:
+        params["start_shapes"] = args.start_shapes
+    if args.start_scales is not None:
+        params["start_scales"] = tuple(args.start_scales)
+    if args.max_boxes is not None:
+        params["max_boxes"] = args.max_boxes
     source = args.source if len(args.source) > 1 else args.source[0]
     model = train_asm(source, format=args.format, detector_samples=args.detector_samples, **params)
     model.save(args.output)

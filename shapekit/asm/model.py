@@ -117,7 +117,8 @@ class ActiveShapeModel:
     and tilts); ``start_scales``: each also at these scales of the box's start (e.g.
     ``(0.9, 1.0, 1.1)``); ``max_boxes``: without a box, the search starts from the
     detector's best ``max_boxes`` boxes (a false positive can outscore the face).
-    ``quality_shape_weight``: weight of the shape term in :meth:`fit_quality`.
+    ``quality_shape_weight``, ``quality_template_weight``: weights of the shape term and
+    of the appearance term in :meth:`fit_quality`.
     ``level_modes``: shape modes used at each level (finest first; None: all of them).
 
     Learned state: ``mean_``, ``components_`` (K, L, 2), ``variances_`` (K,) (the PDM
@@ -154,6 +155,8 @@ class ActiveShapeModel:
         max_boxes=1,
         quality_shape_weight=0.0,
         level_modes=None,
+        quality_template_weight=0.0,
+        quality_background=True,
     ):
         self.n_levels = n_levels
         self.profile_half = profile_half
@@ -178,11 +181,14 @@ class ActiveShapeModel:
         self.max_boxes = max_boxes
         self.quality_shape_weight = quality_shape_weight
         self.level_modes = level_modes
+        self.quality_template_weight = quality_template_weight
+        self.quality_background = quality_background
 
     # ------------------------------------------------------------------ params
     _PARAMS = ("n_levels", "profile_half", "search_half", "n_components", "clip", "face_size", "margin",
                "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema", "starts", "refine_start", "template_size", "template_radius",
-               "start_shapes", "start_scales", "max_boxes", "quality_shape_weight", "level_modes")
+               "start_shapes", "start_scales", "max_boxes", "quality_shape_weight", "level_modes",
+               "quality_template_weight", "quality_background")
 
     def get_params(self):
         """Return the constructor parameters as a dict."""
@@ -273,6 +279,12 @@ class ActiveShapeModel:
 
         k = int(self.profile_half)
         dim = 2 * k + 1
+        # background profiles (one model per level): random points around and away from
+        # the face with random normals, for the likelihood ratio of fit_quality
+        rng = np.random.default_rng(0)
+        bg1 = np.zeros((self.n_levels, dim))
+        bg2 = np.zeros((self.n_levels, dim, dim))
+        bg_n = np.zeros(self.n_levels)
         s1 = np.zeros((self.n_levels, n_points, dim))
         s2 = np.zeros((self.n_levels, n_points, dim, dim))
         cnt = np.zeros((self.n_levels, n_points))
@@ -308,6 +320,16 @@ class ActiveShapeModel:
                     s1[level] += prof
                     s2[level] += prof[:, :, None] * prof[:, None, :]
                     cnt[level] += has
+                    h, w = pyr[level].shape
+                    face = float(np.ptp(filled, axis=0).max())
+                    near = filled + rng.uniform(-0.6, 0.6, filled.shape) * face
+                    anywhere = rng.uniform(0, 1, filled.shape) * np.array([w - 1, h - 1])
+                    pts_bg = np.concatenate([near, anywhere])
+                    ang = rng.uniform(0, 2 * np.pi, len(pts_bg))
+                    prof = extract_profiles(pyr[level], pts_bg, np.column_stack([np.cos(ang), np.sin(ang)]), k)
+                    bg1[level] += prof.sum(axis=0)
+                    bg2[level] += prof.T @ prof
+                    bg_n[level] += len(prof)
             poses.append(self._box_relation(points))
             used += 1
         if used < 2:
@@ -322,6 +344,12 @@ class ActiveShapeModel:
         reg = self.regularization * np.maximum(tr, 1e-12)[..., None, None] * np.eye(dim)
         self.profile_mean_ = mu
         self.profile_icov_ = np.linalg.inv(cov + reg + 1e-12 * np.eye(dim))
+        bmu = bg1 / bg_n[:, None]
+        bcov = bg2 / bg_n[:, None, None] - bmu[:, :, None] * bmu[:, None, :]
+        btr = np.trace(bcov, axis1=-2, axis2=-1) / dim
+        self.background_mean_ = bmu
+        self.background_icov_ = np.linalg.inv(bcov + self.regularization * np.maximum(btr, 1e-12)[:, None, None]
+                                              * np.eye(dim) + 1e-12 * np.eye(dim))
         self.box_pose_ = np.median(np.asarray(poses), axis=0)
         self.box_starts_ = {"landmarks": self.box_pose_.tolist()}
         self.template_grid_ = grid
@@ -458,15 +486,33 @@ class ActiveShapeModel:
         the mean Mahalanobis cost of the landmarks' profiles at the finest level, divided by
         the profile length (about 1 for a typical training face, larger off the face), plus
         ``quality_shape_weight`` times the mean of ``b_i² / λ_i`` (how unusual the shape
-        is). Lower is better; :meth:`search` keeps the start with the lowest value."""
+        is), minus ``quality_template_weight`` times :meth:`template_match` (how much the
+        inner face looks like a face: flat or textured background can match profiles
+        cheaply, it does not match the face's appearance). Lower is better;
+        :meth:`search` keeps the start with the lowest value."""
         k = int(self.profile_half)
         normals = shape_normals(points, self.prev_, self.next_)
         costs = profile_costs(pyramid[0], points, normals, self.profile_mean_[0], self.profile_icov_[0], k, 0)
+        if self.quality_background and hasattr(self, "background_icov_"):
+            n = len(points)
+            bg = profile_costs(pyramid[0], points, normals, np.broadcast_to(self.background_mean_[0], (n, 2 * k + 1)),
+                               np.broadcast_to(self.background_icov_[0], (n, 2 * k + 1, 2 * k + 1)), k, 0)
+            costs = costs - bg
         quality = float(np.mean(costs)) / (2 * k + 1)
         if self.quality_shape_weight:
             b = fit_shape(points, self.mean_, self.components_, self.variances_, self.clip, mode=self.mode)[1]
             quality += float(self.quality_shape_weight) * float(np.mean(b * b / self.variances_))
+        if self.quality_template_weight:
+            quality -= float(self.quality_template_weight) * self.template_match(pyramid, points)
         return quality
+
+    def template_match(self, pyramid, points):
+        """Return the normalised cross-correlation in [-1, 1] between the model's mean
+        inner-face appearance and the image, placed by the similarity that best maps the
+        mean shape onto ``points`` (L, 2, level-0 pixels of ``pyramid``)."""
+        level = self._template_level()
+        pose = fit_similarity(self.mean_, to_level(points, level))
+        return float(ncc_scores(pyramid[level], self.template_grid_, self.template_, pose[None])[0])
 
     def search(self, image, box=None, start=None, return_info=False, box_kind="landmarks", kernels="numba",
                boxes=None):
@@ -575,9 +621,9 @@ class ActiveShapeModel:
 
     # ------------------------------------------------------------------ files
     _ARRAYS = ("mean_", "components_", "variances_", "profile_mean_", "profile_icov_", "prev_", "next_", "box_pose_",
-               "template_", "template_grid_", "start_shapes_")
-    # arrays that files written before they existed lack: filled in on load
-    _OPTIONAL = ("start_shapes_",)
+               "template_", "template_grid_", "start_shapes_", "background_mean_", "background_icov_")
+    # arrays that files written before they existed lack
+    _OPTIONAL = ("start_shapes_", "background_mean_", "background_icov_")
 
     def save(self, path):
         """Write the model to one versioned ``.npz`` (atomic) and return its path."""
@@ -586,8 +632,8 @@ class ActiveShapeModel:
         meta = {"kind": _KIND, "version": FILE_VERSION, "params": self.get_params(), "schema_": self.schema_,
                 "n_train_": int(self.n_train_),
                 "box_starts_": getattr(self, "box_starts_", {"landmarks": np.asarray(self.box_pose_).tolist()})}
-        arrays = {name.rstrip("_"): np.asarray(getattr(self, name, self.mean_[None] if name == "start_shapes_" else None))
-                  for name in self._ARRAYS}
+        arrays = {name.rstrip("_"): np.asarray(getattr(self, name)) for name in self._ARRAYS
+                  if name not in self._OPTIONAL or hasattr(self, name)}
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)

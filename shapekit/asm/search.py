@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shapekit.asm.profiles import profile_costs, profile_costs_reference, shape_normals
+from shapekit.asm.profiles import _profile_costs_nb, profile_costs, profile_costs_reference, shape_normals
 from shapekit.asm.pyramid import build_pyramid, from_level, to_level
 from shapekit.errors import ShapekitError
 
@@ -279,6 +279,78 @@ def subpixel_offsets(costs, best):
     return np.clip(out, -0.5, 0.5)
 
 
+@njit(cache=True, nogil=True)
+def _search_level_nb(img, pts, mean, flat, variances, prof_mean, prof_icov, prev, nxt, k, m, clip, max_iter, near,
+                     converge_fraction, ellipsoid, weighted, b):
+    # one pyramid level of the search, fused: normals, profile costs, best offsets with
+    # the sub-pixel parabola, robust weights and the pose/shape fit, until the level
+    # converges. The same steps as the Python loop of search_pyramid (its reference).
+    n_pts = pts.shape[0]
+    n_off = 2 * m + 1
+    pts = pts.copy()
+    normals = np.empty((n_pts, 2))
+    target = np.empty((n_pts, 2))
+    best_cost = np.empty(n_pts)
+    w = np.ones(n_pts)
+    cost = np.nan
+    done = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        cx = 0.0
+        cy = 0.0
+        for i in range(n_pts):
+            cx += pts[i, 0]
+            cy += pts[i, 1]
+        cx /= n_pts
+        cy /= n_pts
+        for i in range(n_pts):
+            nx = -(pts[nxt[i], 1] - pts[prev[i], 1])
+            ny = pts[nxt[i], 0] - pts[prev[i], 0]
+            length = np.hypot(nx, ny)
+            if not (length > 1e-9):
+                nx = pts[i, 0] - cx
+                ny = pts[i, 1] - cy
+                length = np.hypot(nx, ny)
+                if not (length > 1e-9):
+                    nx = 1.0
+                    ny = 0.0
+                    length = 1.0
+            normals[i, 0] = nx / length
+            normals[i, 1] = ny / length
+        costs = _profile_costs_nb(img, pts, normals, prof_mean, prof_icov, k, m)
+        n_near = 0
+        for i in range(n_pts):
+            best = 0
+            for c in range(1, n_off):
+                if costs[i, c] < costs[i, best]:
+                    best = c
+            mid = costs[i, best]
+            sub = 0.0
+            if best > 0 and best < n_off - 1:
+                lo = costs[i, best - 1]
+                hi = costs[i, best + 1]
+                curv = lo - 2 * mid + hi
+                if curv > 1e-12:
+                    sub = min(max(0.5 * (lo - hi) / curv, -0.5), 0.5)
+            offset = best - m
+            if abs(offset) <= near:
+                n_near += 1
+            t = offset + sub
+            target[i, 0] = pts[i, 0] + t * normals[i, 0]
+            target[i, 1] = pts[i, 1] + t * normals[i, 1]
+            best_cost[i] = mid
+        if weighted:
+            scale = np.median(best_cost) + 1e-9
+            for i in range(n_pts):
+                w[i] = 1.0 / (1.0 + best_cost[i] / scale)
+        pts, b, _ = _fit_shape_nb(target, mean, flat, variances, clip, w, not weighted, 3, ellipsoid, b)
+        cost = np.mean(best_cost)
+        if n_near >= converge_fraction * n_pts:
+            done = True
+            break
+    return pts, b, it, done, cost
+
+
 @dataclass
 class SearchInfo:
     """What happened during one search: iterations and convergence per level (coarse
@@ -327,8 +399,10 @@ def search_pyramid(
     points moved by at most ``m_search // 2`` pixels (Cootes' test), or after
     ``max_iter`` iterations. ``m_search`` is one half-width for every level or a
     sequence indexed by level. ``weighted`` down-weights landmarks whose best cost is
-    high (robust fit) instead of weighting all landmarks equally. ``kernels="numpy"``
-    uses the NumPy reference of the profile matching (same result, for timing).
+    high (robust fit) instead of weighting all landmarks equally. With ``kernels="numba"``
+    each level runs as one fused numba kernel; ``kernels="numpy"`` runs the same steps
+    as a Python loop with the NumPy reference of the profile matching (the reference:
+    same result, for tests and timing).
     ``level_modes``: the number of shape modes used at each level (indexed by level,
     finest first; None: all): fewer modes where the image is coarse keep the early
     moves rigid, the later modes come in as the detail appears.
@@ -362,6 +436,21 @@ def search_pyramid(
         pts = to_level(points, level)
         done = False
         it = 0
+        if kernels == "numba":
+            pts, bk, it, done, cost = _search_level_nb(
+                np.ascontiguousarray(img, dtype=np.float32), np.ascontiguousarray(pts, dtype=np.float64),
+                np.ascontiguousarray(mean, dtype=np.float64),
+                np.ascontiguousarray(np.asarray(comps, dtype=np.float64).reshape(k_modes, -1)),
+                np.asarray(var, dtype=np.float64), np.ascontiguousarray(profile_mean[level], dtype=np.float64),
+                np.ascontiguousarray(profile_icov[level], dtype=np.float64), np.asarray(prev, dtype=np.int64),
+                np.asarray(nxt, dtype=np.int64), int(k_profile), m, float(clip), int(max_iter), near,
+                float(converge_fraction), mode == "ellipsoid", bool(weighted), np.array(bk, dtype=np.float64))
+            b = np.zeros(n_modes)
+            b[:k_modes] = bk
+            info.iterations.append(int(it))
+            info.converged.append(bool(done))
+            points = from_level(pts, level)
+            continue
         for it in range(1, max_iter + 1):
             normals = shape_normals(pts, prev, nxt)
             costs = costs_fn(img, pts, normals, profile_mean[level], profile_icov[level], k_profile, m)
