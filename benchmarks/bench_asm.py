@@ -2,14 +2,21 @@
 detector's box, and time per face, on a fixed validation split of LFPW.
 
     python benchmarks/bench_asm.py [--json] [--extra] [--n-val N] [--detector-samples N]
+                                   [--detections CACHE.npz] [--tune] [--set NAME=VALUE ...]
 
 Split: ``shapekit.data.datasets.split_indices`` of lfpw68/train, 20% held out, seed 0.
-The ASM is trained on the other 80% (``--extra`` adds helen68/train and afw68/train).
-NME is inter-ocular (outer eye corners, 0-based 36 and 45), in the validation image's
-pixels. Time per face is the ASM search alone (image decoding and face detection are
-timed apart), single process; the ratio compares it with the same search using the
-NumPy reference of the profile matching, measured in the same run. The machine is
-shared: the load average is printed with the timings.
+The ASM is trained on the other 80% (``--extra`` adds helen68/train and afw68/train);
+``--tune`` measures on a 20% split of the training part instead (seed + 1), for choosing
+parameters without touching the validation faces. NME is inter-ocular (outer eye
+corners, 0-based 36 and 45), in the validation image's pixels. The search runs from
+every start of the model (start shapes x scales in the box, and the detector's best
+``max_boxes`` boxes) and keeps the best fit, as ``ActiveShapeModel.search`` does. Time
+per face is the whole search (all starts) alone: image decoding and face detection are
+timed apart, single process. The ratio compares it with the same search run as a Python
+loop over the NumPy reference of the profile matching (``kernels="numpy"``), measured in
+the same run. The machine is shared: the load average is printed with the timings.
+``--detections`` caches the detector's raw boxes of every image it runs on (validation
+images and the training images that teach the detector start), keyed by file stem.
 """
 
 from __future__ import annotations

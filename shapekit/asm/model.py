@@ -117,8 +117,8 @@ class ActiveShapeModel:
     and tilts); ``start_scales``: each also at these scales of the box's start (e.g.
     ``(0.9, 1.0, 1.1)``); ``max_boxes``: without a box, the search starts from the
     detector's best ``max_boxes`` boxes (a false positive can outscore the face).
-    ``quality_shape_weight``, ``quality_template_weight``: weights of the shape term and
-    of the appearance term in :meth:`fit_quality`.
+    ``quality_background``, ``quality_levels``, ``quality_shape_weight``,
+    ``quality_template_weight``: how :meth:`fit_quality` scores a fit (see there).
     ``level_modes``: shape modes used at each level (finest first; None: all of them).
 
     Learned state: ``mean_``, ``components_`` (K, L, 2), ``variances_`` (K,) (the PDM
@@ -150,13 +150,14 @@ class ActiveShapeModel:
         refine_start=False,
         template_size=20,
         template_radius=0.25,
-        start_shapes=1,
-        start_scales=(1.0,),
+        start_shapes=5,
+        start_scales=(0.9, 1.0, 1.1),
         max_boxes=1,
         quality_shape_weight=0.0,
         level_modes=None,
         quality_template_weight=0.0,
         quality_background=True,
+        quality_levels=None,
     ):
         self.n_levels = n_levels
         self.profile_half = profile_half
@@ -183,12 +184,13 @@ class ActiveShapeModel:
         self.level_modes = level_modes
         self.quality_template_weight = quality_template_weight
         self.quality_background = quality_background
+        self.quality_levels = quality_levels
 
     # ------------------------------------------------------------------ params
     _PARAMS = ("n_levels", "profile_half", "search_half", "n_components", "clip", "face_size", "margin",
                "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema", "starts", "refine_start", "template_size", "template_radius",
                "start_shapes", "start_scales", "max_boxes", "quality_shape_weight", "level_modes",
-               "quality_template_weight", "quality_background")
+               "quality_template_weight", "quality_background", "quality_levels")
 
     def get_params(self):
         """Return the constructor parameters as a dict."""
@@ -482,23 +484,34 @@ class ActiveShapeModel:
         return np.array([self.start_from_box(box, kind, shape=sh, scale=sc) for sh in shapes for sc in scales])
 
     def fit_quality(self, pyramid, points):
-        """Return how badly the shape ``points`` (L, 2, level-0 pixels of ``pyramid``) fits:
-        the mean Mahalanobis cost of the landmarks' profiles at the finest level, divided by
-        the profile length (about 1 for a typical training face, larger off the face), plus
+        """Return how badly the shape ``points`` (L, 2, level-0 pixels of ``pyramid``) fits
+        the image; lower is better, and :meth:`search` keeps the start with the lowest value.
+
+        The profile term is the mean over landmarks of the Mahalanobis cost of the profile
+        under the landmark's model minus its cost under the background model (profiles at
+        random points and directions around and away from the training faces): a log
+        likelihood ratio, so that smooth or flat regions, which every profile model finds
+        cheap, do not look like a good fit. It is divided by the profile length and
+        averaged over the finest ``quality_levels`` levels (None: all).
+        ``quality_background=False`` drops the background term. Plus
         ``quality_shape_weight`` times the mean of ``b_i² / λ_i`` (how unusual the shape
-        is), minus ``quality_template_weight`` times :meth:`template_match` (how much the
-        inner face looks like a face: flat or textured background can match profiles
-        cheaply, it does not match the face's appearance). Lower is better;
-        :meth:`search` keeps the start with the lowest value."""
+        is), minus ``quality_template_weight`` times :meth:`template_match`.
+        """
         k = int(self.profile_half)
-        normals = shape_normals(points, self.prev_, self.next_)
-        costs = profile_costs(pyramid[0], points, normals, self.profile_mean_[0], self.profile_icov_[0], k, 0)
-        if self.quality_background and hasattr(self, "background_icov_"):
-            n = len(points)
-            bg = profile_costs(pyramid[0], points, normals, np.broadcast_to(self.background_mean_[0], (n, 2 * k + 1)),
-                               np.broadcast_to(self.background_icov_[0], (n, 2 * k + 1, 2 * k + 1)), k, 0)
-            costs = costs - bg
-        quality = float(np.mean(costs)) / (2 * k + 1)
+        n = len(points)
+        n_q = len(pyramid) if self.quality_levels is None else int(self.quality_levels)
+        levels = range(max(1, min(n_q, len(pyramid))))
+        quality = 0.0
+        for level in levels:
+            p = to_level(points, level)
+            normals = shape_normals(p, self.prev_, self.next_)
+            costs = profile_costs(pyramid[level], p, normals, self.profile_mean_[level], self.profile_icov_[level], k, 0)
+            if self.quality_background and hasattr(self, "background_icov_"):
+                bg = profile_costs(pyramid[level], p, normals,
+                                   np.broadcast_to(self.background_mean_[level], (n, 2 * k + 1)),
+                                   np.broadcast_to(self.background_icov_[level], (n, 2 * k + 1, 2 * k + 1)), k, 0)
+                costs = costs - bg
+            quality += float(np.mean(costs)) / (2 * k + 1) / len(levels)
         if self.quality_shape_weight:
             b = fit_shape(points, self.mean_, self.components_, self.variances_, self.clip, mode=self.mode)[1]
             quality += float(self.quality_shape_weight) * float(np.mean(b * b / self.variances_))
