@@ -140,7 +140,7 @@ class ActiveShapeModel:
         face_size=160,
         margin=0.5,
         regularization=0.05,
-        max_iter=6,
+        max_iter=10,
         converge_fraction=0.9,
         flip=True,
         weighted=True,
