@@ -5,7 +5,15 @@ model as a shape prior for deep predictions.
 >>> from shapekit.asm import train_asm, ActiveShapeModel, apply_shape_prior
 """
 
-from shapekit.asm.model import ActiveShapeModel, detect_box, detect_boxes, detector_boxes, fit_images, load_image, train_asm
+from shapekit.asm.model import (
+    ActiveShapeModel,
+    detect_box,
+    detect_boxes,
+    detector_boxes,
+    fit_images,
+    load_image,
+    train_asm,
+)
 from shapekit.asm.prior import apply_shape_prior, heatmap_confidence
 from shapekit.asm.profiles import (
     contour_neighbours,

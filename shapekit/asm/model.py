@@ -21,7 +21,6 @@ from shapekit._progress import progress
 from shapekit.asm.profiles import contour_neighbours, extract_profiles, profile_costs, shape_normals
 from shapekit.asm.pyramid import SearchFrame, build_pyramid, from_level, to_level
 from shapekit.asm.search import (
-    SearchInfo,
     apply_similarity,
     constrain,
     fit_shape,
