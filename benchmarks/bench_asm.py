@@ -126,8 +126,13 @@ def main(argv=None):
             if k >= 0:
                 boxes[j] = found[k]
         asm.fit_box_start(boxes, tr_shapes[pick], kind="detector")
+        if asm.box_accept is not None and asm.max_boxes > 1:
+            # how good fits from the detector's face boxes are on training faces: decides
+            # when the search moves on to the detector's next box
+            asm.fit_accept_quality([tr_images[i] for i in pick], boxes, kind="detector")
         det_train_s = time.perf_counter() - t0
-        print(f"detector start learned on {np.isfinite(boxes[:, 0]).sum()}/{len(pick)} detected training faces")
+        print(f"detector start learned on {np.isfinite(boxes[:, 0]).sum()}/{len(pick)} detected training faces; "
+              f"accepted fit quality {getattr(asm, 'accept_quality_', None)}")
     if args.save:
         asm.save(args.save)
 
@@ -215,6 +220,7 @@ def main(argv=None):
             res["face_among_candidates_rate"] = float(np.mean(det_any))
             res["kept_box_is_face_rate"] = float(np.mean([ok for _, ok in det_info]))
             res["max_boxes"] = max_boxes
+            res["accept_quality"] = getattr(asm, "accept_quality_", None)
             res["starts_per_box"] = int(len(asm.box_starts(cands[0], kind=kind)))
             res["ms_per_face_p90_detector_box"] = float(np.percentile(det_ms, 90))
             if hit.any():

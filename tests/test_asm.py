@@ -330,6 +330,32 @@ def test_multi_start_keeps_the_fit_on_the_face(synthetic):
     assert asm.fit_quality(pyr, frame.to_frame(g)) < asm.fit_quality(pyr, frame.to_frame(alone))
 
 
+def test_box_cascade_accepts_the_first_good_box(synthetic, tmp_path):
+    # with a learned acceptance level the boxes are tried in order: a wrong first box is
+    # passed over, a good first box is kept without searching the others
+    asm, images, shapes = synthetic
+    model = ActiveShapeModel.load(asm.save(tmp_path / "m.npz"))
+    boxes = np.array([[*g.min(axis=0), *g.max(axis=0)] for g in shapes[:4]])
+    model.fit_accept_quality(images[:4], boxes, kind="landmarks", quantile=1.0)
+    assert np.isfinite(model.accept_quality_)
+    g = shapes[1]
+    box = np.array([*g.min(axis=0), *g.max(axis=0)])
+    far = box + np.array([1, 0, 1, 0]) * 0.6 * (box[2] - box[0])
+    n = len(model.box_starts(box))
+    points, info = model.search(images[1], boxes=np.array([far, box]), box_kind="landmarks", return_info=True)
+    assert info.box_index == 1 and info.n_starts == 2 * n and nme(points, g)[0] < 0.06
+    points, info = model.search(images[1], boxes=np.array([box, far]), box_kind="landmarks", return_info=True)
+    assert info.box_index == 0 and info.n_starts == n  # accepted: the far box is not searched
+    # nothing passes: the first box is kept, not the best-scoring one
+    model.accept_quality_ = -np.inf
+    _, info = model.search(images[1], boxes=np.array([far, box]), box_kind="landmarks", return_info=True)
+    assert info.box_index == 0
+    again = ActiveShapeModel.load(model.save(tmp_path / "m2.npz"))
+    assert again.accept_quality_ == -np.inf and again.box_accept == 0.75
+    with pytest.raises(ShapekitError, match="quantile"):
+        model.fit_accept_quality(images[:4], boxes, quantile=0.0)
+
+
 def test_start_shapes_and_scales(synthetic, tmp_path):
     from shapekit.asm.model import kmeans
 

@@ -118,6 +118,11 @@ class ActiveShapeModel:
     detector's best ``max_boxes`` boxes (a false positive can outscore the face).
     ``quality_background``, ``quality_levels``, ``quality_shape_weight``,
     ``quality_template_weight``: how :meth:`fit_quality` scores a fit (see there).
+    ``box_accept``: with several boxes, the boxes are tried in order (the detector's:
+    by score) and the first whose best fit is at least as good as this quantile of the
+    fits on training faces (``accept_quality_``, see :meth:`fit_accept_quality`) is
+    kept; if none is, the first box's fit. None, or a model without
+    ``accept_quality_``: the fit of best quality over all boxes.
     ``level_modes``: shape modes used at each level (finest first; None: all of them).
 
     Learned state: ``mean_``, ``components_`` (K, L, 2), ``variances_`` (K,) (the PDM
@@ -151,12 +156,13 @@ class ActiveShapeModel:
         template_radius=0.25,
         start_shapes=5,
         start_scales=(0.9, 1.0, 1.1),
-        max_boxes=1,
+        max_boxes=3,
         quality_shape_weight=0.0,
         level_modes=None,
         quality_template_weight=0.0,
         quality_background=True,
         quality_levels=None,
+        box_accept=0.75,
     ):
         self.n_levels = n_levels
         self.profile_half = profile_half
@@ -184,12 +190,14 @@ class ActiveShapeModel:
         self.quality_template_weight = quality_template_weight
         self.quality_background = quality_background
         self.quality_levels = quality_levels
+        self.box_accept = box_accept
 
     # ------------------------------------------------------------------ params
     _PARAMS = ("n_levels", "profile_half", "search_half", "n_components", "clip", "face_size", "margin",
                "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema", "starts", "refine_start", "template_size", "template_radius",
                "start_shapes", "start_scales", "max_boxes", "quality_shape_weight", "level_modes",
-               "quality_template_weight", "quality_background", "quality_levels")
+               "quality_template_weight", "quality_background", "quality_levels",
+               "box_accept")
 
     def get_params(self):
         """Return the constructor parameters as a dict."""
@@ -230,6 +238,8 @@ class ActiveShapeModel:
                                 f"got {self.level_modes!r}")
         if int(self.start_shapes) != self.start_shapes or self.start_shapes < 1:
             raise ShapekitError(f"start_shapes: expected a positive integer, got {self.start_shapes!r}")
+        if self.box_accept is not None and not 0 < self.box_accept <= 1:
+            raise ShapekitError(f"box_accept: expected a quantile in (0, 1] or None, got {self.box_accept!r}")
         if int(self.max_boxes) != self.max_boxes or self.max_boxes < 1:
             raise ShapekitError(f"max_boxes: expected a positive integer, got {self.max_boxes!r}")
         scales = np.atleast_1d(np.asarray(self.start_scales, dtype=np.float64))
@@ -543,13 +553,27 @@ class ActiveShapeModel:
         """
         self._check_fitted()
         image = load_image(image)
-        results = self._search_starts(image, box=box, start=start, box_kind=box_kind, boxes=boxes, kernels=kernels)
-        best = min(results, key=lambda r: r[1].quality)
+        accept = getattr(self, "accept_quality_", None) if self.box_accept is not None else None
+        results = self._search_starts(image, box=box, start=start, box_kind=box_kind, boxes=boxes, kernels=kernels,
+                                      accept=accept)
+        if accept is None:
+            best = min(results, key=lambda r: r[1].quality)
+        else:
+            # the first box (in the given order) whose fit is good enough, else the first box
+            per_box = {}
+            for r in results:
+                i = r[1].box_index
+                if i not in per_box or r[1].quality < per_box[i][1].quality:
+                    per_box[i] = r
+            good = [i for i in sorted(per_box) if per_box[i][1].quality <= accept]
+            best = per_box[good[0] if good else min(per_box)]
         best[1].n_starts = len(results)
         return (best[0], best[1]) if return_info else best[0]
 
-    def _search_starts(self, image, box=None, start=None, box_kind="landmarks", boxes=None, kernels="numba"):
-        """Return ``[(points, info), ...]``: the fit from every start (image pixels)."""
+    def _search_starts(self, image, box=None, start=None, box_kind="landmarks", boxes=None, kernels="numba",
+                       accept=None):
+        """Return ``[(points, info), ...]``: the fit from every start (image pixels); with
+        ``accept``, boxes after the first whose best fit has quality <= accept are skipped."""
         if start is not None:
             start = np.asarray(start, dtype=np.float64)
             if start.shape != self.mean_.shape:
@@ -578,7 +602,31 @@ class ActiveShapeModel:
                 info.quality = self.fit_quality(pyr, pts)
                 info.box_index, info.start_index = box_index, start_index
                 results.append((frame.to_image(pts), info))
+            if accept is not None and min(r[1].quality for r in results if r[1].box_index == box_index) <= accept:
+                break
         return results
+
+    def fit_accept_quality(self, images, boxes, kind="detector", quantile=None):
+        """Learn ``accept_quality_``: the ``quantile`` (default ``box_accept``) of the fit
+        qualities (:meth:`fit_quality`) of searches on training faces from their boxes;
+        return self.
+
+        ``images``: training images (arrays or paths); ``boxes`` (N, 4+) their face boxes
+        of ``kind`` in pixels (rows with NaN are skipped, e.g. faces the detector missed).
+        """
+        self._check_fitted()
+        q = self.box_accept if quantile is None else quantile
+        if q is None or not 0 < float(q) <= 1:
+            raise ShapekitError(f"quantile: expected a fraction in (0, 1], got {q!r}")
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(len(images), -1)
+        qualities = []
+        for image, b in zip(images, boxes):
+            if np.all(np.isfinite(b[:4])):
+                qualities.append(self.search(image, box=b[:4], box_kind=kind, return_info=True)[1].quality)
+        if len(qualities) < 3:
+            raise ShapekitError(f"fit_accept_quality: needs at least 3 boxes, got {len(qualities)}")
+        self.accept_quality_ = float(np.quantile(qualities, float(q)))
+        return self
 
     def _search_frame(self, pyr, shape, kernels="numba"):
         """Return ``(points, info)``: the search from ``shape`` in the frame's pixels."""
@@ -643,7 +691,8 @@ class ActiveShapeModel:
         path = Path(path)
         meta = {"kind": _KIND, "version": FILE_VERSION, "params": self.get_params(), "schema_": self.schema_,
                 "n_train_": int(self.n_train_),
-                "box_starts_": getattr(self, "box_starts_", {"landmarks": np.asarray(self.box_pose_).tolist()})}
+                "box_starts_": getattr(self, "box_starts_", {"landmarks": np.asarray(self.box_pose_).tolist()}),
+                "accept_quality_": getattr(self, "accept_quality_", None)}
         arrays = {name.rstrip("_"): np.asarray(getattr(self, name)) for name in self._ARRAYS
                   if name not in self._OPTIONAL or hasattr(self, name)}
         with atomic_path(path, suffix=".npz") as tmp:
@@ -685,6 +734,8 @@ class ActiveShapeModel:
         model.schema_ = meta["schema_"]
         model.box_starts_ = meta.get("box_starts_", {"landmarks": np.asarray(model.box_pose_).tolist()})
         model.n_train_ = meta["n_train_"]
+        if meta.get("accept_quality_") is not None:
+            model.accept_quality_ = float(meta["accept_quality_"])
         return model
 
     def __repr__(self):
@@ -734,7 +785,9 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
     :class:`ActiveShapeModel`. ``detector_samples`` > 0 also runs the face detector
     on that many training images (drawn with ``seed``) and learns where the start shape
     sits in its boxes (:meth:`ActiveShapeModel.fit_box_start`), which :meth:`search`
-    then uses when no box is given.
+    then uses when no box is given, and how good fits from those boxes are
+    (:meth:`ActiveShapeModel.fit_accept_quality`), which decides among the detector's
+    boxes.
     """
     from shapekit.io import read
 
@@ -751,6 +804,8 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
         pick = np.random.default_rng(seed).permutation(keep)[: int(detector_samples)]
         boxes = detector_boxes([images[i] for i in pick], ann.shapes[pick], progress_bar=progress_bar)
         model.fit_box_start(boxes, ann.shapes[pick], kind="detector")
+        if model.box_accept is not None:
+            model.fit_accept_quality([images[i] for i in pick], boxes, kind="detector")
     return model
 
 
