@@ -121,8 +121,9 @@ class ActiveShapeModel:
     ``box_accept``: with several boxes, the boxes are tried in order (the detector's:
     by score) and the first whose best fit is at least as good as this quantile of the
     fits on training faces (``accept_quality_``, see :meth:`fit_accept_quality`) is
-    kept; if none is, the first box's fit. None, or a model without
-    ``accept_quality_``: the fit of best quality over all boxes.
+    kept; if none is, the first box's fit. None: the fit of best quality over all
+    boxes. A model without ``accept_quality_`` searches only the detector's top box
+    (and keeps the best fit over boxes given with ``boxes=``).
     ``level_modes``: shape modes used at each level (finest first; None: all of them).
 
     Learned state: ``mean_``, ``components_`` (K, L, 2), ``variances_`` (K,) (the PDM
@@ -589,7 +590,10 @@ class ActiveShapeModel:
                 if box_list.ndim != 2 or box_list.shape[1] < 4 or len(box_list) == 0:
                     raise ShapekitError(f"boxes: expected (B, 4+) face boxes, got shape {box_list.shape}")
             else:
-                box_list = detect_boxes(image, int(self.max_boxes))
+                # several detector boxes only with a learned acceptance level (or when the
+                # best fit over all boxes is asked for): see box_accept
+                learned = self.box_accept is None or hasattr(self, "accept_quality_")
+                box_list = detect_boxes(image, int(self.max_boxes) if learned else 1)
                 box_kind = "detector" if "detector" in getattr(self, "box_starts_", {}) else "landmarks"
             groups = [self.box_starts(b, kind=box_kind) for b in box_list]
         results = []
