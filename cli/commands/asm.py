@@ -33,7 +33,8 @@ def register(sub):
     t.add_argument("--start-scales", type=float, nargs="+", default=None,
                    help="scales of the box start tried (e.g. 0.9 1.0 1.1)")
     t.add_argument("--max-boxes", type=int, default=None,
-                   help="without --box, search from the detector's best N boxes and keep the best fit")
+                   help="without --box, try the detector's best N boxes in score order and keep the first "
+                        "whose fit is as good as 75%% of the fits on training faces (default 3)")
     t.add_argument("--format", default="auto", help="annotation format (default: guessed)")
     t.add_argument("--detector-samples", type=int, default=100,
                    help="run the face detector on this many training images to learn where the start shape "
