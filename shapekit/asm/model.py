@@ -132,7 +132,9 @@ class ActiveShapeModel:
     (G, 2) (mean inner-face appearance, model frame), ``prev_``/``next_`` (outline neighbours
     that define the normals), ``box_pose_`` (how the mean shape sits in a landmark box),
     ``start_shapes_`` (C, L, 2) (start shapes in the model frame, the mean first),
-    ``n_train_``, ``schema_``.
+    ``background_mean_`` (levels, 2k+1) and ``background_icov_`` (levels, 2k+1, 2k+1)
+    (profiles away from the landmarks, for :meth:`fit_quality`), ``accept_quality_``
+    (when learned: see ``box_accept``), ``n_train_``, ``schema_``.
     """
 
     def __init__(
