@@ -7,6 +7,7 @@ model as a shape prior for deep predictions.
 
 from shapekit.asm.model import (
     ActiveShapeModel,
+    default_detector,
     detect_box,
     detect_boxes,
     detector_boxes,
@@ -29,6 +30,7 @@ __all__ = [
     "ActiveShapeModel",
     "train_asm",
     "fit_images",
+    "default_detector",
     "detect_box",
     "detect_boxes",
     "detector_boxes",
