@@ -8,13 +8,13 @@ identical.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _report import finish
 
 
 def best(fn, k=5):
@@ -51,11 +51,7 @@ def main(argv=None):
         return 1
     out = {"n_files": len(files), "read_seconds": round(t_read, 4), "loadtxt_loop_seconds": round(t_loop, 4),
            "speedup": round(t_loop / t_read, 2), "ms_per_file": round(1000 * t_read / len(files), 3)}
-    if not args.json:
-        for k, v in out.items():
-            print(f"{k:22s} {v}")
-    print(json.dumps(out))
-    return 0
+    return finish(out, args.json, width=22)
 
 
 if __name__ == "__main__":

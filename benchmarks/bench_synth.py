@@ -8,14 +8,13 @@ to a generated JPEG when ../shared/data is absent (said in the output).
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from _report import finish
 
 
 def _real_images():
@@ -64,11 +63,7 @@ def main(argv=None):
     out["generate256_workers2_faces_per_s"] = round(2 * args.n / (time.perf_counter() - t), 1)
     out["ratio_render256_vs_baseline"] = round(out["render256_ms"] / base_w, 2)
     out["ratio_render256_cpu_vs_baseline_cpu"] = round(out["render256_cpu_ms"] / base_c, 2)
-    if not args.json:
-        for k, v in out.items():
-            print(f"{k:40s} {v}")
-    print(json.dumps(out))
-    return 0
+    return finish(out, args.json, width=40)
 
 
 if __name__ == "__main__":

@@ -36,21 +36,27 @@ def _cholesky_factor(G, L):
 
 
 @njit(fastmath=True)
+def _substitute(L, r, y, x):
+    """x = (L L^T)^-1 r by forward then back substitution; y is scratch (it may be x itself)."""
+    k = r.shape[0]
+    for j in range(k):
+        s = r[j]
+        for p in range(j):
+            s -= L[j, p] * y[p]
+        y[j] = s / L[j, j]
+    for j in range(k - 1, -1, -1):
+        s = y[j]
+        for p in range(j + 1, k):
+            s -= L[p, j] * x[p]
+        x[j] = s / L[j, j]
+
+
+@njit(fastmath=True)
 def _cholesky_solve(L, index, R, X):
     n, k = R.shape
     y = np.empty(k)
     for b in range(n):
-        f = index[b]
-        for j in range(k):
-            s = R[b, j]
-            for p in range(j):
-                s -= L[f, j, p] * y[p]
-            y[j] = s / L[f, j, j]
-        for j in range(k - 1, -1, -1):
-            s = y[j]
-            for p in range(j + 1, k):
-                s -= L[f, p, j] * X[b, p]
-            X[b, j] = s / L[f, j, j]
+        _substitute(L[index[b]], R[b], y, X[b])
 
 
 def cholesky_factor(G):
@@ -229,16 +235,7 @@ def _missing_scatter(L, v, missing, count, sigma2, out):
         for ia in range(nm):
             a = idx[ia]
             # y = G^-1 v[:, a] with G = L L^T
-            for j in range(k):
-                s = v[j, a]
-                for p in range(j):
-                    s -= L[u, j, p] * y[p]
-                y[j] = s / L[u, j, j]
-            for j in range(k - 1, -1, -1):
-                s = y[j]
-                for p in range(j + 1, k):
-                    s -= L[u, p, j] * y[p]
-                y[j] = s / L[u, j, j]
+            _substitute(L[u], v[:, a], y, y)
             for ib in range(nm):
                 b = idx[ib]
                 s = 0.0
