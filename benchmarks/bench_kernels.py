@@ -12,12 +12,17 @@ of torch's default threads and one thread) / numba time writing into a prealloca
 allocation and its page faults: ``heatmap_vs_torch_both_allocating`` and
 ``heatmap_vs_torch_both_into_out`` compare like with like, ``dsnt_vs_numpy``, ``pdist_vs_numpy``, ``decode_vs_numpy``,
 ``cgd_vs_numpy``. ``heatmap_vs_fill`` = numba render time / fill time (lower is
-better; 1 is the memory-bandwidth bound): the fill writes zeros into the same
-preallocated output with the same threads as the default rendering path, and is the
-faster of two fills: ``ndarray.fill`` or a numba loop of per-map assignments, which
-LLVM turns into ``memset`` (about twice as fast as ``ndarray.fill`` here) when
-``parallel="auto"`` picks the serial kernel; a numba ``prange`` of the same memsets when
-it picks the parallel one. Each pair is also reported. The top-level keys hold the worst case over
+better; 1 is the memory-bandwidth bound): the fill writes a non-zero constant into the
+same preallocated output with the same threads as the default rendering path, and is
+the fastest of ``ndarray.fill(1.0)``, a numba loop of per-map assignments of 1.0 and a
+numba ``memset`` of the byte 0x01 (serial when ``parallel="auto"`` picks the serial
+kernel, a ``prange`` of the same when it picks the parallel one). Zeros are timed
+too (``heatmap_vs_zero_fill``): on some machines a large ``memset`` of zeros takes a
+zero-streaming path that writes no data (AMD's ``rep stosb``/``CLZERO``: 2.5x faster
+than the same ``memset`` of any other byte on the development machine, see
+``zero_fill_speedup``), which no kernel that writes data can reach; that is why the
+bound is the fill with data.
+Each pair is also reported. The top-level keys hold the worst case over
 the point counts; ``per_points`` holds each, with ``cpu_time`` ratios of the one-thread
 paths in CPU seconds (robust when the machine has more runnable processes than cores). Compile times (first call in a fresh
 process, with an empty and with a warm on-disk cache) are measured in subprocesses.
@@ -65,6 +70,32 @@ def _fill_serial(out):
     # one memset per map, as the parallel fill does per thread
     for k in range(out.shape[0]):
         out[k] = 0.0
+
+
+@numba.njit(parallel=True, cache=False)
+def _fill_value_parallel(out, value):
+    for k in prange(out.shape[0]):
+        out[k] = value
+
+
+@numba.njit(cache=False)
+def _fill_value_serial(out, value):
+    # vector stores of a run-time value: a fill that writes data, not the zero path
+    for k in range(out.shape[0]):
+        out[k] = value
+
+
+@numba.njit(parallel=True, cache=False)
+def _memset_ones_parallel(out_bytes):
+    for k in prange(out_bytes.shape[0]):
+        out_bytes[k] = 1
+
+
+@numba.njit(cache=False)
+def _memset_ones_serial(out_bytes):
+    # memset of the byte 0x01: the same library routine as the zero fill, with data
+    for k in range(out_bytes.shape[0]):
+        out_bytes[k] = 1
 
 
 def best_times(fns, repeat, clock=time.perf_counter):
@@ -166,6 +197,7 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
     pts = rng.uniform(3 * sigma, size - 1 - 3 * sigma, (n, n_points, 2))
     out = np.empty((n, n_points, size, size), dtype=np.float32)
     flat_out = out.reshape(n * n_points, size, size)
+    out_bytes = flat_out.reshape(n * n_points, -1).view(np.uint8)
     res = {}
 
     parallel = use_parallel("auto", n * n_points, out.size)
@@ -177,6 +209,11 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
             "fill_np": lambda: out.fill(0.0),
             "fill_par": lambda: _fill_parallel(flat_out),
             "fill_ser": lambda: _fill_serial(flat_out),
+            "fill1_np": lambda: out.fill(1.0),
+            "fill1_par": lambda: _fill_value_parallel(flat_out, 1.0),
+            "fill1_ser": lambda: _fill_value_serial(flat_out, 1.0),
+            "ones_par": lambda: _memset_ones_parallel(out_bytes),
+            "ones_ser": lambda: _memset_ones_serial(out_bytes),
             "render": lambda: render_heatmaps(pts, size, sigma, out=out),
             "serial": lambda: render_heatmaps(pts, size, sigma, out=out, parallel=False),
             "parallel": lambda: render_heatmaps(pts, size, sigma, out=out, parallel=True),
@@ -191,25 +228,38 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
         repeat,
     )
     t_fill_np, t_fill_par, t_fill_ser = t["fill_np"], t["fill_par"], t["fill_ser"]
-    # the bound for the default ("auto") path: the fastest fill with the same threads
-    t_fill_one = min(t_fill_np, t_fill_ser)
-    t_fill = t_fill_par if parallel else t_fill_one
+    # zeros: the fastest zero fill with the same threads as the default ("auto") path
+    t_zero_one = min(t_fill_np, t_fill_ser)
+    t_zero = t_fill_par if parallel else t_zero_one
+    # the bound: the fastest fill with data (a non-zero constant), same threads
+    t_fill_one = min(t["fill1_np"], t["fill1_ser"], t["ones_ser"])
+    t_fill_many = min(t["fill1_par"], t["ones_par"])
+    t_fill = t_fill_many if parallel else t_fill_one
     t_render, t_render_serial, t_render_parallel = t["render"], t["serial"], t["parallel"]
     t_render_ref, t_render_sep = t["ref"], t["sep"]
     # the baseline is the faster of torch's default threads and one thread
     t_render_torch = min(t["torch"], t["torch1"])
     res.update(
         fill_s=t_fill,
-        fill_ndarray_s=t_fill_np,
-        fill_numba_parallel_s=t_fill_par,
-        fill_numba_serial_s=t_fill_ser,
+        fill_ndarray_s=t["fill1_np"],
+        fill_numba_serial_s=t["fill1_ser"],
+        fill_numba_parallel_s=t["fill1_par"],
+        fill_memset_ones_serial_s=t["ones_ser"],
+        fill_memset_ones_parallel_s=t["ones_par"],
+        zero_fill_s=t_zero,
+        zero_fill_ndarray_s=t_fill_np,
+        zero_fill_numba_serial_s=t_fill_ser,
+        zero_fill_numba_parallel_s=t_fill_par,
+        zero_fill_speedup=t_fill / t_zero,
         heatmap_s=t_render,
         heatmap_parallel_default=parallel,
         heatmap_serial_s=t_render_serial,
         heatmap_parallel_s=t_render_parallel,
-        heatmap_serial_vs_ndarray_fill=t_render_serial / t_fill_np,
+        heatmap_serial_vs_ndarray_fill=t_render_serial / t["fill1_np"],
         heatmap_serial_vs_serial_fill=t_render_serial / t_fill_one,
-        heatmap_parallel_vs_parallel_fill=t_render_parallel / t_fill_par,
+        heatmap_parallel_vs_parallel_fill=t_render_parallel / t_fill_many,
+        heatmap_serial_vs_serial_zero_fill=t_render_serial / t_zero_one,
+        heatmap_parallel_vs_parallel_zero_fill=t_render_parallel / t_fill_par,
         heatmap_numpy_s=t_render_ref,
         heatmap_numpy_separable_s=t_render_sep,
         heatmap_torch_s=t_render_torch,
@@ -224,6 +274,7 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
         heatmap_vs_numpy_separable=t_render_sep / t_render,
         heatmap_vs_torch=t_render_torch / t_render,
         heatmap_vs_fill=t_render / t_fill,
+        heatmap_vs_zero_fill=t_render / t_zero,
         output_mb=out.nbytes / 1e6,
     )
 
@@ -283,8 +334,11 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
     # memory stalls). Only one-thread functions: a pool's CPU time is summed.
     c = best_times(
         {
-            "fill": lambda: out.fill(0.0),
-            "fill_memset": lambda: _fill_serial(flat_out),
+            "fill": lambda: out.fill(1.0),
+            "fill_loop": lambda: _fill_value_serial(flat_out, 1.0),
+            "fill_ones": lambda: _memset_ones_serial(out_bytes),
+            "zero": lambda: out.fill(0.0),
+            "zero_memset": lambda: _fill_serial(flat_out),
             "render": lambda: render_heatmaps(pts, size, sigma, out=out, parallel=False),
             "render_ref": (lambda: render_heatmaps_reference(pts, size, sigma), slow),
             "render_torch1": torch_single_thread(lambda: F.render_gaussian_heatmaps(tpts, size, sigma)),
@@ -301,8 +355,10 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
     )
     res["cpu_time"] = {
         "heatmap_serial_s": c["render"],
-        "fill_s": min(c["fill"], c["fill_memset"]),
-        "heatmap_vs_fill": c["render"] / min(c["fill"], c["fill_memset"]),
+        "fill_s": min(c["fill"], c["fill_loop"], c["fill_ones"]),
+        "zero_fill_s": min(c["zero"], c["zero_memset"]),
+        "heatmap_vs_fill": c["render"] / min(c["fill"], c["fill_loop"], c["fill_ones"]),
+        "heatmap_vs_zero_fill": c["render"] / min(c["zero"], c["zero_memset"]),
         "heatmap_vs_ndarray_fill": c["render"] / c["fill"],
         "heatmap_vs_numpy": c["render_ref"] / c["render"],
         "heatmap_vs_torch_one_thread": c["render_torch1"] / c["render"],
@@ -398,16 +454,18 @@ def main(argv=None):
         print(
             f"N={args.n} L={L} {args.size}x{args.size} ({r['output_mb']:.0f} MB float32): "
             f"render {r['heatmap_s']*1e3:.2f} ms (serial {r['heatmap_serial_s']*1e3:.2f}, parallel {r['heatmap_parallel_s']*1e3:.2f}) | "
-            f"fill {r['fill_s']*1e3:.2f} ms -> {r['heatmap_vs_fill']:.2f}x fill "
+            f"fill with data {r['fill_s']*1e3:.2f} ms -> {r['heatmap_vs_fill']:.2f}x fill "
             f"(serial/ndarray.fill {r['heatmap_serial_vs_ndarray_fill']:.2f}, serial/fastest serial fill "
-            f"{r['heatmap_serial_vs_serial_fill']:.2f}, parallel/prange fill {r['heatmap_parallel_vs_parallel_fill']:.2f}) | "
+            f"{r['heatmap_serial_vs_serial_fill']:.2f}, parallel/prange fill {r['heatmap_parallel_vs_parallel_fill']:.2f}); "
+            f"zero fill {r['zero_fill_s']*1e3:.2f} ms ({r['zero_fill_speedup']:.2f}x faster than with data) -> "
+            f"{r['heatmap_vs_zero_fill']:.2f}x | "
             f"{r['heatmap_vs_numpy']:.1f}x NumPy ref, {r['heatmap_vs_numpy_separable']:.1f}x NumPy separable, "
             f"{r['heatmap_vs_torch']:.1f}x torch (like for like: {r['heatmap_vs_torch_both_allocating']:.1f}x both allocating, "
             f"{r['heatmap_vs_torch_both_into_out']:.1f}x both into a preallocated output)"
         )
         cpu = r["cpu_time"]
         print(
-            f"    one thread, CPU time: render {cpu['heatmap_serial_s']*1e3:.2f} ms = {cpu['heatmap_vs_fill']:.2f}x the fastest fill ({cpu['heatmap_vs_ndarray_fill']:.2f}x ndarray.fill), "
+            f"    one thread, CPU time: render {cpu['heatmap_serial_s']*1e3:.2f} ms = {cpu['heatmap_vs_fill']:.2f}x the fastest fill with data ({cpu['heatmap_vs_ndarray_fill']:.2f}x ndarray.fill, {cpu['heatmap_vs_zero_fill']:.2f}x the fastest zero fill), "
             f"{cpu['heatmap_vs_numpy']:.0f}x NumPy ref, {cpu['heatmap_vs_torch_one_thread']:.1f}x torch "
             f"({cpu['heatmap_vs_torch_one_thread_into_out']:.1f}x torch into out); "
             f"dsnt {cpu['dsnt_vs_numpy']:.0f}x, decode {cpu['decode_vs_numpy']:.1f}x, pdist {cpu['pdist_vs_numpy']:.0f}x NumPy"
@@ -423,6 +481,7 @@ def main(argv=None):
     for key in ("heatmap_vs_numpy", "heatmap_vs_torch", "dsnt_vs_numpy", "pdist_vs_numpy", "decode_vs_numpy", "cgd_vs_numpy"):
         result[key] = min(p[key] for p in per)
     result["heatmap_vs_fill"] = max(p["heatmap_vs_fill"] for p in per)
+    result["heatmap_vs_zero_fill"] = max(p["heatmap_vs_zero_fill"] for p in per)
     targets = {
         "heatmap_vs_numpy >= 10": result["heatmap_vs_numpy"] >= 10,
         "heatmap_vs_torch >= 2": result["heatmap_vs_torch"] >= 2,
