@@ -60,16 +60,16 @@ from shapekit.kernels import (
 
 
 @numba.njit(parallel=True, cache=False)
-def _fill_parallel(out):
-    for k in prange(out.shape[0]):
-        out[k] = 0.0
+def _memset_parallel(out_bytes, byte):
+    for k in prange(out_bytes.shape[0]):
+        out_bytes[k] = byte
 
 
 @numba.njit(cache=False)
-def _fill_serial(out):
-    # one memset per map, as the parallel fill does per thread
-    for k in range(out.shape[0]):
-        out[k] = 0.0
+def _memset_serial(out_bytes, byte):
+    # one memset per map, which LLVM merges into one call over the contiguous maps
+    for k in range(out_bytes.shape[0]):
+        out_bytes[k] = byte
 
 
 @numba.njit(parallel=True, cache=False)
@@ -83,19 +83,6 @@ def _fill_value_serial(out, value):
     # vector stores of a run-time value: a fill that writes data, not the zero path
     for k in range(out.shape[0]):
         out[k] = value
-
-
-@numba.njit(parallel=True, cache=False)
-def _memset_ones_parallel(out_bytes):
-    for k in prange(out_bytes.shape[0]):
-        out_bytes[k] = 1
-
-
-@numba.njit(cache=False)
-def _memset_ones_serial(out_bytes):
-    # memset of the byte 0x01: the same library routine as the zero fill, with data
-    for k in range(out_bytes.shape[0]):
-        out_bytes[k] = 1
 
 
 def best_times(fns, repeat, clock=time.perf_counter):
@@ -207,13 +194,13 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
     t = best_times(
         {
             "fill_np": lambda: out.fill(0.0),
-            "fill_par": lambda: _fill_parallel(flat_out),
-            "fill_ser": lambda: _fill_serial(flat_out),
+            "fill_par": lambda: _memset_parallel(out_bytes, 0),
+            "fill_ser": lambda: _memset_serial(out_bytes, 0),
             "fill1_np": lambda: out.fill(1.0),
             "fill1_par": lambda: _fill_value_parallel(flat_out, 1.0),
             "fill1_ser": lambda: _fill_value_serial(flat_out, 1.0),
-            "ones_par": lambda: _memset_ones_parallel(out_bytes),
-            "ones_ser": lambda: _memset_ones_serial(out_bytes),
+            "ones_par": lambda: _memset_parallel(out_bytes, 1),
+            "ones_ser": lambda: _memset_serial(out_bytes, 1),
             "render": lambda: render_heatmaps(pts, size, sigma, out=out),
             "serial": lambda: render_heatmaps(pts, size, sigma, out=out, parallel=False),
             "parallel": lambda: render_heatmaps(pts, size, sigma, out=out, parallel=True),
@@ -336,9 +323,9 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
         {
             "fill": lambda: out.fill(1.0),
             "fill_loop": lambda: _fill_value_serial(flat_out, 1.0),
-            "fill_ones": lambda: _memset_ones_serial(out_bytes),
+            "fill_ones": lambda: _memset_serial(out_bytes, 1),
             "zero": lambda: out.fill(0.0),
-            "zero_memset": lambda: _fill_serial(flat_out),
+            "zero_memset": lambda: _memset_serial(out_bytes, 0),
             "render": lambda: render_heatmaps(pts, size, sigma, out=out, parallel=False),
             "render_ref": (lambda: render_heatmaps_reference(pts, size, sigma), slow),
             "render_torch1": torch_single_thread(lambda: F.render_gaussian_heatmaps(tpts, size, sigma)),
