@@ -16,7 +16,10 @@ timed apart, single process. The ratio compares it with the same search run as a
 loop over the NumPy reference of the profile matching (``kernels="numpy"``), measured in
 the same run. The machine is shared: the load average is printed with the timings.
 The detector is the ASM's default (``shapekit.asm.default_detector``: the LBP cascade
-at 0 and ±25 degrees and on the mirrored image). ``--detections`` caches its raw boxes
+at 0 and ±25 degrees and on the mirrored image); its best ``verify_boxes`` (25) boxes are
+re-ranked by the model's face verifier (``shapekit.asm.verify``, learned on the same
+training images as the detector start; its time is part of the search time, and
+``--no-verifier`` leaves the detector's order). ``--detections`` caches its raw boxes
 of every image it runs on (validation images and the training images that teach the
 detector start), keyed by file stem: use one cache file per detector setting.
 """
@@ -54,10 +57,15 @@ def main(argv=None):
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                     help="ActiveShapeModel parameters (Python literals), e.g. clip=3.0; with --model only the "
                          "search parameters take effect")
+    ap.add_argument("--show-misses", action="store_true", help="name the images where the kept box is not the face")
     ap.add_argument("--dump", default=None, help="write per-face predictions to this .npz (outside the repository)")
     ap.add_argument("--tune", action="store_true",
                     help="measure on a split of the training part instead (20%%, seed + 1): for choosing "
                          "parameters without touching the validation faces")
+    ap.add_argument("--no-verifier", dest="verifier", action="store_false",
+                    help="do not learn the face verifier that re-ranks the detector's boxes")
+    ap.add_argument("--verifier-set", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="FaceVerifier parameters (Python literals), e.g. use_framing=False")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
 
@@ -93,6 +101,7 @@ def main(argv=None):
     import ast
 
     params = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)}
+    verifier_params = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.verifier_set)}
     t0 = time.perf_counter()
     if args.model:
         asm = ActiveShapeModel.load(args.model).set_params(**params)
@@ -128,7 +137,12 @@ def main(argv=None):
             if k >= 0:
                 boxes[j] = found[k]
         asm.fit_box_start(boxes, tr_shapes[pick], kind="detector")
-        if asm.box_accept is not None and asm.max_boxes > 1:
+        if args.verifier:
+            # the face verifier that re-ranks the detector's boxes, learned on the same
+            # training images (as train_asm does)
+            asm.fit_verifier([tr_images[i] for i in pick], tr_shapes[pick], [detect(tr_images[i]) for i in pick],
+                             **verifier_params)
+        if asm.box_accept is not None and asm._n_boxes() > 1:
             # how good fits from the detector's face boxes are on training faces: decides
             # when the search moves on to the detector's next box
             asm.fit_accept_quality([tr_images[i] for i in pick], boxes, kind="detector")
@@ -142,8 +156,8 @@ def main(argv=None):
     lm_pred, lm_start, lm_ms = [], [], []
     det_pred, det_start, det_ms, det_found, detect_ms, det_hit = [], [], [], [], [], []
     np_ms = []
-    det_any, det_info = [], []
-    max_boxes = int(asm.max_boxes)
+    det_any, det_info, chosen_hit, rank_ms = [], [], [], []
+    max_boxes = asm._n_boxes()
     for j, i in enumerate(val):
         image = load_image(images[i])
         g = ann.shapes[i]
@@ -167,23 +181,30 @@ def main(argv=None):
         if len(boxes) == 0:
             det_found.append(False)
             continue
-        # the detector's best max_boxes boxes, highest score first (as ActiveShapeModel.search does)
-        cands = boxes[np.argsort(-boxes[:, 4], kind="stable")][:max_boxes]
+        # the detector's boxes by score; the face verifier's order when the model has one
+        # (as ActiveShapeModel.search does); the first max_boxes are searched
+        by_score = boxes[np.argsort(-boxes[:, 4], kind="stable")]
+        t_rank = time.perf_counter()
+        cands = asm.rank_boxes(image, boxes)[:max_boxes]
+        rank_ms.append(1e3 * (time.perf_counter() - t_rank))
         # "found": the top box belongs to this face (centre inside the landmark square,
         # side within a factor 2 of it: shapekit.data.detect.match_detection)
         side = float(np.max(np.nanmax(g, axis=0) - np.nanmin(g, axis=0)))
         centre = 0.5 * (np.nanmin(g, axis=0) + np.nanmax(g, axis=0))
         square = (centre[0], centre[1], side)
-        det_hit.append(match_detection(cands[:1], square) == 0)
-        det_any.append(match_detection(cands, square) >= 0)
+        det_hit.append(match_detection(by_score[:1], square) == 0)
+        det_any.append(match_detection(by_score[:max(max_boxes, asm._n_verify())], square) >= 0)
+        chosen_hit.append(match_detection(cands[:1], square) == 0)
         kind = "detector" if "detector" in asm.box_starts_ else "landmarks"
         t = time.perf_counter()
         p, info = asm.search(image, boxes=cands, box_kind=kind, return_info=True)
-        det_ms.append(1e3 * (time.perf_counter() - t))
+        det_ms.append(1e3 * (time.perf_counter() - t) + rank_ms[-1])
         det_info.append((info.box_index, match_detection(cands[info.box_index:info.box_index + 1], square) == 0))
         det_found.append(True)
         det_pred.append(p)
         det_start.append(asm.start_from_box(cands[0], kind=kind))
+        if args.show_misses and not det_info[-1][1]:
+            print(f"  kept box is not the face: {Path(str(images[i])).stem}, NME {float(nme(p[None], g[None])[0]):.3f}")
 
     if args.detections and new_cache:
         np.savez(args.detections, **cache)
@@ -221,7 +242,17 @@ def main(argv=None):
             res["face_found_rate"] = float(hit.mean())
             res["face_among_candidates_rate"] = float(np.mean(det_any))
             res["kept_box_is_face_rate"] = float(np.mean([ok for _, ok in det_info]))
+            res["chosen_box_is_face_rate"] = float(np.mean(chosen_hit))
+            res["verifier"] = getattr(asm, "verifier_", None) is not None and int(asm.verify_boxes) > 0
+            res["rank_ms_median"] = float(np.median(rank_ms))
+            kept = np.array([ok for _, ok in det_info])
+            if kept.any():
+                e = nme(np.array(det_pred)[kept], dg[kept])
+                res["nme_detector_box_kept_face"] = float(e.mean())
+                res["median_nme_detector_box_kept_face"] = float(np.median(e))
+                res["n_kept_face"] = int(kept.sum())
             res["max_boxes"] = max_boxes
+            res["n_candidates"] = max(max_boxes, asm._n_verify())
             res["accept_quality"] = getattr(asm, "accept_quality_", None)
             res["starts_per_box"] = int(len(asm.box_starts(cands[0], kind=kind)))
             res["ms_per_face_p90_detector_box"] = float(np.percentile(det_ms, 90))
@@ -246,9 +277,13 @@ def main(argv=None):
                   f"FR@0.08 {res['fr_0.08_detector_box_found']:.3f}); same faces from the landmark box "
                   f"{res['nme_landmark_box_on_found']:.4f}")
     if "kept_box_is_face_rate" in res:
-        print(f"  detector candidates: best {res['max_boxes']} boxes x {res['starts_per_box']} starts each; the face "
-              f"is among them in {100 * res['face_among_candidates_rate']:.1f}% of images, the kept fit is on it in "
-              f"{100 * res['kept_box_is_face_rate']:.1f}%; search time from the detector boxes: median "
+        print(f"  detector candidates: up to {res['max_boxes']} boxes searched x {res['starts_per_box']} starts each; "
+              f"the face is among the detector's best {res['n_candidates']} boxes in "
+              f"{100 * res['face_among_candidates_rate']:.1f}% of images, the kept fit is on it in "
+              f"{100 * res['kept_box_is_face_rate']:.1f}% (NME there {res.get('nme_detector_box_kept_face', float('nan')):.4f}); "
+              f"the first box tried is the face in {100 * res['chosen_box_is_face_rate']:.1f}% "
+              f"(verifier {'on' if res['verifier'] else 'off'}, {res['rank_ms_median']:.1f} ms); "
+              f"search time from the detector boxes: median "
               f"{res['ms_per_face_median_detector_box']:.1f} ms (p90 {res['ms_per_face_p90_detector_box']:.1f})")
     print(f"  search time per face: median {res['ms_per_face_median']:.1f} ms (p90 {res['ms_per_face_p90']:.1f}); "
           f"NumPy-reference profiles {res.get('numpy_ms_per_face_median') or float('nan'):.1f} ms "

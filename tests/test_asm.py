@@ -356,6 +356,115 @@ def test_box_cascade_accepts_the_first_good_box(synthetic, tmp_path):
         model.fit_accept_quality(images[:4], boxes, quantile=0.0)
 
 
+# --------------------------------------------------------------------------- face verifier
+def _corner_boxes(rng, size, face, n, score_range):
+    # small boxes in the image corners (background, clothes), off the face square: what a
+    # face detector's false positives look like next to the face
+    out = []
+    while len(out) < n:
+        s = rng.uniform(0.12, 0.2) * size
+        x0, y0 = rng.choice([rng.uniform(0, 0.1), rng.uniform(0.78, 0.88)], 2) * size
+        box = np.array([x0, y0, x0 + s, y0 + s])
+        from shapekit.data.detect import box_iou
+
+        if box_iou(box, face)[0, 0] < 0.1:
+            out.append([*box, rng.uniform(*score_range)])
+    return np.array(out)
+
+
+def _face_box(g, shrink=0.85):
+    # a detector-like square about the landmarks (tighter than the landmark box)
+    lo, hi = g.min(axis=0), g.max(axis=0)
+    c, h = 0.5 * (lo + hi), 0.5 * shrink * (hi - lo).max()
+    return np.array([c[0] - h, c[1] - h, c[0] + h, c[1] + h])
+
+
+def test_hog_features():
+    from shapekit.asm.verify import hog_features
+
+    rng = np.random.default_rng(0)
+    w = rng.random((3, 48, 48)).astype(np.float32) * 100
+    f = hog_features(w, cell=6, bins=9)
+    assert f.shape == (3, 7 * 7 * 4 * 9) and np.all(f >= 0) and np.all(f <= 0.2 + 1e-6 + 0.8)
+    # block normalisation: a brighter, higher-contrast copy has about the same descriptor
+    np.testing.assert_allclose(hog_features(w * 3 + 20, 6, 9), f, atol=0.02)
+    # a vertical step edge: horizontal gradients only, orientation 0 lies between bins 0 and 8
+    step = np.zeros((1, 24, 24), np.float32)
+    step[:, :, 12:] = 200
+    h = hog_features(step, cell=6, bins=9).reshape(3, 3, 4, 9)
+    assert h[..., 0].sum() > 0 and h[..., 0].sum() == pytest.approx(h[..., 8].sum(), rel=1e-5)
+    assert h[..., 1:8].sum() == 0
+    with pytest.raises(ShapekitError, match="cell"):
+        hog_features(w, cell=5)
+
+
+def test_face_verifier_ranks_the_face_above_background_boxes(synthetic, tmp_path):
+    from shapekit.asm.verify import FaceVerifier
+    from shapekit.data.synth import generate
+
+    asm, test_images, test_shapes = synthetic
+    # training: the fixture's 40 training faces are not kept, so draw other synthetic ones
+    pose = dict(max_yaw=15, max_pitch=10, max_roll=10)
+    images, shapes = generate(30, seed=11, size=160, occlusion=0.0, progress=False, **pose)
+    rng = np.random.default_rng(0)
+    detections = [np.vstack([[*_face_box(g), 8.0], _corner_boxes(rng, 160, _face_box(g), 4, (1, 20))])
+                  for g in shapes]
+    # appearance and detector score only: the background boxes outscore the face below,
+    # so ranking the face first must come from its HOG appearance
+    v = FaceVerifier(use_framing=False, hog_weight=1.0, C=0.01).fit(images, shapes, detections)
+    assert v.n_pos_ == 30 * (1 + v.n_jitter) and v.n_neg_ >= 30 * 4
+    first, margin = 0, []
+    for image, g in zip(test_images, test_shapes):
+        face = _face_box(g, shrink=rng.uniform(0.8, 0.95))
+        boxes = np.vstack([_corner_boxes(rng, 160, face, 5, (10, 30)), [*face, 5.0]])
+        order, s = v.rank(image, boxes)
+        first += order[0] == 5
+        margin.append(s[5] - np.max(s[:5]))
+    assert first == len(test_images), margin
+    # stored in the model file (plain arrays) and used to order the detector's boxes
+    model = ActiveShapeModel.load(asm.save(tmp_path / "m.npz"))
+    assert model._n_boxes() == 3
+    boxes = np.vstack([_corner_boxes(rng, 160, _face_box(test_shapes[0]), 4, (10, 30)),
+                       [*_face_box(test_shapes[0]), 5.0]])
+    np.testing.assert_array_equal(model.rank_boxes(test_images[0], boxes), boxes[np.argsort(-boxes[:, 4])])
+    model.verifier_ = v
+    again = ActiveShapeModel.load(model.save(tmp_path / "v.npz"))
+    assert again.verifier_.get_params() == v.get_params() and again._n_boxes() == 1
+    np.testing.assert_allclose(again.verifier_.score(test_images[0], boxes), v.score(test_images[0], boxes),
+                               rtol=1e-12)
+    ranked = again.rank_boxes(test_images[0], boxes)
+    np.testing.assert_array_equal(ranked[0], boxes[4])
+    again.set_params(verify_boxes=2)  # only the detector's best 2 boxes are re-ranked: the face is not among them
+    assert len(again.rank_boxes(test_images[0], boxes)) == 2 and not np.any(
+        np.all(again.rank_boxes(test_images[0], boxes) == boxes[4], axis=1))
+    with np.load(tmp_path / "v.npz", allow_pickle=False) as z:
+        assert "verifier_coef" in z.files and all(z[k].dtype != object for k in z.files)
+
+
+def test_face_verifier_framing_and_bad_input(synthetic):
+    from shapekit.asm.verify import FaceVerifier
+
+    _, images, shapes = synthetic
+    rng = np.random.default_rng(1)
+    dets = [np.vstack([[*_face_box(g), 8.0], _corner_boxes(rng, 160, _face_box(g), 3, (1, 20))])
+            for g in shapes]
+    v = FaceVerifier(use_framing=True, n_random=2).fit(images, shapes, dets)
+    assert v.n_features == 7 * 7 * 4 * 9 + 2 + 4 and v.coef_.shape == (v.n_features,)
+    # the framing features: box side relative to the image and distance from its centre
+    f = v.features(images[0], np.array([[40, 40, 120, 120, 3.0], [0, 0, 20, 20, 1.0]]))
+    np.testing.assert_allclose(f[:, -4], np.log([80 / 160, 20 / 160]))
+    np.testing.assert_allclose(f[:, -2], [np.hypot(0.5, 0.5) / 160, np.hypot(69.5, 69.5) / 160])
+    np.testing.assert_allclose(f[:, -6:-4], [[np.log(4), 0.0], [np.log(2), np.log(2) - np.log(4)]])
+    with pytest.raises(ShapekitError, match="score"):
+        v.score(images[0], np.array([[40, 40, 120, 120]]))
+    with pytest.raises(ShapekitError, match="not fitted"):
+        FaceVerifier().score(images[0], np.array([[40, 40, 120, 120, 1.0]]))
+    with pytest.raises(ShapekitError, match="loss"):
+        FaceVerifier(loss="hinge").fit(images, shapes, dets)
+    with pytest.raises(ShapekitError, match="equal lengths"):
+        FaceVerifier().fit(images, shapes, dets[:2])
+
+
 def test_start_shapes_and_scales(synthetic, tmp_path):
     from shapekit.asm.model import kmeans
 

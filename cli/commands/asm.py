@@ -33,8 +33,17 @@ def register(sub):
     t.add_argument("--start-scales", type=float, nargs="+", default=None,
                    help="scales of the box start tried (e.g. 0.9 1.0 1.1)")
     t.add_argument("--max-boxes", type=int, default=None,
-                   help="without --box, try the detector's best N boxes in score order and keep the first "
-                        "whose fit is as good as 75%% of the fits on training faces (default 3)")
+                   help="without --box, try the first N of the detector's boxes (in the face verifier's order, "
+                        "else by score) and keep the first whose fit is as good as 75%% of the fits on training "
+                        "faces (default: 1 with the verifier, else 3)")
+    t.add_argument("--no-verifier", action="store_true",
+                   help="do not learn the face verifier that re-ranks the detector's boxes (HOG, detector score "
+                        "and framing; learned on the --detector-samples images)")
+    t.add_argument("--no-framing", action="store_true",
+                   help="the verifier ignores where the box is and how large (use when the images to fit are "
+                        "not framed like the training images, e.g. photos with faces anywhere)")
+    t.add_argument("--verify-boxes", type=int, default=None,
+                   help="the verifier re-ranks the detector's best N boxes (default 25)")
     t.add_argument("--format", default="auto", help="annotation format (default: guessed)")
     t.add_argument("--detector-samples", type=int, default=100,
                    help="run the face detector on this many training images to learn where the start shape "
@@ -81,8 +90,12 @@ def run_train(args):
         params["start_scales"] = tuple(args.start_scales)
     if args.max_boxes is not None:
         params["max_boxes"] = args.max_boxes
+    if args.verify_boxes is not None:
+        params["verify_boxes"] = args.verify_boxes
     source = args.source if len(args.source) > 1 else args.source[0]
-    model = train_asm(source, format=args.format, detector_samples=args.detector_samples, **params)
+    model = train_asm(source, format=args.format, detector_samples=args.detector_samples,
+                      verifier=not args.no_verifier,
+                      verifier_params={"use_framing": False} if args.no_framing else None, **params)
     model.save(args.output)
     print(f"{args.output}: {model!r}, {model.components_.shape[0]} shape modes, "
           f"{model.n_levels} levels, {model.mean_.shape[0]} points")

@@ -25,6 +25,7 @@ from shapekit.asm.profiles import (
     shape_normals,
 )
 from shapekit.asm.search import SearchInfo, fit_shape, fit_shape_reference, fit_similarity, search_pyramid
+from shapekit.asm.verify import FaceVerifier, hog_features
 
 __all__ = [
     "ActiveShapeModel",
@@ -48,4 +49,6 @@ __all__ = [
     "fit_similarity",
     "search_pyramid",
     "SearchInfo",
+    "FaceVerifier",
+    "hog_features",
 ]

@@ -115,7 +115,9 @@ class ActiveShapeModel:
     clusters of the training shapes (k-means on their whitened shape weights: head turns
     and tilts); ``start_scales``: each also at these scales of the box's start (e.g.
     ``(0.9, 1.0, 1.1)``); ``max_boxes``: without a box, the search starts from the
-    detector's best ``max_boxes`` boxes (a false positive can outscore the face).
+    detector's best ``max_boxes`` boxes (a false positive can outscore the face); None:
+    1 with a learned face verifier (it puts the face first; on the LFPW tuning split
+    searching 3 boxes then changed no fit and cost time), else 3.
     ``quality_background``, ``quality_levels``, ``quality_shape_weight``,
     ``quality_template_weight``: how :meth:`fit_quality` scores a fit (see there).
     ``box_accept``: with several boxes, the boxes are tried in order (the detector's:
@@ -125,6 +127,9 @@ class ActiveShapeModel:
     boxes. A model without ``accept_quality_`` searches only the detector's top box
     (and keeps the best fit over boxes given with ``boxes=``).
     ``level_modes``: shape modes used at each level (finest first; None: all of them).
+    ``verify_boxes``: with a learned face verifier (``verifier_``, see
+    :meth:`fit_verifier`), the detector's best ``verify_boxes`` boxes (by its score) are
+    re-ranked by the verifier before the ``max_boxes`` first are searched (0: not used).
 
     Learned state: ``mean_``, ``components_`` (K, L, 2), ``variances_`` (K,) (the PDM
     in its unit-norm model frame), ``profile_mean_`` (levels, L, 2k+1),
@@ -134,7 +139,8 @@ class ActiveShapeModel:
     ``start_shapes_`` (C, L, 2) (start shapes in the model frame, the mean first),
     ``background_mean_`` (levels, 2k+1) and ``background_icov_`` (levels, 2k+1, 2k+1)
     (profiles away from the landmarks, for :meth:`fit_quality`), ``accept_quality_``
-    (when learned: see ``box_accept``), ``n_train_``, ``schema_``.
+    (when learned: see ``box_accept``), ``verifier_`` (when learned: a
+    :class:`~shapekit.asm.verify.FaceVerifier`), ``n_train_``, ``schema_``.
     """
 
     def __init__(
@@ -159,13 +165,14 @@ class ActiveShapeModel:
         template_radius=0.25,
         start_shapes=5,
         start_scales=(0.9, 1.0, 1.1),
-        max_boxes=3,
+        max_boxes=None,
         quality_shape_weight=0.0,
         level_modes=None,
         quality_template_weight=0.0,
         quality_background=True,
         quality_levels=None,
         box_accept=0.75,
+        verify_boxes=25,
     ):
         self.n_levels = n_levels
         self.profile_half = profile_half
@@ -194,13 +201,14 @@ class ActiveShapeModel:
         self.quality_background = quality_background
         self.quality_levels = quality_levels
         self.box_accept = box_accept
+        self.verify_boxes = verify_boxes
 
     # ------------------------------------------------------------------ params
     _PARAMS = ("n_levels", "profile_half", "search_half", "n_components", "clip", "face_size", "margin",
                "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema", "starts", "refine_start", "template_size", "template_radius",
                "start_shapes", "start_scales", "max_boxes", "quality_shape_weight", "level_modes",
                "quality_template_weight", "quality_background", "quality_levels",
-               "box_accept")
+               "box_accept", "verify_boxes")
 
     def get_params(self):
         """Return the constructor parameters as a dict."""
@@ -243,7 +251,9 @@ class ActiveShapeModel:
             raise ShapekitError(f"start_shapes: expected a positive integer, got {self.start_shapes!r}")
         if self.box_accept is not None and not 0 < self.box_accept <= 1:
             raise ShapekitError(f"box_accept: expected a quantile in (0, 1] or None, got {self.box_accept!r}")
-        if int(self.max_boxes) != self.max_boxes or self.max_boxes < 1:
+        if int(self.verify_boxes) != self.verify_boxes or self.verify_boxes < 0:
+            raise ShapekitError(f"verify_boxes: expected an integer >= 0, got {self.verify_boxes!r}")
+        if self.max_boxes is not None and (int(self.max_boxes) != self.max_boxes or self.max_boxes < 1):
             raise ShapekitError(f"max_boxes: expected a positive integer, got {self.max_boxes!r}")
         scales = np.atleast_1d(np.asarray(self.start_scales, dtype=np.float64))
         if scales.size == 0 or not np.all(np.isfinite(scales) & (scales > 0)):
@@ -595,7 +605,11 @@ class ActiveShapeModel:
                 # several detector boxes only with a learned acceptance level (or when the
                 # best fit over all boxes is asked for): see box_accept
                 learned = self.box_accept is None or hasattr(self, "accept_quality_")
-                box_list = detect_boxes(image, int(self.max_boxes) if learned else 1)
+                n_search = self._n_boxes() if learned else 1
+                box_list = detect_boxes(image, max(n_search, self._n_verify()))
+                if box_list.shape[1] >= 5:
+                    box_list = self.rank_boxes(image, box_list)
+                box_list = box_list[:n_search]
                 box_kind = "detector" if "detector" in getattr(self, "box_starts_", {}) else "landmarks"
             groups = [self.box_starts(b, kind=box_kind) for b in box_list]
         results = []
@@ -611,6 +625,47 @@ class ActiveShapeModel:
             if accept is not None and min(r[1].quality for r in results if r[1].box_index == box_index) <= accept:
                 break
         return results
+
+    def _n_boxes(self):
+        """The number of detector boxes the search tries (see ``max_boxes``)."""
+        if self.max_boxes is not None:
+            return int(self.max_boxes)
+        return 1 if self._n_verify() else 3
+
+    def _n_verify(self):
+        return int(self.verify_boxes) if getattr(self, "verifier_", None) is not None else 0
+
+    def fit_verifier(self, images, shapes, detections, progress_bar=None, **params):
+        """Learn ``verifier_``, the face verifier that re-ranks the detector's boxes
+        (:class:`~shapekit.asm.verify.FaceVerifier` with ``params``); return self.
+
+        ``images``: training images (arrays or paths), ``shapes`` (N, L, 2) their
+        landmarks (pixels), ``detections``: the detector's raw boxes ``(K, 5)`` on each
+        (``x0, y0, x1, y1, score``, e.g. from :func:`detector_boxes` with
+        ``return_detections=True``).
+        """
+        from shapekit.asm.verify import FaceVerifier
+
+        self._check_fitted()
+        self.verifier_ = FaceVerifier(**params).fit(images, shapes, detections, progress_bar=progress_bar)
+        return self
+
+    def rank_boxes(self, image, boxes):
+        """Return the candidate face boxes ``(B', 5)`` in the order the search tries them:
+        by detector score (column 4), highest first; with a learned verifier, its best
+        ``verify_boxes`` of them re-ranked by :meth:`FaceVerifier.score
+        <shapekit.asm.verify.FaceVerifier.score>` (most face-like first; the others
+        dropped). ``boxes`` ``(B, 5)`` in ``image`` pixels."""
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.ndim != 2 or boxes.shape[1] < 5:
+            raise ShapekitError(f"boxes: expected (B, 5) detector boxes x0, y0, x1, y1, score, got {boxes.shape}")
+        boxes = boxes[np.argsort(-boxes[:, 4], kind="stable")]
+        n = self._n_verify()
+        if n and len(boxes) > 1:
+            boxes = boxes[:n]
+            order, _ = self.verifier_.rank(load_image(image), boxes)
+            boxes = boxes[order]
+        return boxes
 
     def fit_accept_quality(self, images, boxes, kind="detector", quantile=None):
         """Learn ``accept_quality_``: the ``quantile`` (default ``box_accept``) of the fit
@@ -701,6 +756,9 @@ class ActiveShapeModel:
                 "accept_quality_": getattr(self, "accept_quality_", None)}
         arrays = {name.rstrip("_"): np.asarray(getattr(self, name)) for name in self._ARRAYS
                   if name not in self._OPTIONAL or hasattr(self, name)}
+        if getattr(self, "verifier_", None) is not None:
+            v_arrays, meta["verifier_"] = self.verifier_.to_arrays("verifier_")
+            arrays.update(v_arrays)
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
@@ -715,6 +773,7 @@ class ActiveShapeModel:
                 meta = json.loads(str(z["meta"]))
                 arrays = {name: z[name.rstrip("_")] for name in cls._ARRAYS
                           if name not in cls._OPTIONAL or name.rstrip("_") in z.files}
+                v_arrays = {name: z[name] for name in z.files if name.startswith("verifier_")}
         except FileNotFoundError:
             raise ShapekitError(f"{path}: no such file") from None
         except (OSError, KeyError, ValueError) as exc:
@@ -742,6 +801,13 @@ class ActiveShapeModel:
         model.n_train_ = meta["n_train_"]
         if meta.get("accept_quality_") is not None:
             model.accept_quality_ = float(meta["accept_quality_"])
+        if meta.get("verifier_") is not None:
+            from shapekit.asm.verify import FaceVerifier
+
+            try:
+                model.verifier_ = FaceVerifier.from_arrays(v_arrays, meta["verifier_"], "verifier_")
+            except (KeyError, TypeError) as exc:
+                raise FormatError(path, f"the face verifier's arrays are incomplete ({exc})") from None
         return model
 
     def __repr__(self):
@@ -782,7 +848,8 @@ def detect_box(image, detector=None):
     return detect_boxes(image, 1, detector)[0, :4]
 
 
-def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_samples=0, seed=0, **params):
+def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_samples=0, seed=0, verifier=True,
+              verifier_params=None, **params):
     """Return an :class:`ActiveShapeModel` trained on every annotated image of ``source``.
 
     ``source`` is anything :func:`shapekit.io.read` reads (folders of .pts + images,
@@ -792,7 +859,8 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
     sits in its boxes (:meth:`ActiveShapeModel.fit_box_start`), which :meth:`search`
     then uses when no box is given, and how good fits from those boxes are
     (:meth:`ActiveShapeModel.fit_accept_quality`), which decides among the detector's
-    boxes.
+    boxes, and, with ``verifier``, the face verifier that re-ranks the detector's boxes
+    (:meth:`ActiveShapeModel.fit_verifier` with ``verifier_params``) on the same images.
     """
     from shapekit.io import read
 
@@ -807,15 +875,21 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
     model.fit([images[i] for i in keep], ann.shapes[keep], pdm=pdm, progress_bar=progress_bar)
     if detector_samples:
         pick = np.random.default_rng(seed).permutation(keep)[: int(detector_samples)]
-        boxes = detector_boxes([images[i] for i in pick], ann.shapes[pick], progress_bar=progress_bar)
+        boxes, found = detector_boxes([images[i] for i in pick], ann.shapes[pick], progress_bar=progress_bar,
+                                      return_detections=True)
         model.fit_box_start(boxes, ann.shapes[pick], kind="detector")
+        if verifier:
+            model.fit_verifier([images[i] for i in pick], ann.shapes[pick], found, progress_bar=progress_bar,
+                               **(verifier_params or {}))
         if model.box_accept is not None:
             model.fit_accept_quality([images[i] for i in pick], boxes, kind="detector")
     return model
 
 
-def detector_boxes(images, shapes, detector=None, progress_bar=None):
-    """Return the detector box ``(N, 5)`` of each training face (NaN where it was missed).
+def detector_boxes(images, shapes, detector=None, progress_bar=None, return_detections=False):
+    """Return the detector box ``(N, 5)`` of each training face (NaN where it was missed);
+    with ``return_detections`` also the detector's raw boxes of each image (a list of
+    ``(K, 5)`` arrays).
 
     Among the detections of an image, the face is the one whose centre falls inside the
     landmark square and whose size is within a factor 2 of it
@@ -825,15 +899,17 @@ def detector_boxes(images, shapes, detector=None, progress_bar=None):
 
     detector = default_detector() if detector is None else detector
     out = np.full((len(images), 5), np.nan)
+    raw = []
     for i in progress(range(len(images)), desc="detecting faces", disable=_disable(progress_bar)):
         pts = np.asarray(shapes[i], dtype=np.float64)
         pts = pts[np.isfinite(pts).all(axis=1)]
         lo, hi = pts.min(axis=0), pts.max(axis=0)
-        boxes = np.asarray(detector.detect(load_image(images[i])))
+        boxes = np.asarray(detector.detect(load_image(images[i])), dtype=np.float64).reshape(-1, 5)
+        raw.append(boxes)
         j = match_detection(boxes, (*(0.5 * (lo + hi)), float((hi - lo).max())))
         if j >= 0:
             out[i] = boxes[j]
-    return out
+    return (out, raw) if return_detections else out
 
 
 def fit_images(model, images, box=None, out_dir=None):
