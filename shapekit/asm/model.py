@@ -812,6 +812,8 @@ class ActiveShapeModel:
 
     def __repr__(self):
         state = f", fitted on {self.n_train_} images" if hasattr(self, "n_train_") else ""
+        if getattr(self, "verifier_", None) is not None:
+            state += ", with a face verifier"
         return f"ActiveShapeModel(n_levels={self.n_levels}, profile_half={self.profile_half}, search_half={self.search_half}{state})"
 
 
