@@ -820,14 +820,22 @@ class ActiveShapeModel:
 def default_detector():
     """Return the face detector the ASM uses when none is given: shapekit's LBP cascade
     detector (:class:`shapekit.data.detect.FaceDetector`) with its default angles, also
-    searching the mirrored image (on the LFPW tuning split it found the face as its top
-    box in 6 of the 12 images where the search without the mirror did not, and kept
-    the 30 checked others)."""
+    searching the mirrored image, on the image reduced to 200 pixels on its longer side.
+
+    The reduction (``max_side=200``, the detector's default is 480) finds more faces and
+    is about 5 times faster: on the 644 LFPW training-part images (384 px crops) the
+    face was among its boxes in 636 instead of 628 and its top box in 627 instead of
+    616, at 0.47 s instead of about 2.5 s per image. Faces smaller than about 10% of the
+    image's longer side are missed (the cascade's smallest window is 20 px of the
+    reduced image): pass a detector with a larger ``max_side`` for such photos. The
+    mirror search found the face as the top box in 6 of the 12 LFPW tuning images where
+    the search without it did not, and kept the 30 checked others.
+    """
     try:
         from shapekit.data.detect import FaceDetector
     except ImportError as exc:  # pragma: no cover - the detector ships with shapekit.data
         raise ShapekitError("no face box given and the face detector is not available; pass box= or start=") from exc
-    return FaceDetector(mirror=True)
+    return FaceDetector(mirror=True, max_side=200)
 
 
 def detect_boxes(image, max_boxes=1, detector=None):
