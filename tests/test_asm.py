@@ -465,6 +465,27 @@ def test_face_verifier_framing_and_bad_input(synthetic):
         FaceVerifier().fit(images, shapes, dets[:2])
 
 
+def test_detector_extra_reduced_pass(synthetic):
+    # the ASM's detector also searches a reduced copy of the image: its result is the
+    # suppression over both passes' boxes, so every box of either pass is kept or
+    # overlapped by a kept one
+    from shapekit.data.detect import FaceDetector, box_iou
+
+    _, images, _ = synthetic
+    both = FaceDetector(angles=(0.0,), extra_sides=(96,))
+    full = FaceDetector(angles=(0.0,))._detect_at(images[0][..., 0], None)
+    small = FaceDetector(angles=(0.0,))._detect_at(images[0][..., 0], 96)
+    found = both.detect(images[0][..., 0])
+    passes = np.concatenate([full, small])
+    assert len(found) and len(found) <= len(passes)
+    assert all(np.any(np.all(np.isclose(passes, f), axis=1)) for f in found)
+    assert np.all(box_iou(passes, found).max(axis=1) > 0.0)
+    np.testing.assert_array_equal(FaceDetector(angles=(0.0,), extra_sides=(400,)).detect(images[0][..., 0]),
+                                  FaceDetector(angles=(0.0,)).detect(images[0][..., 0]))  # not reduced: skipped
+    with pytest.raises(ShapekitError, match="extra_sides"):
+        FaceDetector(extra_sides=(10,))
+
+
 def test_start_shapes_and_scales(synthetic, tmp_path):
     from shapekit.asm.model import kmeans
 

@@ -208,12 +208,19 @@ class FaceDetector:
         data (max_side=192) it raised the found rate from 89.2 % to 90.9 %.
     mirror : also search the mirrored image (the cascade is not exactly symmetric,
         which helps with half-profile faces).
+    extra_sides : also search the image reduced to each of these longer sides (pixels;
+        sides not below the working image's are skipped); the boxes of all passes are
+        merged by the same suppression. A reduced image smooths away detail that makes
+        the cascade miss large faces: on the 644 LFPW training-part crops (384 px) a
+        pass at 200 px alone found the face among its boxes in 636 images against 628 at
+        full size, but its boxes frame the face less precisely, hence both.
     correction : a :class:`BoxCorrection` (or a path to one); without it the raw
         detector boxes are returned by :meth:`face_squares` as their own squares.
     """
 
     def __init__(self, scale_factor=1.1, step_ratio=1.0, min_size=20, max_side=480, min_neighbours=1,
-                 merge_iou=0.4, nms_iou=0.3, angles=(0.0, -25.0, 25.0), mirror=False, correction=None, cascade=None):
+                 merge_iou=0.4, nms_iou=0.3, angles=(0.0, -25.0, 25.0), mirror=False, correction=None, cascade=None,
+                 extra_sides=()):
         if scale_factor <= 1.0:
             raise ShapekitError(f"scale_factor: must be > 1, got {scale_factor}")
         if min_size < 8:
@@ -229,6 +236,9 @@ class FaceDetector:
         if not self.angles:
             raise ShapekitError("angles: give at least one angle (0 for the upright image)")
         self.mirror = bool(mirror)
+        self.extra_sides = tuple(int(x) for x in extra_sides)
+        if any(x < self.min_size for x in self.extra_sides):
+            raise ShapekitError(f"extra_sides: each side must be at least min_size={self.min_size}, got {extra_sides}")
         if correction is not None and not isinstance(correction, BoxCorrection):
             correction = BoxCorrection.load(correction)
         self.correction = correction
@@ -257,10 +267,19 @@ class FaceDetector:
         covering pixels 10..33 is ``9.5 .. 33.5``).
         """
         img = load_image(image, grey=True)
+        boxes = self._detect_at(img, self.max_side)
+        if not self.extra_sides:
+            return boxes
+        work = max(img.shape) if self.max_side is None else min(max(img.shape), self.max_side)
+        passes = [boxes] + [self._detect_at(img, side) for side in self.extra_sides if side < work]
+        return non_max_suppression(np.concatenate(passes), self.nms_iou)
+
+    def _detect_at(self, img, max_side):
+        """Raw face boxes ``(K, 5)`` of one pass on the grey image reduced to ``max_side``."""
         h, w = img.shape
         factor = 1.0
-        if self.max_side is not None and max(h, w) > self.max_side:
-            factor = max(h, w) / float(self.max_side)
+        if max_side is not None and max(h, w) > max_side:
+            factor = max(h, w) / float(max_side)
             from PIL import Image
 
             nw, nh = max(1, int(round(w / factor))), max(1, int(round(h / factor)))
