@@ -3,14 +3,21 @@ that re-ranks a face detector's candidate boxes before the active shape model se
 
 The LBP cascade (:mod:`shapekit.data.detect`) ranks its boxes by the number of windows
 that fired; on textured backgrounds a false positive can outscore the face, and the ASM's
-own fit quality cannot tell a fit on texture from a fit on a face. The verifier looks at
-the box's appearance instead: the box (enlarged by ``context``) is resampled to a
-``size`` x ``size`` grey window, described by a histogram of oriented gradients
-(Dalal & Triggs 2005: unsigned orientations with linear interpolation between bins,
-``cell`` x ``cell`` pixel cells, 2 x 2 cell blocks normalised with L2-Hys), plus the log of
-the detector's score, and scored by a logistic regression learned on training images:
-positives are the detector's boxes on the faces (and jittered copies), negatives the
-detector's other boxes (which do not overlap the face) and random crops.
+own fit quality cannot tell a fit on texture from a fit on a face. The verifier scores
+each box with a logistic regression on: a histogram of oriented gradients of the box
+(enlarged by ``context``, resampled to a ``size`` x ``size`` grey window; Dalal & Triggs
+2005: unsigned orientations with linear interpolation between bins, ``cell`` x ``cell``
+pixel cells, 2 x 2 cell blocks normalised with L2-Hys), the detector's score, and the
+box's framing (its size and distance from the image centre relative to the image).
+Positives are the detector's boxes on the training faces (and jittered copies),
+negatives the detector's other boxes (which do not overlap the face) and random crops.
+
+On LFPW crops most of the ranking power comes from the framing and the score: many of
+the detector's other boxes are real faces in the background, which no appearance model
+can reject, and a linear HOG model learned from a few hundred faces alone ranks the face
+first less often than the detector's score. The framing is a learned prior on how the
+annotated face sits in the training images; switch it off (``use_framing=False``) for
+images framed differently.
 
 >>> v = FaceVerifier().fit(images, shapes, detections)   # detections: raw (K, 5) per image
 >>> order = np.argsort(-v.score(image, boxes))           # most face-like box first
@@ -29,7 +36,8 @@ from shapekit.asm.pyramid import resample_grey, to_grey
 from shapekit.errors import ShapekitError
 
 #: The parameters of a :class:`FaceVerifier`, in the order the model file stores them.
-_PARAMS = ("size", "cell", "bins", "context", "use_score", "use_framing", "jitter", "n_jitter", "n_random", "C", "hog_weight", "loss", "seed")
+_PARAMS = ("size", "cell", "bins", "context", "use_score", "use_framing", "jitter", "n_jitter", "n_random", "C",
+           "hog_weight", "loss", "seed")
 
 
 def hog_features(windows, cell=6, bins=9):
@@ -150,7 +158,8 @@ class FaceVerifier:
         return {p: getattr(self, p) for p in _PARAMS}
 
     def _validate(self):
-        if int(self.size) != self.size or int(self.cell) != self.cell or self.size % self.cell or self.size // self.cell < 2:
+        size, cell = self.size, self.cell
+        if int(size) != size or int(cell) != cell or size % cell or size // cell < 2:
             raise ShapekitError(f"size, cell: the window side ({self.size!r}) must be a multiple of the cell side "
                                 f"({self.cell!r}) with at least 2 cells")
         if int(self.bins) != self.bins or self.bins < 2:
