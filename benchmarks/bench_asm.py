@@ -142,18 +142,25 @@ def main(argv=None):
             # training images (as train_asm does)
             asm.fit_verifier([tr_images[i] for i in pick], tr_shapes[pick], [detect(tr_images[i]) for i in pick],
                              **verifier_params)
-        if asm.box_accept is not None and asm._n_boxes() > 1:
+        need_accept = asm.box_accept is not None and asm._n_boxes() > 1
+        if need_accept or asm.rescue_quantile is not None:
             # how good fits from the detector's face boxes are on training faces: decides
-            # when the search moves on to the detector's next box
-            asm.fit_accept_quality([tr_images[i] for i in pick], boxes, kind="detector")
+            # when the search moves on to the detector's next box, and when it rescues a
+            # poor fit (as train_asm does)
+            qualities = asm.training_qualities([tr_images[i] for i in pick], boxes, kind="detector")
+            if need_accept:
+                asm.accept_quality_ = float(np.quantile(qualities, float(asm.box_accept)))
+            if asm.rescue_quantile is not None:
+                asm.fit_rescue_quality(qualities=qualities)
         det_train_s = time.perf_counter() - t0
         print(f"detector start learned on {np.isfinite(boxes[:, 0]).sum()}/{len(pick)} detected training faces; "
-              f"accepted fit quality {getattr(asm, 'accept_quality_', None)}")
+              f"accepted fit quality {getattr(asm, 'accept_quality_', None)}, "
+              f"rescue below quality {getattr(asm, 'rescue_quality_', None)}")
     if args.save:
         asm.save(args.save)
 
     gt = ann.shapes[val]
-    lm_pred, lm_start, lm_ms = [], [], []
+    lm_pred, lm_start, lm_ms, lm_rescued, det_rescued = [], [], [], [], []
     det_pred, det_start, det_ms, det_found, detect_ms, det_hit = [], [], [], [], [], []
     np_ms = []
     det_any, det_info, chosen_hit, rank_ms = [], [], [], []
@@ -163,8 +170,9 @@ def main(argv=None):
         g = ann.shapes[i]
         box = (*np.nanmin(g, axis=0), *np.nanmax(g, axis=0))
         t = time.perf_counter()
-        p = asm.search(image, box=box)
+        p, lm_inf = asm.search(image, box=box, return_info=True)
         lm_ms.append(1e3 * (time.perf_counter() - t))
+        lm_rescued.append(lm_inf.rescued)
         lm_pred.append(p)
         lm_start.append(asm.start_from_box(box))
         if j < args.numpy_faces:
@@ -200,6 +208,7 @@ def main(argv=None):
         p, info = asm.search(image, boxes=cands, box_kind=kind, return_info=True)
         det_ms.append(1e3 * (time.perf_counter() - t) + rank_ms[-1])
         det_info.append((info.box_index, match_detection(cands[info.box_index:info.box_index + 1], square) == 0))
+        det_rescued.append(info.rescued)
         det_found.append(True)
         det_pred.append(p)
         det_start.append(asm.start_from_box(cands[0], kind=kind))
@@ -219,6 +228,8 @@ def main(argv=None):
         "nme_start_landmark_box": float(np.mean(nme(np.array(lm_start), gt))),
         "ms_per_face_median": float(np.median(lm_ms)), "ms_per_face_p90": float(np.percentile(lm_ms, 90)),
         "numpy_ms_per_face_median": float(np.median(np_ms)) if np_ms else None,
+        "rescue_quality": getattr(asm, "rescue_quality_", None) if asm.rescue_quantile is not None else None,
+        "rescued_rate_landmark_box": float(np.mean(lm_rescued)),
     }
     if np_ms:
         res["speedup_vs_numpy"] = float(np.median(np_ms) / np.median(lm_ms[: len(np_ms)]))
@@ -256,6 +267,7 @@ def main(argv=None):
             res["accept_quality"] = getattr(asm, "accept_quality_", None)
             res["starts_per_box"] = int(len(asm.box_starts(cands[0], kind=kind)))
             res["ms_per_face_p90_detector_box"] = float(np.percentile(det_ms, 90))
+            res["rescued_rate_detector_box"] = float(np.mean(det_rescued))
             if hit.any():
                 e = nme(np.array(det_pred)[hit], dg[hit])
                 res.update({"nme_detector_box_found": float(e.mean()), "median_nme_detector_box_found": float(np.median(e)),
@@ -284,7 +296,10 @@ def main(argv=None):
               f"the first box tried is the face in {100 * res['chosen_box_is_face_rate']:.1f}% "
               f"(verifier {'on' if res['verifier'] else 'off'}, {res['rank_ms_median']:.1f} ms); "
               f"search time from the detector boxes: median "
-              f"{res['ms_per_face_median_detector_box']:.1f} ms (p90 {res['ms_per_face_p90_detector_box']:.1f})")
+              f"{res['ms_per_face_median_detector_box']:.1f} ms (p90 {res['ms_per_face_p90_detector_box']:.1f}); "
+              f"rescue stage run on {100 * res['rescued_rate_detector_box']:.0f}% of the faces")
+    print(f"  from the landmark box: rescue stage run on {100 * res['rescued_rate_landmark_box']:.0f}% of the faces "
+          f"(level {res['rescue_quality']})")
     print(f"  search time per face: median {res['ms_per_face_median']:.1f} ms (p90 {res['ms_per_face_p90']:.1f}); "
           f"NumPy-reference profiles {res.get('numpy_ms_per_face_median') or float('nan'):.1f} ms "
           f"-> x{res.get('speedup_vs_numpy', float('nan')):.2f}")

@@ -131,6 +131,15 @@ class ActiveShapeModel:
     :meth:`fit_verifier`), the detector's best ``verify_boxes`` boxes (by its score) are
     re-ranked by the verifier before the ``max_boxes`` first are searched (0: not used).
 
+    Rescue stage for poor fits: when the kept fit from a box is worse than
+    ``rescue_quality_`` (the ``rescue_quantile`` of the fit qualities on training faces,
+    see :meth:`fit_rescue_quality`; None: no rescue), the search also runs from the
+    start shapes moved by each transform of :meth:`rescue_starts` (``rescue_scales``:
+    sizes relative to the box's start; ``rescue_angles``: rotations in degrees;
+    ``rescue_shift``: shifts left, right, up and down by this fraction of the box size)
+    and keeps the fit of best quality among all. Only faces whose fit looks poor pay for
+    it (on LFPW about a third of the faces from the detector's box).
+
     Learned state: ``mean_``, ``components_`` (K, L, 2), ``variances_`` (K,) (the PDM
     in its unit-norm model frame), ``profile_mean_`` (levels, L, 2k+1),
     ``profile_icov_`` (levels, L, 2k+1, 2k+1), ``template_`` (G,) and ``template_grid_``
@@ -173,6 +182,10 @@ class ActiveShapeModel:
         quality_levels=None,
         box_accept=0.75,
         verify_boxes=25,
+        rescue_quantile=0.7,
+        rescue_scales=(0.8, 1.25),
+        rescue_angles=(-15.0, 15.0),
+        rescue_shift=0.15,
     ):
         self.n_levels = n_levels
         self.profile_half = profile_half
@@ -202,13 +215,17 @@ class ActiveShapeModel:
         self.quality_levels = quality_levels
         self.box_accept = box_accept
         self.verify_boxes = verify_boxes
+        self.rescue_quantile = rescue_quantile
+        self.rescue_scales = rescue_scales
+        self.rescue_angles = rescue_angles
+        self.rescue_shift = rescue_shift
 
     # ------------------------------------------------------------------ params
     _PARAMS = ("n_levels", "profile_half", "search_half", "n_components", "clip", "face_size", "margin",
                "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema", "starts", "refine_start", "template_size", "template_radius",
                "start_shapes", "start_scales", "max_boxes", "quality_shape_weight", "level_modes",
                "quality_template_weight", "quality_background", "quality_levels",
-               "box_accept", "verify_boxes")
+               "box_accept", "verify_boxes", "rescue_quantile", "rescue_scales", "rescue_angles", "rescue_shift")
 
     def get_params(self):
         """Return the constructor parameters as a dict."""
@@ -251,6 +268,16 @@ class ActiveShapeModel:
             raise ShapekitError(f"start_shapes: expected a positive integer, got {self.start_shapes!r}")
         if self.box_accept is not None and not 0 < self.box_accept <= 1:
             raise ShapekitError(f"box_accept: expected a quantile in (0, 1] or None, got {self.box_accept!r}")
+        if self.rescue_quantile is not None and not 0 < self.rescue_quantile <= 1:
+            raise ShapekitError(f"rescue_quantile: expected a quantile in (0, 1] or None, got {self.rescue_quantile!r}")
+        rs = np.atleast_1d(np.asarray(self.rescue_scales if self.rescue_scales is not None else (), dtype=np.float64))
+        if not np.all(np.isfinite(rs) & (rs > 0)):
+            raise ShapekitError(f"rescue_scales: expected positive scale factors, got {self.rescue_scales!r}")
+        ra = np.atleast_1d(np.asarray(self.rescue_angles if self.rescue_angles is not None else (), dtype=np.float64))
+        if not np.all(np.isfinite(ra)):
+            raise ShapekitError(f"rescue_angles: expected angles in degrees, got {self.rescue_angles!r}")
+        if not (self.rescue_shift is None or (np.isfinite(self.rescue_shift) and self.rescue_shift >= 0)):
+            raise ShapekitError(f"rescue_shift: expected a fraction of the box size >= 0 or None, got {self.rescue_shift!r}")
         if int(self.verify_boxes) != self.verify_boxes or self.verify_boxes < 0:
             raise ShapekitError(f"verify_boxes: expected an integer >= 0, got {self.verify_boxes!r}")
         if self.max_boxes is not None and (int(self.max_boxes) != self.max_boxes or self.max_boxes < 1):
@@ -567,8 +594,8 @@ class ActiveShapeModel:
         self._check_fitted()
         image = load_image(image)
         accept = getattr(self, "accept_quality_", None) if self.box_accept is not None else None
-        results = self._search_starts(image, box=box, start=start, box_kind=box_kind, boxes=boxes, kernels=kernels,
-                                      accept=accept)
+        results, box_list, box_kind = self._search_starts(image, box=box, start=start, box_kind=box_kind, boxes=boxes,
+                                                          kernels=kernels, accept=accept)
         if accept is None:
             best = min(results, key=lambda r: r[1].quality)
         else:
@@ -580,12 +607,40 @@ class ActiveShapeModel:
                     per_box[i] = r
             good = [i for i in sorted(per_box) if per_box[i][1].quality <= accept]
             best = per_box[good[0] if good else min(per_box)]
-        best[1].n_starts = len(results)
+        n_starts = len(results)
+        level = getattr(self, "rescue_quality_", None) if self.rescue_quantile is not None else None
+        rescued = level is not None and box_list is not None and best[1].quality > level
+        if rescued:
+            # a poor fit: search again from the kept box's start shapes moved (scale,
+            # rotation, shift) and keep the best quality of all
+            i = best[1].box_index
+            extra = self._search_groups(image, self.rescue_starts(box_list[i], kind=box_kind), kernels)
+            for j, r in enumerate(extra):
+                r[1].box_index, r[1].rescue_index = i, j
+            n_starts += len(extra)
+            best = min([best] + extra, key=lambda r: r[1].quality)
+        best[1].n_starts, best[1].rescued = n_starts, rescued
         return (best[0], best[1]) if return_info else best[0]
+
+    def _search_groups(self, image, groups, kernels="numba"):
+        """Return ``[(points, info), ...]``: the fit from every start of every group of
+        start shapes (image pixels), one search frame per group; ``start_index`` counts
+        over all groups."""
+        results = []
+        for group in groups:
+            frame = SearchFrame.around(group[0], self.face_size, self.margin)
+            pyr = build_pyramid(frame.sample(image), self.n_levels)
+            for shape in group:
+                pts, info = self._search_frame(pyr, frame.to_frame(shape), kernels)
+                info.quality = self.fit_quality(pyr, pts)
+                info.start_index = len(results)
+                results.append((frame.to_image(pts), info))
+        return results
 
     def _search_starts(self, image, box=None, start=None, box_kind="landmarks", boxes=None, kernels="numba",
                        accept=None):
-        """Return ``[(points, info), ...]``: the fit from every start (image pixels); with
+        """Return ``([(points, info), ...], boxes, box_kind)``: the fit from every start
+        (image pixels), the boxes searched (None from a start shape) and their kind; with
         ``accept``, boxes after the first whose best fit has quality <= accept are skipped."""
         if start is not None:
             start = np.asarray(start, dtype=np.float64)
@@ -594,6 +649,7 @@ class ActiveShapeModel:
             if not np.all(np.isfinite(start)):
                 raise ShapekitError("start: the start shape has missing points")
             groups = [start[None]]
+            box_list = None
         else:
             if box is not None:
                 box_list = [box]
@@ -624,7 +680,7 @@ class ActiveShapeModel:
                 results.append((frame.to_image(pts), info))
             if accept is not None and min(r[1].quality for r in results if r[1].box_index == box_index) <= accept:
                 break
-        return results
+        return results, box_list, box_kind
 
     def _n_boxes(self):
         """The number of detector boxes the search tries (see ``max_boxes``)."""
@@ -679,15 +735,71 @@ class ActiveShapeModel:
         q = self.box_accept if quantile is None else quantile
         if q is None or not 0 < float(q) <= 1:
             raise ShapekitError(f"quantile: expected a fraction in (0, 1], got {q!r}")
+        qualities = self.training_qualities(images, boxes, kind)
+        self.accept_quality_ = float(np.quantile(qualities, float(q)))
+        return self
+
+    def training_qualities(self, images, boxes, kind="detector"):
+        """Return the fit qualities (:meth:`fit_quality`, one per usable box) of the
+        searches from ``boxes`` (N, 4+) of ``kind`` (pixels; rows with NaN skipped) on
+        ``images``: the quality of the kept fit of each, without the rescue stage."""
+        self._check_fitted()
         boxes = np.asarray(boxes, dtype=np.float64).reshape(len(images), -1)
         qualities = []
         for image, b in zip(images, boxes):
             if np.all(np.isfinite(b[:4])):
-                qualities.append(self.search(image, box=b[:4], box_kind=kind, return_info=True)[1].quality)
+                results, _, _ = self._search_starts(load_image(image), box=b[:4], box_kind=kind)
+                qualities.append(min(r[1].quality for r in results))
         if len(qualities) < 3:
-            raise ShapekitError(f"fit_accept_quality: needs at least 3 boxes, got {len(qualities)}")
-        self.accept_quality_ = float(np.quantile(qualities, float(q)))
+            raise ShapekitError(f"boxes: the quality level needs at least 3 usable boxes, got {len(qualities)}")
+        return np.asarray(qualities)
+
+    def fit_rescue_quality(self, images=None, boxes=None, kind="detector", quantile=None, qualities=None):
+        """Learn ``rescue_quality_``: the ``quantile`` (default ``rescue_quantile``) of the
+        fit qualities of searches on training faces from their boxes (or of
+        ``qualities`` already measured, see :meth:`training_qualities`); return self.
+        A fit worse than it goes through the rescue stage (see the class doc).
+
+        The qualities are measured on images whose profiles trained the model, where fits
+        score better than on new faces: the level triggers the rescue on more than
+        ``1 - quantile`` of new faces (on LFPW with the default 0.7: about a third).
+        """
+        self._check_fitted()
+        q = self.rescue_quantile if quantile is None else quantile
+        if q is None or not 0 < float(q) <= 1:
+            raise ShapekitError(f"quantile: expected a fraction in (0, 1], got {q!r}")
+        if qualities is None:
+            if images is None or boxes is None:
+                raise ShapekitError("fit_rescue_quality: pass images and boxes, or qualities")
+            qualities = self.training_qualities(images, boxes, kind)
+        qualities = np.asarray(qualities, dtype=np.float64).ravel()
+        if len(qualities) < 3 or not np.all(np.isfinite(qualities)):
+            raise ShapekitError(f"qualities: expected at least 3 finite fit qualities, got {len(qualities)}")
+        self.rescue_quality_ = float(np.quantile(qualities, float(q)))
         return self
+
+    def rescue_starts(self, box, kind="landmarks"):
+        """Return the rescue start groups ``[(S, L, 2), ...]`` for a face box (image
+        pixels): every start shape (at scale 1) moved by one transform per group, about
+        the centre of the mean start: each of ``rescue_scales``, each rotation of
+        ``rescue_angles`` (degrees), and shifts by ``rescue_shift`` box sizes left,
+        right, up and down."""
+        box = np.asarray(box, dtype=np.float64).ravel()[:4]
+        shapes = getattr(self, "start_shapes_", self.mean_[None])
+        base = np.array([self.start_from_box(box, kind, shape=sh) for sh in shapes])
+        centre = base[0].mean(axis=0)
+        size = 0.5 * ((box[2] - box[0]) + (box[3] - box[1]))
+        moves = [(float(sc), 0.0, 0.0, 0.0) for sc in np.atleast_1d(self.rescue_scales if self.rescue_scales is not None else ())]
+        moves += [(1.0, float(a), 0.0, 0.0) for a in np.atleast_1d(self.rescue_angles if self.rescue_angles is not None else ())]
+        if self.rescue_shift:
+            d = float(self.rescue_shift)
+            moves += [(1.0, 0.0, -d, 0.0), (1.0, 0.0, d, 0.0), (1.0, 0.0, 0.0, -d), (1.0, 0.0, 0.0, d)]
+        groups = []
+        for sc, deg, dx, dy in moves:
+            a = math.radians(deg)
+            rot = sc * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+            groups.append((base - centre) @ rot.T + centre + np.array([dx, dy]) * size)
+        return groups
 
     def _search_frame(self, pyr, shape, kernels="numba"):
         """Return ``(points, info)``: the search from ``shape`` in the frame's pixels."""
@@ -753,7 +865,8 @@ class ActiveShapeModel:
         meta = {"kind": _KIND, "version": FILE_VERSION, "params": self.get_params(), "schema_": self.schema_,
                 "n_train_": int(self.n_train_),
                 "box_starts_": getattr(self, "box_starts_", {"landmarks": np.asarray(self.box_pose_).tolist()}),
-                "accept_quality_": getattr(self, "accept_quality_", None)}
+                "accept_quality_": getattr(self, "accept_quality_", None),
+                "rescue_quality_": getattr(self, "rescue_quality_", None)}
         arrays = {name.rstrip("_"): np.asarray(getattr(self, name)) for name in self._ARRAYS
                   if name not in self._OPTIONAL or hasattr(self, name)}
         if getattr(self, "verifier_", None) is not None:
@@ -788,7 +901,7 @@ class ActiveShapeModel:
         if isinstance(params.get("search_half"), list):
             params["search_half"] = tuple(params["search_half"])
         params["starts"] = tuple(tuple(x) for x in params.get("starts", ()))
-        for name in ("start_scales", "level_modes"):
+        for name in ("start_scales", "level_modes", "rescue_scales", "rescue_angles"):
             if isinstance(params.get(name), list):
                 params[name] = tuple(params[name])
         model = cls(**params)
@@ -801,6 +914,8 @@ class ActiveShapeModel:
         model.n_train_ = meta["n_train_"]
         if meta.get("accept_quality_") is not None:
             model.accept_quality_ = float(meta["accept_quality_"])
+        if meta.get("rescue_quality_") is not None:
+            model.rescue_quality_ = float(meta["rescue_quality_"])
         if meta.get("verifier_") is not None:
             from shapekit.asm.verify import FaceVerifier
 
@@ -870,7 +985,9 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
     then uses when no box is given, and how good fits from those boxes are
     (:meth:`ActiveShapeModel.fit_accept_quality`), which decides among the detector's
     boxes, and, with ``verifier``, the face verifier that re-ranks the detector's boxes
-    (:meth:`ActiveShapeModel.fit_verifier` with ``verifier_params``) on the same images.
+    (:meth:`ActiveShapeModel.fit_verifier` with ``verifier_params``) on the same images,
+    and the fit quality below which the search rescues a fit
+    (:meth:`ActiveShapeModel.fit_rescue_quality`; without ``detector_samples`` no rescue).
     """
     from shapekit.io import read
 
@@ -891,8 +1008,15 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
         if verifier:
             model.fit_verifier([images[i] for i in pick], ann.shapes[pick], found, progress_bar=progress_bar,
                                **(verifier_params or {}))
-        if model.box_accept is not None:
-            model.fit_accept_quality([images[i] for i in pick], boxes, kind="detector")
+        need_accept = model.box_accept is not None
+        if need_accept or model.rescue_quantile is not None:
+            # how good fits from the detector's face boxes are on training faces: decides
+            # when the search moves on to the detector's next box, and when it rescues
+            qualities = model.training_qualities([images[i] for i in pick], boxes, kind="detector")
+            if need_accept:
+                model.accept_quality_ = float(np.quantile(qualities, float(model.box_accept)))
+            if model.rescue_quantile is not None:
+                model.fit_rescue_quality(qualities=qualities)
     return model
 
 

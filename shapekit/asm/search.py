@@ -355,7 +355,9 @@ def _search_level_nb(img, pts, mean, flat, variances, prof_mean, prof_icov, prev
 class SearchInfo:
     """What happened during one search: iterations and convergence per level (coarse
     first), the mean best profile cost at the last iteration, and, from
-    :meth:`ActiveShapeModel.search`, the fit quality and which start gave it."""
+    :meth:`ActiveShapeModel.search`, the fit quality and which start gave it
+    (``rescued``: the search tried the rescue starts; ``rescue_index``: the rescue start
+    the kept fit came from, -1 when it came from an ordinary start)."""
 
     iterations: list = field(default_factory=list)
     converged: list = field(default_factory=list)
@@ -364,6 +366,8 @@ class SearchInfo:
     box_index: int = 0
     start_index: int = 0
     n_starts: int = 1
+    rescued: bool = False
+    rescue_index: int = -1
 
 
 def search_pyramid(
