@@ -356,6 +356,51 @@ def test_box_cascade_accepts_the_first_good_box(synthetic, tmp_path):
         model.fit_accept_quality(images[:4], boxes, quantile=0.0)
 
 
+def test_rescue_stage_recovers_faces_from_a_badly_scaled_box(synthetic, tmp_path):
+    # boxes at 0.7 of the face's size: the ordinary starts (0.9-1.1 of the box start)
+    # fit some faces badly; their poor quality sends them to the rescue starts (other
+    # scales, rotations, shifts), whose best fit is kept
+    asm, images, shapes = synthetic
+    model = ActiveShapeModel.load(asm.save(tmp_path / "m.npz"))
+    train_boxes = np.array([[*g.min(axis=0), *g.max(axis=0)] for g in shapes[:6]])
+    model.fit_rescue_quality(images[:6], train_boxes, kind="landmarks")
+    assert np.isfinite(model.rescue_quality_)
+    groups = model.rescue_starts(train_boxes[0], kind="landmarks")
+    n_shapes = len(model.start_shapes_)
+    assert len(groups) == 2 + 2 + 4 and all(gr.shape == (n_shapes, 68, 2) for gr in groups)
+    # the first group is the scale-1 starts grown by 1.25 about the mean start's centre
+    base = np.array([model.start_from_box(train_boxes[0], "landmarks", shape=sh) for sh in model.start_shapes_])
+    c = base[0].mean(axis=0)
+    np.testing.assert_allclose(groups[0], (base - c) * 1.25 + c, atol=1e-9)
+    before, after = [], []
+    for im, g in zip(images, shapes):
+        lo, hi = g.min(axis=0), g.max(axis=0)
+        centre, half = 0.5 * (lo + hi), 0.35 * (hi - lo)
+        box = (*(centre - half), *(centre + half))
+        model.rescue_quantile = None
+        p0, i0 = model.search(im, box=box, return_info=True)
+        model.rescue_quantile = 0.7
+        p1, i1 = model.search(im, box=box, return_info=True)
+        assert i0.rescued is False and i1.rescued == (i0.quality > model.rescue_quality_)
+        assert i1.quality <= i0.quality
+        if i1.rescued:
+            assert i1.n_starts == len(model.box_starts(box)) + len(groups) * n_shapes
+        else:
+            np.testing.assert_array_equal(p1, p0)
+        before.append(nme(p0, g)[0])
+        after.append(nme(p1, g)[0])
+    before, after = np.array(before), np.array(after)
+    bad = before > 0.07
+    assert bad.sum() >= 2 and np.all(after[bad] < 0.05), (before, after)
+    assert after.mean() < 0.035 and after.mean() < 0.6 * before.mean()
+    again = ActiveShapeModel.load(model.save(tmp_path / "m2.npz"))
+    assert again.rescue_quality_ == model.rescue_quality_ and again.rescue_scales == (1.25, 1.4)
+    with pytest.raises(ShapekitError, match="rescue_quantile"):
+        ActiveShapeModel(rescue_quantile=1.5).fit(images[:2], shapes[:2])
+    with pytest.raises(ShapekitError, match="qualities"):
+        model.fit_rescue_quality(qualities=[0.1, np.nan, 0.2])
+
+
 # --------------------------------------------------------------------------- face verifier
 def _corner_boxes(rng, size, face, n, score_range):
     # small boxes in the image corners (background, clothes), off the face square: what a

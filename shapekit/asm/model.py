@@ -183,7 +183,7 @@ class ActiveShapeModel:
         box_accept=0.75,
         verify_boxes=25,
         rescue_quantile=0.7,
-        rescue_scales=(0.8, 1.25),
+        rescue_scales=(1.25, 1.4),
         rescue_angles=(-15.0, 15.0),
         rescue_shift=0.15,
     ):
