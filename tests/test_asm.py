@@ -681,10 +681,13 @@ def test_cli_train_and_fit(tmp_path):
     model = tmp_path / "asm.npz"
     assert main(["asm", "train", str(tmp_path / "faces"), "-o", str(model), "--levels", "2",
                  "--search-half", "2", "3", "--detector-samples", "0", "--start-shapes", "2",
-                 "--start-scales", "0.95", "1.05", "--level-modes", "6", "3"]) == 0
+                 "--start-scales", "0.95", "1.05", "--level-modes", "6", "3", "--rescue-quantile", "0.8",
+                 "--rescue-scales", "1.3", "--rescue-angles", "--rescue-shift", "0.1"]) == 0
     loaded = ActiveShapeModel.load(model)
     assert loaded.n_levels == 2 and loaded.start_shapes_.shape == (2, 68, 2)
     assert loaded.start_scales == (0.95, 1.05) and loaded.level_modes == (6, 3)
+    assert loaded.rescue_quantile == 0.8 and loaded.rescue_scales == (1.3,) and loaded.rescue_angles == ()
+    assert loaded.rescue_shift == 0.1 and len(loaded.rescue_starts((30, 30, 98, 98))) == 1 + 4
     images = sorted(str(p) for p in (tmp_path / "faces").glob("*.png"))[:2]
     out = tmp_path / "overlays"
     import contextlib

@@ -44,6 +44,17 @@ def register(sub):
                         "not framed like the training images, e.g. photos with faces anywhere)")
     t.add_argument("--verify-boxes", type=int, default=None,
                    help="the verifier re-ranks the detector's best N boxes (default 25)")
+    t.add_argument("--rescue-quantile", type=float, default=None,
+                   help="a fit worse than this quantile of the fits on the --detector-samples training faces "
+                        "also runs the rescue starts (default 0.7)")
+    t.add_argument("--no-rescue", action="store_true", help="no rescue stage for poor fits")
+    t.add_argument("--rescue-scales", type=float, nargs="*", default=None,
+                   help="rescue starts: sizes relative to the box start (default 1.25 1.4)")
+    t.add_argument("--rescue-angles", type=float, nargs="*", default=None,
+                   help="rescue starts: rotations in degrees (default -15 15)")
+    t.add_argument("--rescue-shift", type=float, default=None,
+                   help="rescue starts: shifts left, right, up and down by this fraction of the box (default 0.15; "
+                        "0: none)")
     t.add_argument("--format", default="auto", help="annotation format (default: guessed)")
     t.add_argument("--detector-samples", type=int, default=100,
                    help="run the face detector on this many training images to learn where the start shape "
@@ -92,6 +103,17 @@ def run_train(args):
         params["max_boxes"] = args.max_boxes
     if args.verify_boxes is not None:
         params["verify_boxes"] = args.verify_boxes
+    if args.no_rescue and args.rescue_quantile is not None:
+        raise ShapekitError("give --no-rescue or --rescue-quantile, not both")
+    if args.no_rescue:
+        params["rescue_quantile"] = None
+    elif args.rescue_quantile is not None:
+        params["rescue_quantile"] = args.rescue_quantile
+    for name in ("rescue_scales", "rescue_angles"):
+        if getattr(args, name) is not None:
+            params[name] = tuple(getattr(args, name))
+    if args.rescue_shift is not None:
+        params["rescue_shift"] = args.rescue_shift
     source = args.source if len(args.source) > 1 else args.source[0]
     model = train_asm(source, format=args.format, detector_samples=args.detector_samples,
                       verifier=not args.no_verifier,
