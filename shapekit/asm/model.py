@@ -138,7 +138,12 @@ class ActiveShapeModel:
     sizes relative to the box's start; ``rescue_angles``: rotations in degrees;
     ``rescue_shift``: shifts left, right, up and down by this fraction of the box size)
     and keeps the fit of best quality among all. Only faces whose fit looks poor pay for
-    it (on LFPW about a third of the faces from the detector's box).
+    it (on LFPW about a third of the faces from the detector's box). With ``prior_box``
+    and a learned framing prior ``prior_box_`` (:meth:`fit_prior_box`: where the face box
+    sits in the training images, relative to the image size), a fit from detector boxes
+    that is still poor after the rescue is also searched from the prior box, and the best
+    quality kept: it finds faces the detector missed in images framed like the training
+    images (face crops); set ``prior_box=False`` for photos with faces anywhere.
 
     Learned state: ``mean_``, ``components_`` (K, L, 2), ``variances_`` (K,) (the PDM
     in its unit-norm model frame), ``profile_mean_`` (levels, L, 2k+1),
@@ -186,6 +191,7 @@ class ActiveShapeModel:
         rescue_scales=(1.25, 1.4),
         rescue_angles=(-15.0, 15.0),
         rescue_shift=0.15,
+        prior_box=True,
     ):
         self.n_levels = n_levels
         self.profile_half = profile_half
@@ -219,13 +225,15 @@ class ActiveShapeModel:
         self.rescue_scales = rescue_scales
         self.rescue_angles = rescue_angles
         self.rescue_shift = rescue_shift
+        self.prior_box = prior_box
 
     # ------------------------------------------------------------------ params
     _PARAMS = ("n_levels", "profile_half", "search_half", "n_components", "clip", "face_size", "margin",
                "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema", "starts", "refine_start", "template_size", "template_radius",
                "start_shapes", "start_scales", "max_boxes", "quality_shape_weight", "level_modes",
                "quality_template_weight", "quality_background", "quality_levels",
-               "box_accept", "verify_boxes", "rescue_quantile", "rescue_scales", "rescue_angles", "rescue_shift")
+               "box_accept", "verify_boxes", "rescue_quantile", "rescue_scales", "rescue_angles", "rescue_shift",
+               "prior_box")
 
     def get_params(self):
         """Return the constructor parameters as a dict."""
@@ -616,9 +624,19 @@ class ActiveShapeModel:
             i = best[1].box_index
             extra = self._search_groups(image, self.rescue_starts(box_list[i], kind=box_kind), kernels)
             for j, r in enumerate(extra):
-                r[1].box_index, r[1].rescue_index = i, j
+                r[1].box_index, r[1].rescue_index, r[1].box = i, j, np.asarray(box_list[i], float)[:4]
             n_starts += len(extra)
             best = min([best] + extra, key=lambda r: r[1].quality)
+            if (best[1].quality > level and box is None and self.prior_box
+                    and getattr(self, "prior_box_", None) is not None):
+                # still poor from the detector's box: maybe the detector missed the face;
+                # try where faces sit in the training images
+                pbox = self.prior_box_in(image.shape)
+                extra = self._search_groups(image, [self.box_starts(pbox, kind=box_kind)], kernels)
+                for r in extra:
+                    r[1].box, r[1].prior_box = pbox, True
+                n_starts += len(extra)
+                best = min([best] + extra, key=lambda r: r[1].quality)
         best[1].n_starts, best[1].rescued = n_starts, rescued
         return (best[0], best[1]) if return_info else best[0]
 
@@ -677,6 +695,8 @@ class ActiveShapeModel:
                 pts, info = self._search_frame(pyr, frame.to_frame(shape), kernels)
                 info.quality = self.fit_quality(pyr, pts)
                 info.box_index, info.start_index = box_index, start_index
+                if box_list is not None:
+                    info.box = np.asarray(box_list[box_index], dtype=np.float64)[:4]
                 results.append((frame.to_image(pts), info))
             if accept is not None and min(r[1].quality for r in results if r[1].box_index == box_index) <= accept:
                 break
@@ -778,6 +798,34 @@ class ActiveShapeModel:
         self.rescue_quality_ = float(np.quantile(qualities, float(q)))
         return self
 
+    def fit_prior_box(self, images, boxes):
+        """Learn ``prior_box_``, the framing prior: the median face box of the training
+        images relative to their size (centre x / width, centre y / height, width and
+        height / the shorter side), from ``boxes`` (N, 4+) pixels (rows with NaN
+        skipped) on ``images`` (arrays or paths); return self."""
+        self._check_fitted()
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(len(images), -1)
+        rel = []
+        for image, b in zip(images, boxes):
+            if np.all(np.isfinite(b[:4])):
+                h, w = load_image(image).shape[:2]
+                s = float(min(h, w))
+                rel.append([0.5 * (b[0] + b[2]) / w, 0.5 * (b[1] + b[3]) / h, (b[2] - b[0]) / s, (b[3] - b[1]) / s])
+        if len(rel) < 3:
+            raise ShapekitError(f"boxes: the framing prior needs at least 3 usable boxes, got {len(rel)}")
+        self.prior_box_ = np.median(np.asarray(rel), axis=0)
+        return self
+
+    def prior_box_in(self, image_shape):
+        """Return the framing prior's face box ``(x0, y0, x1, y1)`` (pixels) in an image of
+        ``image_shape`` (H, W[, C]) (see :meth:`fit_prior_box`)."""
+        if getattr(self, "prior_box_", None) is None:
+            raise ShapekitError("this model has no framing prior: call fit_prior_box() first")
+        h, w = image_shape[:2]
+        s = float(min(h, w))
+        cx, cy, bw, bh = (float(v) for v in self.prior_box_)
+        return np.array([cx * w - 0.5 * bw * s, cy * h - 0.5 * bh * s, cx * w + 0.5 * bw * s, cy * h + 0.5 * bh * s])
+
     def rescue_starts(self, box, kind="landmarks"):
         """Return the rescue start groups ``[(S, L, 2), ...]`` for a face box (image
         pixels): every start shape (at scale 1) moved by one transform per group, about
@@ -866,7 +914,9 @@ class ActiveShapeModel:
                 "n_train_": int(self.n_train_),
                 "box_starts_": getattr(self, "box_starts_", {"landmarks": np.asarray(self.box_pose_).tolist()}),
                 "accept_quality_": getattr(self, "accept_quality_", None),
-                "rescue_quality_": getattr(self, "rescue_quality_", None)}
+                "rescue_quality_": getattr(self, "rescue_quality_", None),
+                "prior_box_": (None if getattr(self, "prior_box_", None) is None
+                               else np.asarray(self.prior_box_).tolist())}
         arrays = {name.rstrip("_"): np.asarray(getattr(self, name)) for name in self._ARRAYS
                   if name not in self._OPTIONAL or hasattr(self, name)}
         if getattr(self, "verifier_", None) is not None:
@@ -916,6 +966,8 @@ class ActiveShapeModel:
             model.accept_quality_ = float(meta["accept_quality_"])
         if meta.get("rescue_quality_") is not None:
             model.rescue_quality_ = float(meta["rescue_quality_"])
+        if meta.get("prior_box_") is not None:
+            model.prior_box_ = np.asarray(meta["prior_box_"], dtype=np.float64)
         if meta.get("verifier_") is not None:
             from shapekit.asm.verify import FaceVerifier
 
@@ -987,7 +1039,8 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
     boxes, and, with ``verifier``, the face verifier that re-ranks the detector's boxes
     (:meth:`ActiveShapeModel.fit_verifier` with ``verifier_params``) on the same images,
     and the fit quality below which the search rescues a fit
-    (:meth:`ActiveShapeModel.fit_rescue_quality`; without ``detector_samples`` no rescue).
+    (:meth:`ActiveShapeModel.fit_rescue_quality`; without ``detector_samples`` no rescue)
+    and, with ``prior_box``, the framing prior (:meth:`ActiveShapeModel.fit_prior_box`).
     """
     from shapekit.io import read
 
@@ -1017,6 +1070,8 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
                 model.accept_quality_ = float(np.quantile(qualities, float(model.box_accept)))
             if model.rescue_quantile is not None:
                 model.fit_rescue_quality(qualities=qualities)
+        if model.prior_box:
+            model.fit_prior_box([images[i] for i in pick], boxes)
     return model
 
 
