@@ -401,6 +401,40 @@ def test_rescue_stage_recovers_faces_from_a_badly_scaled_box(synthetic, tmp_path
         model.fit_rescue_quality(qualities=[0.1, np.nan, 0.2])
 
 
+def test_framing_prior_box_finds_a_face_the_boxes_missed(synthetic, tmp_path):
+    # the only candidate box is 0.6 face sizes off: the fit and its rescue stay poor;
+    # with prior_box the search also starts from where faces sit in the training images
+    asm, images, shapes = synthetic
+    model = ActiveShapeModel.load(asm.save(tmp_path / "m.npz"))
+    train_boxes = np.array([[*g.min(axis=0), *g.max(axis=0)] for g in shapes[:6]])
+    model.fit_rescue_quality(images[:6], train_boxes, kind="landmarks")
+    with pytest.raises(ShapekitError, match="framing prior"):
+        model.prior_box_in(images[0].shape)
+    model.fit_prior_box(images[:6], train_boxes)
+    h, w = images[0].shape[:2]
+    prior = model.prior_box_in((h, w))
+    np.testing.assert_allclose(prior, np.median(train_boxes, axis=0), atol=0.15 * w)
+    assert model.prior_box is False  # off by default
+    for i in (0, 3):
+        g = shapes[i]
+        box = np.array([*g.min(axis=0), *g.max(axis=0)])
+        far = box + np.array([1, 0, 1, 0]) * 0.6 * (box[2] - box[0])
+        p0, i0 = model.search(images[i], boxes=far[None], box_kind="landmarks", return_info=True)
+        assert i0.rescued and not i0.prior_box and nme(p0, g)[0] > 0.3
+        model.prior_box = True
+        p1, i1 = model.search(images[i], boxes=far[None], box_kind="landmarks", return_info=True)
+        model.prior_box = False
+        assert i1.prior_box and nme(p1, g)[0] < 0.05 and i1.quality < i0.quality
+        np.testing.assert_array_equal(i1.box, prior)
+        # a given box is never replaced by the prior box
+        model.prior_box = True
+        _, i2 = model.search(images[i], box=far, box_kind="landmarks", return_info=True)
+        model.prior_box = False
+        assert not i2.prior_box
+    again = ActiveShapeModel.load(model.save(tmp_path / "m2.npz"))
+    np.testing.assert_array_equal(again.prior_box_, model.prior_box_)
+
+
 # --------------------------------------------------------------------------- face verifier
 def _corner_boxes(rng, size, face, n, score_range):
     # small boxes in the image corners (background, clothes), off the face square: what a
@@ -682,12 +716,13 @@ def test_cli_train_and_fit(tmp_path):
     assert main(["asm", "train", str(tmp_path / "faces"), "-o", str(model), "--levels", "2",
                  "--search-half", "2", "3", "--detector-samples", "0", "--start-shapes", "2",
                  "--start-scales", "0.95", "1.05", "--level-modes", "6", "3", "--rescue-quantile", "0.8",
-                 "--rescue-scales", "1.3", "--rescue-angles", "--rescue-shift", "0.1"]) == 0
+                 "--rescue-scales", "1.3", "--rescue-angles", "--rescue-shift", "0.1", "--prior-box"]) == 0
     loaded = ActiveShapeModel.load(model)
     assert loaded.n_levels == 2 and loaded.start_shapes_.shape == (2, 68, 2)
     assert loaded.start_scales == (0.95, 1.05) and loaded.level_modes == (6, 3)
     assert loaded.rescue_quantile == 0.8 and loaded.rescue_scales == (1.3,) and loaded.rescue_angles == ()
     assert loaded.rescue_shift == 0.1 and len(loaded.rescue_starts((30, 30, 98, 98))) == 1 + 4
+    assert loaded.prior_box is True
     images = sorted(str(p) for p in (tmp_path / "faces").glob("*.png"))[:2]
     out = tmp_path / "overlays"
     import contextlib

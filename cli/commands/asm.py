@@ -55,6 +55,10 @@ def register(sub):
     t.add_argument("--rescue-shift", type=float, default=None,
                    help="rescue starts: shifts left, right, up and down by this fraction of the box (default 0.15; "
                         "0: none)")
+    t.add_argument("--prior-box", action="store_true",
+                   help="when a fit from the detector's box is still poor after the rescue, also search from where "
+                        "the face box sits in the training images (only for images cropped like them: in crops made "
+                        "around the landmarks this is nearly the landmark box)")
     t.add_argument("--format", default="auto", help="annotation format (default: guessed)")
     t.add_argument("--detector-samples", type=int, default=100,
                    help="run the face detector on this many training images to learn where the start shape "
@@ -114,6 +118,8 @@ def run_train(args):
             params[name] = tuple(getattr(args, name))
     if args.rescue_shift is not None:
         params["rescue_shift"] = args.rescue_shift
+    if args.prior_box:
+        params["prior_box"] = True
     source = args.source if len(args.source) > 1 else args.source[0]
     model = train_asm(source, format=args.format, detector_samples=args.detector_samples,
                       verifier=not args.no_verifier,

@@ -143,7 +143,9 @@ class ActiveShapeModel:
     sits in the training images, relative to the image size), a fit from detector boxes
     that is still poor after the rescue is also searched from the prior box, and the best
     quality kept: it finds faces the detector missed in images framed like the training
-    images (face crops); set ``prior_box=False`` for photos with faces anywhere.
+    images (face crops). Off by default: in crops made around the landmarks (as the
+    300-W-style crops are) the prior box is almost the landmark box, so a fit from it is
+    not a fit "from the detector box"; never use it on photos with faces anywhere.
 
     Learned state: ``mean_``, ``components_`` (K, L, 2), ``variances_`` (K,) (the PDM
     in its unit-norm model frame), ``profile_mean_`` (levels, L, 2k+1),
@@ -191,7 +193,7 @@ class ActiveShapeModel:
         rescue_scales=(1.25, 1.4),
         rescue_angles=(-15.0, 15.0),
         rescue_shift=0.15,
-        prior_box=True,
+        prior_box=False,
     ):
         self.n_levels = n_levels
         self.profile_half = profile_half
