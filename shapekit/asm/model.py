@@ -156,7 +156,8 @@ class ActiveShapeModel:
     ``background_mean_`` (levels, 2k+1) and ``background_icov_`` (levels, 2k+1, 2k+1)
     (profiles away from the landmarks, for :meth:`fit_quality`), ``accept_quality_``
     (when learned: see ``box_accept``), ``verifier_`` (when learned: a
-    :class:`~shapekit.asm.verify.FaceVerifier`), ``n_train_``, ``schema_``.
+    :class:`~shapekit.asm.verify.FaceVerifier`), ``rescue_quality_`` and ``prior_box_``
+    (when learned: see the rescue stage), ``n_train_``, ``schema_``.
     """
 
     def __init__(
@@ -287,7 +288,8 @@ class ActiveShapeModel:
         if not np.all(np.isfinite(ra)):
             raise ShapekitError(f"rescue_angles: expected angles in degrees, got {self.rescue_angles!r}")
         if not (self.rescue_shift is None or (np.isfinite(self.rescue_shift) and self.rescue_shift >= 0)):
-            raise ShapekitError(f"rescue_shift: expected a fraction of the box size >= 0 or None, got {self.rescue_shift!r}")
+            raise ShapekitError(f"rescue_shift: expected a fraction of the box size >= 0 or None, "
+                                f"got {self.rescue_shift!r}")
         if int(self.verify_boxes) != self.verify_boxes or self.verify_boxes < 0:
             raise ShapekitError(f"verify_boxes: expected an integer >= 0, got {self.verify_boxes!r}")
         if self.max_boxes is not None and (int(self.max_boxes) != self.max_boxes or self.max_boxes < 1):
@@ -839,8 +841,9 @@ class ActiveShapeModel:
         base = np.array([self.start_from_box(box, kind, shape=sh) for sh in shapes])
         centre = base[0].mean(axis=0)
         size = 0.5 * ((box[2] - box[0]) + (box[3] - box[1]))
-        moves = [(float(sc), 0.0, 0.0, 0.0) for sc in np.atleast_1d(self.rescue_scales if self.rescue_scales is not None else ())]
-        moves += [(1.0, float(a), 0.0, 0.0) for a in np.atleast_1d(self.rescue_angles if self.rescue_angles is not None else ())]
+        scales = np.atleast_1d(self.rescue_scales if self.rescue_scales is not None else ())
+        angles = np.atleast_1d(self.rescue_angles if self.rescue_angles is not None else ())
+        moves = [(float(sc), 0.0, 0.0, 0.0) for sc in scales] + [(1.0, float(a), 0.0, 0.0) for a in angles]
         if self.rescue_shift:
             d = float(self.rescue_shift)
             moves += [(1.0, 0.0, -d, 0.0), (1.0, 0.0, d, 0.0), (1.0, 0.0, 0.0, -d), (1.0, 0.0, 0.0, d)]
