@@ -22,6 +22,10 @@ training images as the detector start; its time is part of the search time, and
 ``--no-verifier`` leaves the detector's order). ``--detections`` caches its raw boxes
 of every image it runs on (validation images and the training images that teach the
 detector start), keyed by file stem: use one cache file per detector setting.
+The rescue stage's quality level is learned from the searches on the same training
+images' detector boxes (as ``train_asm`` does); the rescued faces' share is printed, and
+their time is part of the search time. ``--set prior_box=True`` also learns and uses the
+framing prior box (not the default; see ``ActiveShapeModel``).
 """
 
 from __future__ import annotations
