@@ -226,18 +226,37 @@ def test_pyramid_coordinates_and_resampling():
 
 
 # --------------------------------------------------------------------------- search on synthetic faces
+_POSE = dict(max_yaw=15, max_pitch=10, max_roll=10)
+
+
 @pytest.fixture(scope="module")
 def synthetic():
-    """A small ASM trained on synthetic faces (PDM from many fast synthetic shapes)."""
+    """An ASM trained on 40 synthetic faces (PDM from many fast synthetic shapes) and 8
+    other faces of the same run.
+
+    The model has the library's defaults (4 levels, face 160 px in the search frame,
+    profiles k = 6, search +-1/2/3/3 px, 10 iterations) except two, chosen on a tuning
+    set of other synthetic faces (see test_search_converges_on_synthetic_faces): the
+    98%-variance PDM of the synthetic shapes and fewer shape modes at the coarse levels.
+    """
     from shapekit.data.synth import generate, sample_shapes
     from shapekit.shape import PointDistributionModel
 
-    pose = dict(max_yaw=15, max_pitch=10, max_roll=10)
-    images, shapes = generate(48, seed=3, size=160, occlusion=0.0, progress=False, **pose)
-    pdm = PointDistributionModel(n_components=0.98).fit(sample_shapes(3000, seed=5, size=160, **pose))
-    asm = ActiveShapeModel(n_levels=3, face_size=96, search_half=(1, 2, 3), max_iter=10, profile_half=6)
+    images, shapes = generate(48, seed=3, size=160, occlusion=0.0, progress=False, **_POSE)
+    pdm = PointDistributionModel(n_components=0.98).fit(sample_shapes(3000, seed=5, size=160, **_POSE))
+    n = pdm.n_components_
+    asm = ActiveShapeModel(level_modes=(n, 8, 4, 2))
     asm.fit(images[:40], shapes[:40], pdm=pdm, progress_bar=False)
     return asm, images[40:], shapes[40:]
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """24 synthetic faces of another run (seed 4) than the training faces (seed 3) and
+    the tuning faces the settings were chosen on (seed 5)."""
+    from shapekit.data.synth import generate
+
+    return generate(24, seed=4, size=160, occlusion=0.0, progress=False, **_POSE)
 
 
 def _perturbed(shapes, seed, shift=0.06, scale=0.06, angle=0.08):
@@ -253,23 +272,32 @@ def _perturbed(shapes, seed, shift=0.06, scale=0.06, angle=0.08):
     return np.array(out)
 
 
-def test_search_converges_on_synthetic_faces(synthetic):
-    asm, images, shapes = synthetic
+def test_search_converges_on_synthetic_faces(synthetic, held_out):
+    # issue 6: "on synthetic faces, the search converges from a perturbed start to within
+    # 3% NME" (inter-ocular, whole face), here on 24 held-out faces. The fixture's settings
+    # were chosen on 48 tuning faces (seed 5, two starts each), never on these: fewer shape
+    # modes at the coarse levels took the whole face from 2.79% to 2.50% there, and with the
+    # default face size (160 px) and 4 levels instead of 96 px and 3, to 2.27%; 80 or 150
+    # training faces or 20 iterations changed it by 0.1 point or less, a 90% or 95% PDM
+    # made it 0.15-0.3 points worse.
+    # Measured on these 24 faces: 9.1% at the start, 2.16% after (inner points 1.79%, jaw
+    # 3.28%, worst face 3.8%); the earlier small settings give 2.67% here. The jaw is the
+    # worst part: its points sit on low-contrast face/hair outlines, and a search along the
+    # normal cannot fix where a point lies *along* the outline.
+    asm, _, _ = synthetic
+    images, shapes = held_out
     starts = _perturbed(shapes, seed=0)
     found = np.array([asm.search(im, start=s) for im, s in zip(images, starts)])
     before = nme(starts, shapes)
     after = nme(found, shapes)
     assert before.mean() > 0.08  # the start is well off
     far = before > 0.06
-    assert far.sum() >= 4 and np.all(after[far] < 0.6 * before[far])
-    # brows, eyes, nose and mouth converge to within 3% of the eye distance (about 2%).
-    # The whole face lands at about 3.3%: the jaw points (about 7%) sit on low-contrast
-    # face/hair boundaries in these renders, and a profile search along the normal cannot
-    # fix where a point lies *along* the outline.
+    assert far.sum() >= 12 and np.all(after[far] < 0.6 * before[far])
     d = np.linalg.norm(shapes[:, 36] - shapes[:, 45], axis=1)
-    inner = (np.linalg.norm(found - shapes, axis=2)[:, 17:].mean(axis=1) / d)
-    assert inner.mean() <= 0.03, inner
-    assert after.mean() <= 0.035, after
+    err = np.linalg.norm(found - shapes, axis=2)
+    inner = err[:, 17:].mean(axis=1) / d
+    assert inner.mean() <= 0.025, inner
+    assert after.mean() <= 0.03, after
 
 
 def test_search_from_a_box_and_the_model_file(synthetic, tmp_path):
@@ -277,7 +305,7 @@ def test_search_from_a_box_and_the_model_file(synthetic, tmp_path):
     g = shapes[0]
     box = (*g.min(axis=0), *g.max(axis=0))
     points, info = asm.search(images[0], box=box, return_info=True)
-    assert points.shape == (68, 2) and len(info.iterations) == 3
+    assert points.shape == (68, 2) and len(info.iterations) == asm.n_levels == 4
     assert nme(points, g)[0] < nme(asm.start_from_box(box), g)[0]
     path = asm.save(tmp_path / "m.npz")
     again = ActiveShapeModel.load(path)
@@ -293,7 +321,7 @@ def test_search_from_a_box_and_the_model_file(synthetic, tmp_path):
         asm.search(images[0], box=(10, 10, 5, 20))
 
 
-@pytest.mark.parametrize("weighted,mode,level_modes", [(True, "box", None), (False, "ellipsoid", (30, 6, 3))])
+@pytest.mark.parametrize("weighted,mode,level_modes", [(True, "box", None), (False, "ellipsoid", (30, 6, 3, 2))])
 def test_fused_level_kernel_equals_the_python_reference(synthetic, weighted, mode, level_modes):
     # kernels="numba" runs each level as one fused kernel; kernels="numpy" runs the same
     # steps as a Python loop over the NumPy reference of the profile matching
@@ -608,14 +636,18 @@ def test_fewer_modes_at_coarse_levels(synthetic):
     n = len(asm.variances_)
     g = shapes[0]
     start = _perturbed(shapes, seed=0)[0]
-    full = asm.search(images[0], start=start)
-    # all modes at every level: the same search as without level_modes
-    np.testing.assert_allclose(asm.set_params(level_modes=(n, n, n)).search(images[0], start=start), full)
+    saved = asm.level_modes
+    assert saved == (n, 8, 4, 2)  # the fixture's setting
+    fewer = asm.search(images[0], start=start)
     try:
-        points = asm.set_params(level_modes=(n, 4, 2)).search(images[0], start=start)
-        assert nme(points, g)[0] < 0.06 and not np.allclose(points, full)
+        full = asm.set_params(level_modes=None).search(images[0], start=start)
+        # all modes at every level: the same search as without level_modes
+        np.testing.assert_allclose(asm.set_params(level_modes=(n,) * 4).search(images[0], start=start), full)
+        # more modes than the model has: all of them
+        np.testing.assert_allclose(asm.set_params(level_modes=(n + 50,) * 4).search(images[0], start=start), full)
+        assert nme(fewer, g)[0] < 0.06 and not np.allclose(fewer, full)
     finally:
-        asm.set_params(level_modes=None)
+        asm.set_params(level_modes=saved)
     with pytest.raises(ShapekitError, match="level_modes"):
         ActiveShapeModel(n_levels=3, face_size=96, level_modes=(2, 2)).fit(images[:2], shapes[:2])
 
