@@ -140,25 +140,10 @@ def main(argv=None):
             k = match_detection(found, (*(0.5 * (lo + hi)), float((hi - lo).max())))
             if k >= 0:
                 boxes[j] = found[k]
-        asm.fit_box_start(boxes, tr_shapes[pick], kind="detector")
-        if args.verifier:
-            # the face verifier that re-ranks the detector's boxes, learned on the same
-            # training images (as train_asm does)
-            asm.fit_verifier([tr_images[i] for i in pick], tr_shapes[pick], [detect(tr_images[i]) for i in pick],
-                             **verifier_params)
-        need_accept = asm.box_accept is not None and asm._n_boxes() > 1
-        if need_accept or asm.rescue_quantile is not None:
-            # how good fits from the detector's face boxes are on training faces: decides
-            # when the search moves on to the detector's next box, and when it rescues a
-            # poor fit (as train_asm does)
-            qualities = asm.training_qualities([tr_images[i] for i in pick], boxes, kind="detector")
-            if need_accept:
-                asm.accept_quality_ = float(np.quantile(qualities, float(asm.box_accept)))
-            if asm.rescue_quantile is not None:
-                asm.fit_rescue_quality(qualities=qualities)
-        if asm.prior_box:
-            # the framing prior: where the detector's face box sits in the training images
-            asm.fit_prior_box([tr_images[i] for i in pick], boxes)
+        # the detector start, face verifier, box-acceptance and rescue levels, as train_asm learns them
+        asm.fit_detector_start([tr_images[i] for i in pick], tr_shapes[pick], boxes,
+                               [detect(tr_images[i]) for i in pick], verifier=args.verifier,
+                               verifier_params=verifier_params)
         det_train_s = time.perf_counter() - t0
         print(f"detector start learned on {np.isfinite(boxes[:, 0]).sum()}/{len(pick)} detected training faces; "
               f"accepted fit quality {getattr(asm, 'accept_quality_', None)}, "

@@ -60,27 +60,16 @@ from shapekit.kernels import (
 
 
 @numba.njit(parallel=True, cache=False)
-def _memset_parallel(out_bytes, byte):
-    for k in prange(out_bytes.shape[0]):
-        out_bytes[k] = byte
-
-
-@numba.njit(cache=False)
-def _memset_serial(out_bytes, byte):
-    # one memset per map, which LLVM merges into one call over the contiguous maps
-    for k in range(out_bytes.shape[0]):
-        out_bytes[k] = byte
-
-
-@numba.njit(parallel=True, cache=False)
-def _fill_value_parallel(out, value):
+def _fill_parallel(out, value):
     for k in prange(out.shape[0]):
         out[k] = value
 
 
 @numba.njit(cache=False)
-def _fill_value_serial(out, value):
-    # vector stores of a run-time value: a fill that writes data, not the zero path
+def _fill_serial(out, value):
+    # One assignment per map. On a uint8 view LLVM makes them one memset over the
+    # contiguous maps (value 0: the zero fill; 1: a memset that writes data); on the
+    # float array, vector stores of a run-time value.
     for k in range(out.shape[0]):
         out[k] = value
 
@@ -194,13 +183,13 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
     t = best_times(
         {
             "fill_np": lambda: out.fill(0.0),
-            "fill_par": lambda: _memset_parallel(out_bytes, 0),
-            "fill_ser": lambda: _memset_serial(out_bytes, 0),
+            "fill_par": lambda: _fill_parallel(out_bytes, 0),
+            "fill_ser": lambda: _fill_serial(out_bytes, 0),
             "fill1_np": lambda: out.fill(1.0),
-            "fill1_par": lambda: _fill_value_parallel(flat_out, 1.0),
-            "fill1_ser": lambda: _fill_value_serial(flat_out, 1.0),
-            "ones_par": lambda: _memset_parallel(out_bytes, 1),
-            "ones_ser": lambda: _memset_serial(out_bytes, 1),
+            "fill1_par": lambda: _fill_parallel(flat_out, 1.0),
+            "fill1_ser": lambda: _fill_serial(flat_out, 1.0),
+            "ones_par": lambda: _fill_parallel(out_bytes, 1),
+            "ones_ser": lambda: _fill_serial(out_bytes, 1),
             "render": lambda: render_heatmaps(pts, size, sigma, out=out),
             "serial": lambda: render_heatmaps(pts, size, sigma, out=out, parallel=False),
             "parallel": lambda: render_heatmaps(pts, size, sigma, out=out, parallel=True),
@@ -322,10 +311,10 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
     c = best_times(
         {
             "fill": lambda: out.fill(1.0),
-            "fill_loop": lambda: _fill_value_serial(flat_out, 1.0),
-            "fill_ones": lambda: _memset_serial(out_bytes, 1),
+            "fill_loop": lambda: _fill_serial(flat_out, 1.0),
+            "fill_ones": lambda: _fill_serial(out_bytes, 1),
             "zero": lambda: out.fill(0.0),
-            "zero_memset": lambda: _memset_serial(out_bytes, 0),
+            "zero_memset": lambda: _fill_serial(out_bytes, 0),
             "render": lambda: render_heatmaps(pts, size, sigma, out=out, parallel=False),
             "render_ref": (lambda: render_heatmaps_reference(pts, size, sigma), slow),
             "render_torch1": torch_single_thread(lambda: F.render_gaussian_heatmaps(tpts, size, sigma)),

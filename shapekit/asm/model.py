@@ -820,6 +820,34 @@ class ActiveShapeModel:
         self.prior_box_ = np.median(np.asarray(rel), axis=0)
         return self
 
+    def fit_detector_start(self, images, shapes, boxes, detections, verifier=True, verifier_params=None,
+                           progress_bar=None):
+        """Learn everything a search from the face detector needs, on training faces; return self.
+
+        ``images`` (arrays or paths) with their annotated ``shapes`` (N, L, 2) pixels,
+        ``boxes`` (N, 4+) the detector's box on each face (NaN rows: not found) and
+        ``detections`` the detector's raw boxes per image (for the verifier). In turn: the
+        box-to-shape start (:meth:`fit_box_start`), the face verifier (when ``verifier``),
+        the fit-quality levels at which the search moves on to the next box and rescues a
+        poor fit (from searches from ``boxes``), and the framing prior box when
+        ``prior_box`` is set. ``train_asm(..., detector_samples=N)`` calls this.
+        """
+        self.fit_box_start(boxes, shapes, kind="detector")
+        if verifier:
+            self.fit_verifier(images, shapes, detections, progress_bar=progress_bar, **(verifier_params or {}))
+        need_accept = self.box_accept is not None
+        if need_accept or self.rescue_quantile is not None:
+            # how good fits from the detector's face boxes are on training faces: decides
+            # when the search moves on to the detector's next box, and when it rescues
+            qualities = self.training_qualities(images, boxes, kind="detector")
+            if need_accept:
+                self.accept_quality_ = float(np.quantile(qualities, float(self.box_accept)))
+            if self.rescue_quantile is not None:
+                self.fit_rescue_quality(qualities=qualities)
+        if self.prior_box:
+            self.fit_prior_box(images, boxes)
+        return self
+
     def prior_box_in(self, image_shape):
         """Return the framing prior's face box ``(x0, y0, x1, y1)`` (pixels) in an image of
         ``image_shape`` (H, W[, C]) (see :meth:`fit_prior_box`)."""
@@ -1062,21 +1090,8 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
         pick = np.random.default_rng(seed).permutation(keep)[: int(detector_samples)]
         boxes, found = detector_boxes([images[i] for i in pick], ann.shapes[pick], progress_bar=progress_bar,
                                       return_detections=True)
-        model.fit_box_start(boxes, ann.shapes[pick], kind="detector")
-        if verifier:
-            model.fit_verifier([images[i] for i in pick], ann.shapes[pick], found, progress_bar=progress_bar,
-                               **(verifier_params or {}))
-        need_accept = model.box_accept is not None
-        if need_accept or model.rescue_quantile is not None:
-            # how good fits from the detector's face boxes are on training faces: decides
-            # when the search moves on to the detector's next box, and when it rescues
-            qualities = model.training_qualities([images[i] for i in pick], boxes, kind="detector")
-            if need_accept:
-                model.accept_quality_ = float(np.quantile(qualities, float(model.box_accept)))
-            if model.rescue_quantile is not None:
-                model.fit_rescue_quality(qualities=qualities)
-        if model.prior_box:
-            model.fit_prior_box([images[i] for i in pick], boxes)
+        model.fit_detector_start([images[i] for i in pick], ann.shapes[pick], boxes, found, verifier=verifier,
+                                 verifier_params=verifier_params, progress_bar=progress_bar)
     return model
 
 
