@@ -133,6 +133,22 @@ def test_read_only_install_uses_user_cache_dir_and_reuses_it(tmp_path, how):
     assert second["ok"] and second["cache_hits"] >= 1  # loaded from disk, not compiled again
 
 
+def test_a_writable_install_gets_no_numba_files(tmp_path):
+    """numba's cache never goes inside the package, even where the package is writable.
+
+    Files there are unknown to pip: an uninstall or a switch to an editable install
+    leaves them behind, and the left-over folder then shadows the real package as an
+    empty namespace package.
+    """
+    site = _copy_package(tmp_path, block_in_tree=False)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path / "home")}
+    out = _run(site, env)
+    assert out["ok"] and out["uncached"] == [] and out["warnings"] == []
+    assert Path(out["cache_dir"]).resolve().is_relative_to((tmp_path / "xdg" / "shapekit" / "numba").resolve())
+    assert not [p for p in site.rglob("*") if p.suffix in (".nbi", ".nbc")]
+    assert not list(site.rglob("__pycache__"))
+
+
 def test_cache_that_turns_unwritable_only_costs_the_cache():
     class FakeCache:
         def save_overload(self, sig, data):
@@ -176,7 +192,9 @@ def test_parallel_and_serial_variants_are_separate_cached_functions():
     for par, ser in pairs:
         assert par.targetoptions.get("parallel") and not ser.targetoptions.get("parallel")
         assert par.py_func is not ser.py_func
-        assert par.targetoptions.get("cache", True)
+        for kernel in (par, ser):  # cached, in the user cache, never beside the sources
+            where = _numba.cache_dir(kernel)
+            assert where is not None and not Path(where).resolve().is_relative_to(PACKAGE)
 
 
 def test_thread_count_follows_numba_settings(monkeypatch):
