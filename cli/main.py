@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
 import shapekit
-from shapekit.errors import ShapekitError
 
 
 def build_parser():
@@ -36,13 +36,37 @@ def main(argv=None):
         return 2
     try:
         code = args.func(args)
-    except ShapekitError as exc:
-        print(f"shapekit {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:
+        return _error(args, os_error_message(exc))
+    except ValueError as exc:
+        # ShapekitError (bad input, message names the file or argument) and any other
+        # ValueError from a bad value that got past the argument checks
+        return _error(args, str(exc) or type(exc).__name__)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def _error(args, message):
+    print(f"shapekit {args.command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def os_error_message(exc):
+    """Return ``PATH: reason`` for an ``OSError`` raised on reading or writing ``PATH``."""
+    path = exc.filename
+    reason = exc.strerror or str(exc)
+    if path is None:
+        return reason
+    path = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+    if isinstance(exc, FileExistsError) and os.path.exists(path) and not os.path.isdir(path):
+        reason = "is a file, not a folder"
+    elif isinstance(exc, NotADirectoryError):
+        reason = "a file is in the way: not a folder"
+    if exc.filename2 is not None:
+        return f"{path} -> {exc.filename2}: {reason}"
+    return f"{path}: {reason}"
 
 
 if __name__ == "__main__":

@@ -26,7 +26,11 @@ def atomic_path(path, suffix=None):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + suffix, dir=path.parent)
+    except OSError as exc:
+        # name the destination, not the temporary file the caller never asked for
+        raise type(exc)(exc.errno, f"cannot write here ({exc.strerror})", str(path)) from None
     os.close(fd)
     tmp = Path(tmp)
     try:

@@ -972,8 +972,12 @@ class ActiveShapeModel:
                 v_arrays = {name: z[name] for name in z.files if name.startswith("verifier_")}
         except FileNotFoundError:
             raise ShapekitError(f"{path}: no such file") from None
-        except (OSError, KeyError, ValueError) as exc:
-            raise FormatError(path, f"not a shapekit active shape model ({exc})") from None
+        except KeyError as exc:
+            raise FormatError(path, f"not a shapekit active shape model ({exc.args[0]})") from None
+        except (OSError, ValueError):
+            # numpy's own message would advise allow_pickle, which is no help here
+            raise FormatError(path, "not a shapekit active shape model (expected the .npz archive written by "
+                                    "shapekit asm train)") from None
         if meta.get("kind") != _KIND:
             raise FormatError(path, f"not a shapekit active shape model (kind {meta.get('kind')!r})")
         if int(meta.get("version", 0)) > FILE_VERSION:

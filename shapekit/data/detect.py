@@ -176,6 +176,9 @@ class BoxCorrection:
             raise FormatError(path, "box correction file not found") from None
         except json.JSONDecodeError as exc:
             raise FormatError(path, f"not JSON: {exc.msg}", line=exc.lineno) from None
+        except UnicodeDecodeError:
+            raise FormatError(path, "not a shapekit box correction (not a text file; expected the JSON "
+                                    "written by shapekit detect --fit --save)") from None
         if not isinstance(d, dict) or d.get("format") != "shapekit-box-correction":
             raise FormatError(path, "not a shapekit box correction (missing format: shapekit-box-correction)")
         if int(d.get("version", 0)) > CORRECTION_VERSION:

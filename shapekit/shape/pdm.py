@@ -791,8 +791,9 @@ class PointDistributionModel:
             data = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise ShapekitError(f"model file not found: {path}") from None
-        except Exception as exc:  # noqa: BLE001 - any unreadable archive is a format error
-            raise FormatError(path, f"not a shapekit model (.npz expected): {exc}") from None
+        except Exception:  # noqa: BLE001 - any unreadable archive is a format error
+            # numpy's own message would advise allow_pickle, which is no help here
+            raise FormatError(path, "not a shapekit model (expected the .npz archive written by shapekit fit)") from None
         with data:
             if "info" not in data.files:
                 raise FormatError(path, "not a shapekit point distribution model (no 'info' entry)")

@@ -58,8 +58,9 @@ def load_checkpoint(path, map_location="cpu"):
         raise ShapekitError(f"checkpoint: no such file {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise ShapekitError(f"checkpoint: {path} is not a readable torch file ({exc})") from exc
+    except Exception:  # noqa: BLE001 - torch's message advises weights_only=False, which is no help here
+        raise ShapekitError(f"checkpoint: {path} is not a shapekit checkpoint (not a torch file written by "
+                            "shapekit train)") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ShapekitError(f"checkpoint: {path} is not a shapekit checkpoint (no format tag {FORMAT!r})")
     if state.get("version", 0) > VERSION:
