@@ -163,3 +163,34 @@ class Annotations:
             schema=schemas.pop() if len(schemas) == 1 else None,
             images=images,
         )
+
+
+def reader(func):
+    """Decorate a reader ``func(path, ...)`` so that every failure is a :class:`FormatError`
+    naming ``path`` (or a :class:`ShapekitError` the reader raised itself).
+
+    The readers check what they can and say so precisely; this is the boundary that
+    turns whatever a damaged file still provokes in a library below (zlib, zipfile,
+    csv, json, NumPy's header parser, memory, recursion) into the one error family.
+    """
+    import functools
+
+    from shapekit.errors import FormatError
+
+    @functools.wraps(func)
+    def wrapper(path, *args, **kwargs):
+        try:
+            return func(path, *args, **kwargs)
+        except ShapekitError:
+            raise
+        except RecursionError:
+            raise FormatError(path, "nested too deeply to read (a damaged or hostile file)") from None
+        except MemoryError:
+            raise FormatError(path, "reading it would need more memory than there is (a damaged size "
+                              "field?)") from None
+        except OSError as exc:
+            raise FormatError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+        except Exception as exc:  # noqa: BLE001 -- the boundary: anything else is a damaged file
+            raise FormatError(path, f"unreadable ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+    return wrapper

@@ -86,11 +86,13 @@ def sniff_format(path):
     if ext not in _SNIFFED:
         return None
     try:
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        # a UTF-8 byte-order mark is removed before looking (utf-8-sig), so that a file
+        # saved by a spreadsheet program is recognised as what it is
+        with open(path, "r", encoding="utf-8-sig", errors="replace") as fh:
             first = ""
             for line in fh:
                 if line.strip():
-                    first = line.strip()
+                    first = line.strip().lstrip("\ufeff")
                     break
     except OSError:
         return None
@@ -171,11 +173,13 @@ def _read_pts_files(items, show, image_root=None):
     if len(counts) > 1:
         by = {}
         for s, m in zip(shapes, meta):
-            by.setdefault(len(s), m["source"])
-        raise ShapekitError(
-            "the .pts files have different numbers of points: "
-            + ", ".join(f"{k} (e.g. {v})" for k, v in sorted(by.items()))
-        )
+            by.setdefault(len(s), []).append(m["source"])
+        # the odd file out is named: a truncated file among many good ones
+        common = max(by, key=lambda k: len(by[k]))
+        n_odd, odd = next((k, srcs[0]) for k, srcs in sorted(by.items()) if k != common)
+        raise FormatError(odd, f"{n_odd} points, but the .pts files read with it have different numbers of points: "
+                          + ", ".join(f"{k} ({len(v)} files, e.g. {v[0]})" for k, v in sorted(by.items())
+                                      if k != n_odd))
     return Annotations(np.stack(shapes), meta, format="pts")
 
 

@@ -9,7 +9,7 @@ All coordinates are 0-based pixel centres, stored as they are in memory.
 from __future__ import annotations
 
 import csv
-import io
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -18,8 +18,8 @@ import numpy as np
 
 from shapekit._files import atomic_path, atomic_open
 from shapekit.errors import FormatError, ShapekitError
-from shapekit.io._core import Annotations, new_meta
-from shapekit.io._text import fmt_num, read_text, to_float
+from shapekit.io._core import Annotations, new_meta, reader
+from shapekit.io._text import check_complete, check_coords, csv_rows, fmt_num, read_text, to_float
 
 NPZ_VERSION = 1
 _XY = re.compile(r"^([xy])_?(\d+)$", re.IGNORECASE)
@@ -34,14 +34,57 @@ def _as_shapes(arr, path, where="array"):
     if arr.ndim != 3 or arr.shape[2] != 2:
         raise FormatError(path, f"{where}: expected shapes of shape (N, L, 2) or (L, 2), got {arr.shape}")
     arr = arr.astype(np.float64)
-    if np.isinf(arr).any():
-        raise FormatError(path, f"{where}: infinite coordinates")
+    check_coords(arr, path, where)
     return arr
 
 
+def _check_npy_header(fh, size, path, where):
+    """Read the ``.npy`` header at ``fh`` and refuse one whose array would not fit in
+    ``size`` bytes (the file or zip member): NumPy would otherwise allocate what the
+    header claims before finding the data short."""
+    from numpy.lib import format as npformat
+
+    try:
+        version = npformat.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = npformat.read_array_header_1_0(fh, max_header_size=10000)
+        else:
+            shape, _, dtype = npformat.read_array_header_2_0(fh, max_header_size=10000)
+    except Exception as exc:  # noqa: BLE001 -- NumPy's header parser raises many kinds
+        raise FormatError(path, f"not a NumPy .npy/.npz file: {where} has a bad header ({type(exc).__name__}: "
+                          f"{str(exc)[:120]})") from None
+    if dtype.hasobject:
+        raise FormatError(path, f"unreadable array: {where} holds Python objects; expected numbers")
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    have = size - fh.tell()
+    if need > have:
+        raise FormatError(path, f"{where}: the header declares shape {shape} of {dtype} ({need:,} bytes) but "
+                          f"only {have:,} bytes follow (a truncated or damaged file)")
+
+
+def _check_arrays(path):
+    """Check the header of a ``.npy`` file, or of every member of a ``.npz``, against its size."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+        fh.seek(0)
+        if magic.startswith(b"PK"):
+            with zipfile.ZipFile(fh) as zf:
+                for info in zf.infolist():
+                    if info.filename.endswith(".npy"):
+                        with zf.open(info) as member:
+                            _check_npy_header(member, info.file_size, path, f"array {info.filename[:-4]!r}")
+        else:
+            _check_npy_header(fh, os.fstat(fh.fileno()).st_size, path, "array")
+
+
+@reader
 def read_array(path):
-    """Return the :class:`Annotations` of a ``.npy`` or ``.npz`` file of shapes."""
+    """Return the :class:`Annotations` of a ``.npy`` or ``.npz`` file of shapes.
+
+    NaN coordinates are missing points; infinite or out-of-range values are refused.
+    """
     path = Path(path)
+    _check_arrays(path)
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
@@ -130,12 +173,19 @@ def _is_number(cell):
     return True
 
 
+@reader
 def read_csv(path):
-    """Return the :class:`Annotations` of a plain CSV of shapes (one shape per row)."""
+    """Return the :class:`Annotations` of a plain CSV of shapes (one shape per row).
+
+    An empty cell is a missing coordinate (a point with one missing coordinate is
+    missing); ``nan`` text, infinite and out-of-range values are refused.
+    """
     path = Path(path)
     text = read_text(path, "a CSV with one shape per row (x0,y0,x1,y1,...)")
-    reader = csv.reader(io.StringIO(text))
-    rows = [(reader.line_num, r) for r in reader if r and any(c.strip() for c in r)]
+    check_complete(text, path)
+    rows = [(line, r) for line, r in csv_rows(text, path) if r and any(c.strip() for c in r)]
+    if not rows:
+        raise FormatError(path, "no values: every cell is empty")
     first_line, first = rows[0]
     coord_cols = {}
     name_col = image_col = None
@@ -166,8 +216,11 @@ def read_csv(path):
         if not coord_cols:
             raise FormatError(path, "expected coordinate columns x0,y0,x1,y1,... in the header", line=first_line)
         n_points = max(k for k, _ in coord_cols) + 1
-        missing = [f"{'xy'[c]}{k}" for k in range(n_points) for c in (0, 1) if (k, c) not in coord_cols]
-        if missing:
+        missing = []
+        # only as far as the columns present can reach: x100000000000000000000 names no real point
+        for k in range(min(n_points, len(coord_cols) + 1)):
+            missing += [f"{'xy'[c]}{k}" for c in (0, 1) if (k, c) not in coord_cols]
+        if missing or n_points > len(coord_cols):
             raise FormatError(path, f"missing coordinate columns {', '.join(missing[:6])}", line=first_line)
         data = rows[1:]
     ncol = len(first)

@@ -12,7 +12,6 @@ as an (N, 96, 96) uint8 array.
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,8 @@ import numpy as np
 from shapekit._files import atomic_open
 from shapekit._progress import progress as _progress
 from shapekit.errors import FormatError, ShapekitError
-from shapekit.io._core import Annotations, new_meta
-from shapekit.io._text import fmt_num, read_text, to_float
+from shapekit.io._core import Annotations, new_meta, reader
+from shapekit.io._text import check_complete, csv_rows, fmt_num, read_text, to_float
 from shapekit.schemas import KAGGLE15_NAMES
 
 SIZE = 96
@@ -46,25 +45,25 @@ def _parse_image(cell, path, line):
     return arr.astype(np.uint8).reshape(SIZE, SIZE)
 
 
-def _rows(text, image_last):
+def _rows(text, image_last, path):
     """Yield (line number, cells) of the data rows.
 
     The ``Image`` cell (9,216 numbers, no comma) makes the csv module slow; when it is
     the last column and a line has no quote, the line is split at its commas directly.
     """
     if not image_last:
-        reader = csv.reader(io.StringIO(text))
-        next(reader)
-        for row in reader:
-            yield reader.line_num, row
+        rows = csv_rows(text, path)
+        next(rows)
+        yield from rows
         return
     for lineno, raw in enumerate(text.splitlines()[1:], start=2):
         if '"' in raw:
-            yield lineno, next(csv.reader([raw]))
+            yield lineno, next(csv_rows(raw, path, lineno))[1]
         else:
             yield lineno, raw.split(",") if raw.strip() else []
 
 
+@reader
 def read_kaggle(path, images=True, progress=None):
     """Return the :class:`Annotations` of a Kaggle facial-keypoints CSV: (N, 15, 2) pixels
     (NaN where a cell is empty) and, when ``images`` and the file has an ``Image``
@@ -72,8 +71,10 @@ def read_kaggle(path, images=True, progress=None):
     (the full training file takes seconds)."""
     path = Path(path)
     text = read_text(path, "a Kaggle facial-keypoints CSV (header with left_eye_center_x, ..., Image)")
+    check_complete(text, path)
     first, _, _ = text.partition("\n")
-    header = [h.strip() for h in next(csv.reader([first]))]
+    head = list(csv_rows(first, path, 1))
+    header = [h.strip() for h in head[0][1]] if head else []
     known = {c: k for k, c in enumerate(COLUMNS)}
     col_of = {}
     for j, h in enumerate(header):
@@ -91,7 +92,7 @@ def read_kaggle(path, images=True, progress=None):
         raise FormatError(path, "no keypoint or Image column in the header", line=1)
     shapes, meta, imgs = [], [], []
     ncol = len(header)
-    rows = _rows(text, img_col == ncol - 1)
+    rows = _rows(text, img_col == ncol - 1, path)
     if images and img_col is not None:
         rows = _progress(rows, total=max(text.count("\n") - 1, 1), desc="reading Kaggle CSV",
                          disable=None if progress is None else not progress)

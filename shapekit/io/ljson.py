@@ -16,8 +16,8 @@ import numpy as np
 
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
-from shapekit.io._core import Annotations, new_meta
-from shapekit.io._text import read_text
+from shapekit.io._core import Annotations, new_meta, reader
+from shapekit.io._text import _NONZERO_MANTISSA, MAX_COORD, check_coords, read_text
 
 
 def _points(raw, path, where):
@@ -32,20 +32,31 @@ def _points(raw, path, where):
             if v is None:
                 v = np.nan
             elif isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise FormatError(path, f"{where}: point {k} holds {v!r}, expected a number or null")
+                raise FormatError(path, f"{where}: point {k} holds {str(v)[:30]!r}, expected a number or null")
+            elif isinstance(v, int) and abs(v) > MAX_COORD:
+                raise FormatError(path, f"{where}: point {k} holds an integer out of range "
+                                  f"(|value| <= {MAX_COORD:g} pixels)")
             out[k, 1 - c] = v  # [y, x] -> x, y
-    if np.isinf(out).any():
-        raise FormatError(path, f"{where}: infinite coordinate")
+    # JSON's own missing value is null (NaN/Infinity literals are refused while decoding)
+    nulls = np.isnan(out)
+    if (nulls[:, 0] != nulls[:, 1]).any():
+        raise FormatError(path, f"{where}: a point with one null coordinate; a missing point is [null, null]")
+    check_coords(out, path, where)
     return out
 
 
 def _labels(raw, n, path, where):
     labels = {}
-    for item in raw or []:
+    if raw is None:
+        return labels
+    if not isinstance(raw, list):
+        raise FormatError(path, f"{where}: 'labels' must be a list, got {type(raw).__name__}")
+    for item in raw:
         if not isinstance(item, dict) or "label" not in item or "mask" not in item:
             raise FormatError(path, f"{where}: each label must be {{'label': name, 'mask': [indices]}}")
         mask = item["mask"]
-        if not all(isinstance(i, int) and 0 <= i < n for i in mask):
+        if not isinstance(mask, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n
+                                                 for i in mask):
             raise FormatError(path, f"{where}: label {item['label']!r} has an index outside 0..{n - 1}")
         labels[str(item["label"])] = tuple(mask)
     return labels
@@ -53,7 +64,11 @@ def _labels(raw, n, path, where):
 
 def _connectivity(raw, n, path, where):
     edges = []
-    for e in raw or []:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise FormatError(path, f"{where}: 'connectivity' must be a list, got {type(raw).__name__}")
+    for e in raw:
         if not (isinstance(e, list) and len(e) == 2 and all(isinstance(i, int) and 0 <= i < n for i in e)):
             raise FormatError(path, f"{where}: connectivity entry {e!r} must be a pair of indices in 0..{n - 1}")
         edges.append((e[0], e[1]))
@@ -113,15 +128,32 @@ def parse_ljson(data, path="<string>"):
     return groups
 
 
+@reader
 def read_ljson_groups(path):
     """Return every landmark group of an LJSON file (see :func:`parse_ljson`)."""
     path = Path(path)
     text = read_text(path, "an LJSON (JSON) landmark file")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_float=_json_float, parse_constant=_json_constant)
     except json.JSONDecodeError as exc:
         raise FormatError(path, f"bad JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None
+    except RecursionError:
+        raise FormatError(path, "bad JSON: nested too deeply (an LJSON file needs a few levels)") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        if "digits" in str(exc):
+            raise FormatError(path, "bad JSON: an integer of more than 4,300 digits") from None
+        raise FormatError(path, f"bad JSON: {str(exc)[:200]}") from None
     return parse_ljson(data, path)
+
+def _json_float(token):
+    v = float(token)
+    if v == 0.0 and _NONZERO_MANTISSA.match(token):
+        raise ValueError(f"the number {token[:30]} is too small to represent (it would read as 0)")
+    return v
+
+
+def _json_constant(token):
+    raise ValueError(f"{token} is not JSON; a missing coordinate is null")
 
 
 def _pick(groups, group, path):
@@ -132,12 +164,14 @@ def _pick(groups, group, path):
     return group
 
 
+@reader
 def read_ljson(path, group=None):
     """Return the points of one group (default: the first) as an (L, 2) array of 0-based pixels, x then y."""
     groups = read_ljson_groups(path)
     return groups[_pick(groups, group, path)]["points"]
 
 
+@reader
 def read_ljson_file(path, group=None, listing=None, image_folder=None):
     """Return the :class:`Annotations` of one LJSON file (one sample: the chosen group).
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
-from shapekit.io._core import Annotations, new_meta
-from shapekit.io._text import fmt_num, read_text, to_floats
+from shapekit.io._core import Annotations, new_meta, reader
+from shapekit.io._text import check_complete, check_missing_pairs, fmt_num, read_text, to_floats
 
 #: Names of the four optional MTFL attribute columns (1-based codes as in MTFL).
 ATTRIBUTES = ("gender", "smile", "glasses", "pose")
@@ -28,8 +28,9 @@ def parse_mtfl_line(fields, path, line):
     """Return (points (5, 2), attributes dict) from the fields of one MTFL line."""
     if len(fields) not in (11, 15):
         raise FormatError(path, f"expected {_EXPECTED}, got {len(fields)} fields", line=line)
-    vals = to_floats(fields[1:11], path, line, lambda k: f"coordinate {k + 1}")
+    vals = to_floats(fields[1:11], path, line, lambda k: f"coordinate {k + 1}", nan_ok=True)
     points = np.column_stack([vals[:5], vals[5:]])
+    check_missing_pairs(points, path, line)
     attributes = {}
     if len(fields) == 15:
         for name, tok in zip(ATTRIBUTES, fields[11:]):
@@ -41,6 +42,7 @@ def parse_mtfl_line(fields, path, line):
     return points, attributes
 
 
+@reader
 def read_mtfl(path, image_root=None):
     """Return the :class:`Annotations` of an MTFL label file: (N, 5, 2) 0-based pixels.
 
@@ -49,6 +51,7 @@ def read_mtfl(path, image_root=None):
     path = Path(path)
     root = path.parent if image_root is None else Path(image_root)
     text = read_text(path, _EXPECTED)
+    check_complete(text, path)
     shapes, meta = [], []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         fields = raw.split()

@@ -14,8 +14,6 @@ person's number so that a face and its mirror can be kept in the same split.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from pathlib import Path
 
@@ -23,8 +21,8 @@ import numpy as np
 
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
-from shapekit.io._core import Annotations, new_meta
-from shapekit.io._text import fmt_num, read_text, to_floats
+from shapekit.io._core import Annotations, new_meta, reader
+from shapekit.io._text import check_complete, csv_rows, fmt_num, read_text, to_floats
 
 _NAME = re.compile(r"^i(r?)(\d{3})")
 
@@ -43,6 +41,7 @@ def _check_header(header, path):
     return len(coords) // 2
 
 
+@reader
 def read_muct(path, n_points=None):
     """Return the :class:`Annotations` of a MUCT CSV: (N, L, 2) pixels, NaN for ``0,0``.
 
@@ -50,16 +49,16 @@ def read_muct(path, n_points=None):
     """
     path = Path(path)
     text = read_text(path, "a MUCT CSV with header 'name,tag,x00,y00,...'")
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader)
+    check_complete(text, path)
+    rows = csv_rows(text, path)
+    _, header = next(rows)
     n_file = _check_header(header, path)
     n_out = n_file if n_points is None else int(n_points)
     if n_out < n_file:
         raise ShapekitError(f"n_points={n_out} is fewer than the {n_file} points in {path}")
     shapes, meta = [], []
     ncol = len(header)
-    for row in reader:
-        line = reader.line_num
+    for line, row in rows:
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) != ncol:

@@ -17,6 +17,8 @@ import numpy as np
 
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
+from shapekit.io._core import reader
+from shapekit.io._text import MAX_COORD, check_complete, decode_text, to_float
 
 _TWO_FIELDS = re.compile(r"^[ \t]*\S+[ \t]+\S+[ \t]*\r?$", re.MULTILINE)
 
@@ -28,14 +30,16 @@ def parse_pts(text, path="<string>", n_points=None, one_based=True):
     """Return the points of ``.pts`` text as an (L, 2) float array of 0-based pixel coordinates.
 
     ``n_points`` (optional) is the count the caller expects; the header's own
-    ``n_points`` is always checked against the lines that follow. Errors name ``path``
-    and the 1-based line.
+    ``n_points`` is always checked against the lines that follow. Text without header
+    has no end marker, so it must hold the point count of a known schema (or
+    ``n_points``) and end its last line with a newline or a complete number; anything
+    else is refused as truncated. Errors name ``path`` and the 1-based line.
     """
     points = _parse_fast(text)
     if points is None:
         # anything unusual (no header, bad tokens, wrong counts): the careful parser
         # below finds the line and says what was expected
-        points = _parse_slow(text, path)
+        points = _parse_slow(text, path, n_points)
     if n_points is not None and len(points) != n_points:
         raise FormatError(path, f"expected {n_points} points, got {len(points)}")
     if one_based:
@@ -71,12 +75,15 @@ def _parse_fast(text):
         points = np.array(list(map(float, tokens))).reshape(-1, 2)
     except ValueError:
         return None
-    if np.isinf(points).any():
+    # NaN only as a whole missing point, nothing out of range, no zero (which could be an
+    # underflow like 1e-400): anything else goes to the careful parser, which says why
+    nan = np.isnan(points)
+    if (nan[:, 0] != nan[:, 1]).any() or not (np.abs(points[~nan]) <= MAX_COORD).all() or (points == 0).any():
         return None
     return points
 
 
-def _parse_slow(text, path):
+def _parse_slow(text, path, n_points=None):
     lines = text.splitlines()
     if lines and lines[0].startswith("\ufeff"):
         lines[0] = lines[0][1:]
@@ -152,8 +159,11 @@ def _parse_slow(text, path):
             x, y = float(parts[0]), float(parts[1])
         except ValueError:
             raise FormatError(path, f"expected two numbers 'x y', got {s.strip()[:60]!r}", line=i + 1) from None
-        if math.isinf(x) or math.isinf(y):
-            raise FormatError(path, f"infinite coordinate in {s.strip()[:60]!r}", line=i + 1)
+        if math.isnan(x) and math.isnan(y):
+            pass  # 'nan nan': a missing point
+        else:
+            x = to_float(parts[0], path, i + 1, f"x of point {len(xs) + 1}")
+            y = to_float(parts[1], path, i + 1, f"y of point {len(xs) + 1}")
         xs.append(x)
         ys.append(y)
         i += 1
@@ -171,10 +181,26 @@ def _parse_slow(text, path):
                           line=header["n_points"][1])
     if not xs:
         raise FormatError(path, "no points in file")
+    if headerless:
+        _check_headerless(text, path, len(xs), n_points)
     points = np.empty((len(xs), 2))
     points[:, 0] = xs
     points[:, 1] = ys
     return points
+
+
+def _check_headerless(text, path, n, n_points=None):
+    """A file without header has no end marker: refuse a point count no schema has (or
+    other than ``n_points`` when the caller gives one) and a last number cut short,
+    rather than return a truncated shape."""
+    from shapekit import schemas
+
+    counts = sorted({schemas.get(name).n_points for name in schemas.available()})
+    if n_points is None and n not in counts:
+        raise FormatError(path, f"a .pts file without header holds {n} points, which no known schema has "
+                          f"({', '.join(map(str, counts))}): it looks truncated; a file with another count needs "
+                          "the header 'version: 1', 'n_points: L', '{' ... '}'")
+    check_complete(text, path)
 
 
 def _is_point_line(s):
@@ -188,16 +214,16 @@ def _is_point_line(s):
     return True
 
 
+@reader
 def read_pts(path, n_points=None, one_based=True):
     """Return the points of one ``.pts`` file as an (L, 2) array of 0-based pixel coordinates."""
     path = Path(path)
     try:
-        with open(path, "r", encoding="utf-8", errors="strict") as fh:
-            text = fh.read()
-    except UnicodeDecodeError as exc:
-        raise FormatError(path, f"not a text file ({exc.reason} at byte {exc.start})") from None
+        with open(path, "rb") as fh:
+            data = fh.read()
     except IsADirectoryError:
         raise ShapekitError(f"path is a folder, not a .pts file: {path}") from None
+    text = decode_text(data, path, "a .pts file ('version: 1', 'n_points: L', '{', L lines 'x y', '}')")
     return parse_pts(text, path, n_points=n_points, one_based=one_based)
 
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
-from shapekit.io._core import Annotations, new_meta
-from shapekit.io._text import fmt_num, read_text, to_floats
+from shapekit.io._core import Annotations, new_meta, reader
+from shapekit.io._text import check_complete, check_missing_pairs, fmt_num, read_text, to_floats
 
 N_POINTS = 98
 #: The six attribute flags, in file order.
@@ -28,9 +28,10 @@ def parse_wflw_line(fields, path, line):
     """Return (points (98, 2), box (4,), attributes dict, image name) of one WFLW line."""
     if len(fields) != N_FIELDS:
         raise FormatError(path, f"expected {_EXPECTED}, got {len(fields)} fields", line=line)
-    coords = to_floats(fields[:196], path, line, lambda k: f"coordinate {k + 1}")
+    coords = to_floats(fields[:196], path, line, lambda k: f"coordinate {k + 1}", nan_ok=True)
     points = np.asarray(coords).reshape(N_POINTS, 2)
-    box = tuple(to_floats(fields[196:200], path, line, lambda k: f"box value {k + 1}"))
+    check_missing_pairs(points, path, line)
+    box = tuple(to_floats(fields[196:200], path, line, lambda k: f"box value {k + 1}", nan_ok=True))
     attributes = {}
     for name, tok in zip(ATTRIBUTES, fields[200:206]):
         if tok not in ("0", "1"):
@@ -44,11 +45,15 @@ def _image_root(path, first_image):
     folder = Path(path).resolve().parent
     for base in [folder, *list(folder.parents)[:3]]:
         for cand in (base, base / "WFLW_images"):
-            if (cand / first_image).is_file():
-                return cand
+            try:
+                if (cand / first_image).is_file():
+                    return cand
+            except (OSError, ValueError):  # a name too long for the file system, or with a NUL
+                return None
     return None
 
 
+@reader
 def read_wflw(path, image_root=None):
     """Return the :class:`Annotations` of a WFLW annotation file: (N, 98, 2) 0-based pixels.
 
@@ -59,6 +64,7 @@ def read_wflw(path, image_root=None):
     """
     path = Path(path)
     text = read_text(path, _EXPECTED)
+    check_complete(text, path)
     shapes, meta = [], []
     root = Path(image_root) if image_root is not None else None
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -81,6 +87,8 @@ def format_wflw_line(points, box, attributes, image, decimals=6):
     points = np.asarray(points, dtype=float)
     if points.shape != (N_POINTS, 2):
         raise ShapekitError(f"WFLW lines hold 98 points, got points of shape {points.shape}")
+    if np.isinf(points).any():
+        raise ShapekitError(f"WFLW lines hold finite values or nan (missing): cannot write inf (image {image})")
     if box is None:
         # the box of the visible points, as WFLW's boxes enclose the face
         box = (*np.nanmin(points, axis=0), *np.nanmax(points, axis=0))
