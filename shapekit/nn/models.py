@@ -15,6 +15,7 @@ import re
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from shapekit.errors import ShapekitError
@@ -174,6 +175,101 @@ class EfficientNet(_PooledClassifier):
         self.num_features = 4 * cfg[-1][4]
         features.append(ConvNormAct(cfg[-1][4], self.num_features, 1, act=nn.SiLU, norm=norm))
         self._finish(features, num_classes, dropout)
+
+
+# --------------------------------------------------------------------- EfficientNet-Lite
+_EFFNET_LITE = {  # width, depth, dropout, native resolution (Google's efficientnet_lite_builder)
+    "lite0": (1.0, 1.0, 0.2, 224), "lite1": (1.0, 1.1, 0.2, 240), "lite2": (1.1, 1.2, 0.3, 260),
+    "lite3": (1.2, 1.4, 0.3, 280), "lite4": (1.4, 1.8, 0.3, 300),
+}
+
+
+class _LiteBlock(nn.Module):
+    """MBConv without squeeze-excitation, ReLU6; key names of the efficientnet_pytorch layout."""
+
+    def __init__(self, cin, cout, kernel, stride, expand, sd_prob, eps):
+        super().__init__()
+        hidden = cin * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(cin, hidden, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(hidden, eps=eps)
+        self._depthwise_conv = nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False)
+        self._bn1 = nn.BatchNorm2d(hidden, eps=eps)
+        self._project_conv = nn.Conv2d(hidden, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, eps=eps)
+        self.use_res_connect = stride == 1 and cin == cout
+        self.sd_prob = sd_prob
+        self.out_channels = cout
+
+    def forward(self, x):
+        out = x
+        if self.has_expand:
+            out = F.relu6(self._bn0(self._expand_conv(out)))
+        out = F.relu6(self._bn1(self._depthwise_conv(out)))
+        out = self._bn2(self._project_conv(out))
+        if self.use_res_connect:
+            if self.training and self.sd_prob > 0:
+                keep = 1.0 - self.sd_prob
+                noise = torch.empty([x.shape[0], 1, 1, 1], dtype=x.dtype, device=x.device).bernoulli_(keep)
+                out = out * noise / keep
+            out = out + x
+        return out
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0..4 (Google's edge variants of Tan & Le 2019).
+
+    The Lite variants drop squeeze-excitation, use ReLU6, keep the stem (32) and head
+    (1280) widths and the first and last stages' depth fixed across the compound
+    scaling, and use BatchNorm eps 1e-3. Module names follow the ``efficientnet_pytorch``
+    layout (``_conv_stem``, ``_blocks.N._expand_conv``, ``_fc`` ...), so the published
+    ImageNet files load with ``strict=True``. Inputs are normalised as the TensorFlow
+    release expects: ``(255 x - 127) / 128`` for ``x`` in [0, 1] (:data:`LITE_MEAN`, :data:`LITE_STD`).
+    """
+
+    def __init__(self, variant="lite0", num_classes=0, in_channels=3, stochastic_depth=0.2, dropout=None):
+        super().__init__()
+        if variant not in _EFFNET_LITE:
+            raise ShapekitError(f"variant: expected one of {sorted(_EFFNET_LITE)}, got {variant!r}")
+        width, depth, drop, _ = _EFFNET_LITE[variant]
+        dropout = drop if dropout is None else dropout
+        eps = 1e-3
+        base = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+                (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
+        last = len(base) - 1
+        cfg = [(e, k, s, _make_divisible(c * width),
+                n if i in (0, last) else int(math.ceil(n * depth))) for i, (e, k, s, c, n) in enumerate(base)]
+        self._conv_stem = nn.Conv2d(in_channels, 32, 3, 2, 1, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=eps)
+        total = sum(c[-1] for c in cfg)
+        blocks, cin = [], 32
+        for e, k, s, cout, n in cfg:
+            for i in range(n):
+                blocks.append(_LiteBlock(cin, cout, k, s if i == 0 else 1, e, stochastic_depth * len(blocks) / total,
+                                         eps))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self.num_features = 1280
+        self._conv_head = nn.Conv2d(cin, self.num_features, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(self.num_features, eps=eps)
+        if num_classes:
+            self._dropout = nn.Dropout(dropout)
+            self._fc = nn.Linear(self.num_features, num_classes)
+        _init_weights(self)
+
+    def forward_features(self, x):
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        return F.relu6(self._bn1(self._conv_head(x)))
+
+    def forward(self, x):
+        return self._fc(self._dropout(self.forward_features(x).mean((2, 3))))
+
+
+LITE_MEAN = (127.0 / 255,) * 3  # the TensorFlow release's (pixel - 127) / 128
+LITE_STD = (128.0 / 255,) * 3
 
 
 # --------------------------------------------------------------------- ResNet
@@ -410,7 +506,7 @@ class LandmarkModel(nn.Module):
     also returns the heatmaps ``(B, L, H, W)`` (each a distribution summing to 1).
     """
 
-    def __init__(self, backbone, head, in_channels=3, backbone_channels=3, imagenet_norm=True):
+    def __init__(self, backbone, head, in_channels=3, backbone_channels=3, imagenet_norm=True, norm=None):
         super().__init__()
         self.adapter = None
         if in_channels != backbone_channels:
@@ -418,7 +514,9 @@ class LandmarkModel(nn.Module):
             self.adapter = nn.Conv2d(in_channels, backbone_channels, 1)
             nn.init.constant_(self.adapter.weight, 1.0 / in_channels)
             nn.init.zeros_(self.adapter.bias)
-        if imagenet_norm and backbone_channels == 3:
+        if norm is not None:
+            mean, std = norm
+        elif imagenet_norm and backbone_channels == 3:
             mean, std = IMAGENET_MEAN, IMAGENET_STD
         else:
             mean, std = (0.5,) * backbone_channels, (0.25,) * backbone_channels
@@ -456,13 +554,13 @@ def _make_head(head, num_features, n_points, input_size, stride, dropout=0.0, he
 
 
 def _build(backbone, stride, n_points, in_channels, input_size, head, pretrained=None, dropout=0.0,
-           heatmap_stride=None, head_channels=128, backbone_channels=3, imagenet_norm=True):
+           heatmap_stride=None, head_channels=128, backbone_channels=3, imagenet_norm=True, norm=None):
     if input_size % stride and head == "dsnt":
         raise ShapekitError(f"input_size: {input_size} must be a multiple of {stride} for a DSNT head")
     if pretrained:
         load_pretrained(backbone, pretrained)
     h = _make_head(head, backbone.num_features, n_points, input_size, stride, dropout, heatmap_stride, head_channels)
-    return LandmarkModel(backbone, h, in_channels, backbone_channels, imagenet_norm)
+    return LandmarkModel(backbone, h, in_channels, backbone_channels, imagenet_norm, norm)
 
 
 @register_model("mobilenetv2", family="mobilenetv2", description="MobileNetV2, width multiplier `width` (student)")
@@ -476,6 +574,14 @@ for _v in _EFFNET:
                       head, **kw)
     register_model(f"efficientnet_{_v}", family="efficientnet",
                    description=f"EfficientNet-{_v.upper()} (compound scaling; teacher)")(_eff)
+
+for _v in _EFFNET_LITE:
+    def _lite(n_points=68, in_channels=3, input_size=224, head="regression", _v=_v, stochastic_depth=0.2, **kw):
+        return _build(EfficientNetLite(_v, stochastic_depth=stochastic_depth), 32, n_points, in_channels,
+                      input_size, head, norm=(LITE_MEAN, LITE_STD), **kw)
+    register_model(f"efficientnet_{_v}", family="efficientnet_lite",
+                   description=f"EfficientNet-{_v.capitalize()} (no squeeze-excitation, ReLU6; "
+                               f"native {_EFFNET_LITE[_v][3]} px)")(_lite)
 
 _RESNETS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet34": (BasicBlock, (3, 4, 6, 3)),
             "resnet50": (Bottleneck, (3, 4, 6, 3))}
@@ -541,7 +647,7 @@ def build_timm(name, n_points=68, in_channels=3, input_size=224, head="regressio
 
 
 # --------------------------------------------------------------------- pretrained weights
-_CLASSIFIER_KEYS = ("fc.", "classifier.")
+_CLASSIFIER_KEYS = ("fc.", "classifier.", "_fc.")
 
 
 def _read_state_dict(path):
@@ -681,6 +787,9 @@ BACKBONES = {
        for v in _EFFNET},
     **{n: partial(lambda b, l, num_classes=1000, **kw: ResNet(b, l, num_classes=num_classes, **kw), b, l)
        for n, (b, l) in _RESNETS.items()},
+    **{f"efficientnet_{v}": partial(lambda v, num_classes=1000, **kw: EfficientNetLite(v, num_classes=num_classes,
+                                                                                       **kw), v)
+       for v in _EFFNET_LITE},
     "densenet121": lambda num_classes=1000, **kw: DenseNet(num_classes=num_classes, **kw),
 }
 

