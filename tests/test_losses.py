@@ -2,8 +2,11 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shapekit.errors import ShapekitError
 from shapekit.nn import losses as L
@@ -59,15 +62,85 @@ def test_kd_loss_total_and_constant_sets():
     p, tough, tol = (g + 0.1 * torch.randn_like(g) for _ in range(3))
     for name, c in L.KD_CONSTANTS.items():
         total = L.kd_loss(p, g, tough, tol, constants=name)
-        main = L.kd_main_loss(p, g, tol, form=c["main"])
-        a1 = L.assistive_loss(p, g, tough, None, c["beta"], c["omega_pos_tough"], c["omega_neg_tough"], c["low"])
-        a2 = L.assistive_loss(p, g, tol, None, c["beta"], c["omega_pos_tolerant"], c["omega_neg_tolerant"], c["low"])
-        assert torch.allclose(total, c["lambda_main"] * main + a1 + a2)
+        k = c["scale"]
+        main = L.kd_main_loss(k * p, k * g, k * tol, form=c["main"])
+        a1 = L.assistive_loss(k * p, k * g, k * tough, None, c["beta"], c["omega_pos_tough"], c["omega_neg_tough"],
+                              c["low"])
+        a2 = L.assistive_loss(k * p, k * g, k * tol, None, c["beta"], c["omega_pos_tolerant"],
+                              c["omega_neg_tolerant"], c["low"])
+        assert torch.allclose(total, c["lambda_main"] * main + c["lambda_tough"] * a1 + c["lambda_tolerant"] * a2)
     assert L.KD_CONSTANTS["code"]["beta"] == 0.15 and L.KD_CONSTANTS["paper"]["beta"] == 0.4
     assert not torch.allclose(L.kd_loss(p, g, tough, tol, constants="paper"), L.kd_loss(p, g, tough, tol))
     assert torch.allclose(L.KDLoss()(p, g, tough=tough, tolerant=tol), L.kd_loss(p, g, tough, tol, constants="code"))
     with pytest.raises(ShapekitError):
         L.kd_loss(p, g, tough, tol, constants="nope")
+
+
+def _kd_reference(p, g, tough, tol, c):
+    """The KD-Loss as the authors' code defines it, element by element in NumPy.
+
+    Inputs are already in the constants' units. Regions are drawn with products of signs:
+    positive where sign(p - T')·sign(T' - g) > 0, negative where
+    sign(T' - p)·sign(p - B) >= 0, else 0; each reduced by a mean over all coordinates.
+    """
+    def aloss(t, w_pos, w_neg):
+        s = np.sign(p - g)
+        tr = g + s * np.abs(t - g)
+        b = g + s * np.abs(t - g) * c["beta"]
+        w = np.where(np.sign(p - tr) * np.sign(tr - g) > 0, w_pos, 0.0)
+        w = w + np.where(np.sign(tr - p) * np.sign(p - b) >= 0, w_neg, 0.0)
+        return np.mean(w * np.abs(tr - p))
+
+    d, t = np.abs(g - p), np.abs(g - tol)
+    main = np.mean(np.where(d <= t, 3 * d, 0.0)) + np.mean(np.where(d > t, d * d + 3 * t - t * t, 0.0))
+    return (c["lambda_main"] * main + c["lambda_tough"] * aloss(tough, c["omega_pos_tough"], c["omega_neg_tough"])
+            + c["lambda_tolerant"] * aloss(tol, c["omega_pos_tolerant"], c["omega_neg_tolerant"]))
+
+
+def test_kd_loss_one_case_per_region_per_coordinate():
+    """Each coordinate of each point in one region of each teacher, values worked by hand.
+
+    Units given to kd_loss are normalised (scale 0.5 to the authors' units), so every
+    number below is written in the authors' units and doubled on input.
+    """
+    c = L.KD_CONSTANTS["code"]
+    # g = 0 everywhere. Tough teacher error 0.1, tolerant 0.04 (authors' units), on both axes.
+    # Point 0: x beyond both T' (0.2); y beyond tolerant, between B and T' of tough (0.05).
+    # Point 1: x below both B (0.001); y on the negative side, between B and T' of tolerant (-0.03).
+    # Point 2: x exactly at the teachers' reflection (0.1 for tough; beyond tolerant); y = g.
+    # Point 3: teacher equals g on x (no weight); y beyond both on the negative side (-0.3).
+    p = np.array([[0.2, 0.05], [0.001, -0.03], [0.1, 0.0], [0.07, -0.3]])
+    g = np.zeros_like(p)
+    tough = np.array([[0.1, -0.1], [0.1, 0.1], [-0.1, 0.1], [0.0, 0.1]])  # sign of T - g does not matter
+    tol = np.array([[0.04, 0.04], [-0.04, 0.04], [0.04, -0.04], [0.0, 0.04]])
+    # by hand, per coordinate: (weight, |T' - p|) for tough and tolerant, main loss term
+    tough_terms = [(1.9, 0.1), (-0.45, 0.05), (0.0, 0.099), (-0.45, 0.07), (-0.45, 0.0), (0.0, 0.1),
+                   (0.0, 0.07), (1.9, 0.2)]
+    tol_terms = [(1.8, 0.16), (1.8, 0.01), (0.0, 0.039), (-0.40, 0.01), (1.8, 0.06), (0.0, 0.04),
+                 (0.0, 0.07), (1.8, 0.26)]
+    d = [0.2, 0.05, 0.001, 0.03, 0.1, 0.0, 0.07, 0.3]
+    t = [0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.0, 0.04]
+    main = [3 * di if di <= ti else di * di + 3 * ti - ti * ti for di, ti in zip(d, t)]
+    expected = (2.0 * np.mean(main) + np.mean([w * e for w, e in tough_terms])
+                + np.mean([w * e for w, e in tol_terms]))
+    assert np.isclose(expected, _kd_reference(p, g, tough, tol, c))
+    as_t = lambda a: torch.tensor(2 * a, dtype=torch.float64)[None]  # noqa: E731  (normalised units)
+    got = L.kd_loss(as_t(p), as_t(g), as_t(tough), as_t(tol))
+    assert np.isclose(float(got), expected, rtol=1e-12)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.integers(0, 2**31 - 1), st.floats(0.01, 0.5))
+def test_kd_loss_equals_the_reference(seed, spread):
+    rng = np.random.default_rng(seed)
+    g = rng.uniform(-0.4, 0.4, (3, 7, 2))
+    p, tough, tol = (g + rng.normal(0, spread, g.shape) for _ in range(3))
+    tol[0, 0] = g[0, 0]  # a teacher exactly on the ground truth
+    p[1, 1, 0] = g[1, 1, 0]  # a prediction exactly on the ground truth
+    c = L.KD_CONSTANTS["code"]
+    ref = _kd_reference(p, g, tough, tol, c)
+    as_t = lambda a: torch.tensor(a / c["scale"], dtype=torch.float64)  # noqa: E731
+    assert np.isclose(float(L.kd_loss(as_t(p), as_t(g), as_t(tough), as_t(tol))), ref, rtol=1e-10, atol=1e-14)
 
 
 def test_kd_gradients_push_the_right_way():

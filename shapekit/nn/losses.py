@@ -176,11 +176,18 @@ def dsnt_loss(coords, heatmaps, target, mask=None, sigma=1.0, reg_weight=1.0, re
 
 # ------------------------------------------------------------------ KD-Loss
 #: The two public constant sets of the KD-Loss (method.md §2). "code" is the default.
+#: ``scale`` converts the coordinates the loss is given (the training loop's normalised
+#: units, -1/+1 = image edges) into the units the constants were set in: the authors'
+#: code trains on labels ``(c - x) / width``, fractions of the input side, hence 0.5.
+#: It matters because the main loss mixes linear and quadratic terms. The paper gives
+#: no units; its set uses the same scale.
 KD_CONSTANTS = {
     "paper": {"beta": 0.4, "omega_pos_tough": 1.0, "omega_pos_tolerant": 1.0, "omega_neg_tough": -0.5,
-              "omega_neg_tolerant": -0.5, "low": "ramp", "main": "paper", "lambda_main": 1.0},
+              "omega_neg_tolerant": -0.5, "low": "ramp", "main": "paper", "lambda_main": 1.0,
+              "lambda_tough": 1.0, "lambda_tolerant": 1.0, "scale": 0.5},
     "code": {"beta": 0.15, "omega_pos_tough": 1.9, "omega_pos_tolerant": 1.8, "omega_neg_tough": -0.45,
-             "omega_neg_tolerant": -0.40, "low": "zero", "main": "code", "lambda_main": 2.0},
+             "omega_neg_tolerant": -0.40, "low": "zero", "main": "code", "lambda_main": 2.0,
+             "lambda_tough": 1.0, "lambda_tolerant": 1.0, "scale": 0.5},
 }
 
 
@@ -213,7 +220,9 @@ def assistive_loss(pred, target, teacher, mask=None, beta=0.15, omega_pos=1.9, o
     w is ``omega_pos`` when p lies beyond T', ``omega_neg`` between B and T', and in
     the low-influence region between g and B either 0 (``low="zero"``, authors' code)
     or a linear ramp from 0 at g to ``omega_neg`` at B (``low="ramp"``, paper figure).
-    The loss is ``w·|T' − p|``.
+    The loss is ``w·|T' − p|``. The teacher and the weights carry no gradient. Where
+    the teacher equals g exactly the weight is 0, and B itself belongs to the negative
+    region, as in the authors' code (method.md §2).
     """
     valid = _valid(pred, target, mask)
     if teacher.shape != pred.shape:
@@ -231,8 +240,11 @@ def assistive_loss(pred, target, teacher, mask=None, beta=0.15, omega_pos=1.9, o
         w_low = omega_neg * d / bound.clamp_min(torch.finfo(d.dtype).tiny)
     else:
         raise ShapekitError(f"low: expected 'zero' or 'ramp', got {low!r}")
+    # Regions as the authors' code draws them: beyond T' (strictly), from B to T' (both
+    # ends included), below B; a coordinate where the teacher equals g gets no weight.
     w = torch.where(d > dt, torch.full_like(d, omega_pos),
-                    torch.where(d > bound, torch.full_like(d, omega_neg), w_low))
+                    torch.where(d >= bound, torch.full_like(d, omega_neg), w_low))
+    w = torch.where(dt > 0, w, torch.zeros_like(w))
     return _reduce(w * (t_ref - p).abs(), valid, reduction)
 
 
@@ -255,20 +267,25 @@ def kd_main_loss(pred, target, tolerant, mask=None, form="code", reduction="mean
 
 
 def kd_loss(pred, target, tough, tolerant, mask=None, constants="code", reduction="mean", **overrides):
-    """Return the KD-Loss: ``λ_main·main + ALoss_tough + ALoss_tolerant`` (Fard & Mahoor 2021).
+    """Return the KD-Loss: ``λ_main·main + λ_tough·ALoss_tough + λ_tol·ALoss_tolerant`` (Fard & Mahoor 2021).
 
     ``tough`` and ``tolerant`` are the teachers' predictions ``(B, L, 2)`` in the
     same units as ``pred``. ``constants``: ``"code"`` (default, the authors' released
     code) or ``"paper"`` (the paper's figure), or a dict of overrides; keywords such as
-    ``beta=`` override single constants. See :data:`KD_CONSTANTS`.
+    ``beta=`` override single constants. See :data:`KD_CONSTANTS`. The coordinates are
+    multiplied by ``scale`` first, so the value is in the constants' units.
     """
     c = _kd_constants(constants, overrides)
+    k = c["scale"]
+    if k != 1.0:
+        # NaN targets stay NaN (masked); scaling is exact in binary for k = 0.5
+        pred, target, tough, tolerant = pred * k, target * k, tough * k, tolerant * k
     main = kd_main_loss(pred, target, tolerant, mask, form=c["main"], reduction=reduction)
     a_tough = assistive_loss(pred, target, tough, mask, c["beta"], c["omega_pos_tough"], c["omega_neg_tough"],
                              c["low"], reduction)
     a_tol = assistive_loss(pred, target, tolerant, mask, c["beta"], c["omega_pos_tolerant"], c["omega_neg_tolerant"],
                            c["low"], reduction)
-    return c["lambda_main"] * main + a_tough + a_tol
+    return c["lambda_main"] * main + c["lambda_tough"] * a_tough + c["lambda_tolerant"] * a_tol
 
 
 # ------------------------------------------------------------------ Modules
