@@ -72,7 +72,7 @@ def check_complete(text, path):
     if stripped.endswith("\n"):
         return
     last = stripped.rsplit("\n", 1)[-1]
-    if last and (last[-1].isdigit() or last[-1] in ".+-eE"):
+    if last and (last[-1].isdigit() or last[-1] in ".+-eE,"):
         nline = text.count("\n") + 1
         raise FormatError(path, "the file ends in the middle of a number without a final newline: it looks "
                           "truncated (if it is complete, end its last line with a newline)", line=nline)
@@ -99,11 +99,25 @@ def csv_rows(text, path, line=None):
         yield (line if line is not None else rows.line_num), row
 
 
+def check_known_count(n, path, what, line=None):
+    """Refuse ``n`` points in a file without header (``what`` names it) unless a known
+    schema has that many: with no header to say the count, a truncated file is
+    recognised by a count no layout has."""
+    from shapekit import schemas
+
+    counts = sorted({schemas.get(name).n_points for name in schemas.available()})
+    if n not in counts:
+        raise FormatError(path, f"{what} holds {n} points, which no known schema has ({', '.join(map(str, counts))}):"
+                          " it looks truncated; a file with another count needs a header", line=line)
+
+
 def to_float(token, path, line, what):
     """Return ``token`` as a float; a FormatError naming the line when it is not a finite
     number within :data:`MAX_COORD` (``nan`` and ``inf`` included)."""
     try:
         v = float(token)
+        if not token.isascii() or "_" in token:  # float() also takes '١٢' and '1_000'
+            raise ValueError(token)
     except ValueError:
         raise FormatError(path, f"expected a number for {what}, got {token[:30]!r}", line=line) from None
     _check_value(v, token, path, line, what)
@@ -143,6 +157,8 @@ def to_floats(tokens, path, line, what, nan_ok=False):
     """
     try:
         vals = list(map(float, tokens))
+        if not all(map(str.isascii, tokens)) or any("_" in t for t in tokens):
+            raise ValueError("not a plain ASCII number")
     except ValueError:
         for k, t in enumerate(tokens):
             to_float(t, path, line, what(k))

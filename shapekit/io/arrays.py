@@ -19,7 +19,7 @@ import numpy as np
 from shapekit._files import atomic_path, atomic_open
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.io._core import Annotations, new_meta, reader
-from shapekit.io._text import check_complete, check_coords, csv_rows, fmt_num, read_text, to_float
+from shapekit.io._text import check_complete, check_coords, check_known_count, csv_rows, fmt_num, read_text, to_float
 
 NPZ_VERSION = 1
 _XY = re.compile(r"^([xy])_?(\d+)$", re.IGNORECASE)
@@ -196,6 +196,7 @@ def read_csv(path):
             raise FormatError(path, f"expected an even number of columns (x0,y0,x1,y1,...), got {len(first)}",
                               line=first_line)
         n_points = len(first) // 2
+        check_known_count(n_points, path, "a CSV without header (x0,y0,x1,y1,...)", line=first_line)
         coord_cols = {(k // 2, k % 2): k for k in range(len(first))}
         data = rows
     else:

@@ -18,7 +18,7 @@ import numpy as np
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.io._core import reader
-from shapekit.io._text import MAX_COORD, check_complete, decode_text, to_float
+from shapekit.io._text import MAX_COORD, check_complete, check_known_count, decode_text, to_float
 
 _TWO_FIELDS = re.compile(r"^[ \t]*\S+[ \t]+\S+[ \t]*\r?$", re.MULTILINE)
 
@@ -65,7 +65,10 @@ def _parse_fast(text):
                 declared = int(value)
             except ValueError:
                 return None
-    tokens = text[i + 1:j].split()
+    body = text[i + 1:j]
+    if not body.isascii() or "_" in body:
+        return None  # float() also takes '١٢' and '1_000': the careful parser refuses them
+    tokens = body.split()
     # every non-blank line holds exactly two fields iff the token count is twice the
     # number of two-field lines
     n_lines = len(_TWO_FIELDS.findall(text, i + 1, j))
@@ -193,13 +196,8 @@ def _check_headerless(text, path, n, n_points=None):
     """A file without header has no end marker: refuse a point count no schema has (or
     other than ``n_points`` when the caller gives one) and a last number cut short,
     rather than return a truncated shape."""
-    from shapekit import schemas
-
-    counts = sorted({schemas.get(name).n_points for name in schemas.available()})
-    if n_points is None and n not in counts:
-        raise FormatError(path, f"a .pts file without header holds {n} points, which no known schema has "
-                          f"({', '.join(map(str, counts))}): it looks truncated; a file with another count needs "
-                          "the header 'version: 1', 'n_points: L', '{' ... '}'")
+    if n_points is None:
+        check_known_count(n, path, "a .pts file without header ('version: 1', 'n_points: L', '{' ... '}')")
     check_complete(text, path)
 
 
