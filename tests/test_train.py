@@ -145,6 +145,34 @@ def test_kd_student_loss_uses_teacher_predictions(data):
     assert losses[0] != losses[1]
 
 
+def test_teachers_at_a_higher_resolution_see_the_full_crop():
+    """A 48-px teacher of a 16-px student gets the 48-px cached crops, not the student's reduced images."""
+    from shapekit.train.loop import Trainer, prepare_batch
+    from shapekit.train.roles import build_model
+
+    train, val = BlobDataset(16, size=48, seed=0), BlobDataset(8, size=48, seed=1)
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, net, size):
+            super().__init__()
+            self.net, self.config = net, {"input_size": size}
+
+        def forward(self, x):
+            seen.setdefault(self.config["input_size"], []).append(x.detach().clone())
+            return self.net(x)
+
+    cfg = _cfg(role="student", epochs=1, input_size=16)
+    big, small = Recorder(build_model(cfg, 5, 3, 48), 48), Recorder(build_model(cfg, 5, 3, 16), 16)
+    tr = Trainer(build_model(cfg, 5, 3, 16), train, val, cfg, teachers={"tough": big, "tolerant": small})
+    batch = {k: torch.stack([train[i][k] for i in range(4)]) for k in ("image", "shape", "mask")}
+    images, targets = prepare_batch(batch, tr.device, tr.input_size)
+    assert images.shape[-1] == 16
+    tr._loss(batch, images, targets)
+    assert torch.equal(seen[48][0], batch["image"])  # the cached crop itself
+    assert torch.equal(seen[16][0], images)  # a teacher at the student's size sees the student's images
+
+
 def test_dsnt_head_training_and_missing_points(tmp_path):
     train = BlobDataset(32, seed=5, missing=0.3)
     val = BlobDataset(16, seed=6, missing=0.3)

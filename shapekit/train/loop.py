@@ -342,6 +342,19 @@ class Trainer:
         soft = np.where(np.isfinite(soft), soft, 0.0)
         return pixel_to_normalized(torch.from_numpy(soft).float().to(self.device), targets["crop_size"])
 
+    def _teacher_images(self, batch, images, teacher):
+        """The crops a teacher sees: the cached crop itself when the teacher's input is larger than the student's.
+
+        A teacher trained at a higher resolution than the student (say 128 px against 64)
+        then sees the detail it was trained on rather than the student's reduced images;
+        :func:`predict_normalized` resizes to the teacher's own input size either way.
+        """
+        full = batch["image"]
+        want = teacher.config["input_size"]
+        if want > images.shape[-1] and full.shape[-1] > images.shape[-1]:
+            return full.to(self.device, non_blocking=True).float()
+        return images
+
     # ----------------------------------------------------------------- one step
     def _loss(self, batch, images, targets):
         cfg = self.cfg
@@ -351,7 +364,7 @@ class Trainer:
         if cfg.role == "student" or "tough" in getattr(self.loss_fn, "needs", ()):
             with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                 for k, t in self.teachers.items():
-                    extra[k] = predict_normalized(t, images).float()
+                    extra[k] = predict_normalized(t, self._teacher_images(batch, images, t)).float()
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             if "heatmaps" in getattr(self.loss_fn, "needs", ()):
                 coords, hm = self._forward_heatmaps(images)
