@@ -40,6 +40,9 @@ def register(sub):
     p.add_argument("--patience", type=int, help="early stopping: epochs without a better validation NME")
     p.add_argument("--val-fraction", type=float, help="validation share, split by photo and seed (default 0.1)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--split-seed", type=int, metavar="SEED",
+                   help="seed of the validation split (default: --seed); fix it to compare initialisations on "
+                        "one split")
     p.add_argument("--workers", type=int, help="DataLoader worker processes")
     p.add_argument("--no-augment", action="store_true", default=None, help="train without augmentation")
     p.add_argument("--amp", action=_BoolFlag, help="mixed precision on CUDA (default on)")
@@ -64,8 +67,8 @@ class _BoolFlag:
         return argparse.BooleanOptionalAction(*args, **kwargs)
 
 
-_CLI_ONLY = {"data", "out", "config", "teachers", "shape_model", "val_fraction", "resume", "json", "width",
-             "pretrained", "crop_size", "grey", "no_augment", "func", "command"}
+_CLI_ONLY = {"data", "out", "config", "teachers", "shape_model", "val_fraction", "split_seed", "resume", "json",
+             "width", "pretrained", "crop_size", "grey", "no_augment", "func", "command"}
 
 
 def run(args):
@@ -103,8 +106,9 @@ def run(args):
         pdm = PointDistributionModel.load(merged["shape_model"])
     grey = bool(merged.get("grey"))
     size = merged.get("crop_size") or cfg.input_size or 128
+    split_seed = cfg.seed if merged.get("split_seed") is None else merged["split_seed"]
     train_ds, val_ds = load_training_data(data, size=size, grey=grey, val_fraction=merged.get("val_fraction", 0.1),
-                                          seed=cfg.seed, augment=not merged.get("no_augment"), pdm=pdm)
+                                          seed=split_seed, augment=not merged.get("no_augment"), pdm=pdm)
     if role == "tolerant" and pdm is None and "soft" not in train_ds[0]:
         # No model given: fit it on the training split only, so that the soft targets
         # carry no statistics of the validation shapes; kept beside the checkpoints.
@@ -118,7 +122,7 @@ def run(args):
         Path(out).mkdir(parents=True, exist_ok=True)
         pdm.save(Path(out) / "soft_model.npz")
         train_ds, val_ds = load_training_data(data, size=size, grey=grey,
-                                              val_fraction=merged.get("val_fraction", 0.1), seed=cfg.seed,
+                                              val_fraction=merged.get("val_fraction", 0.1), seed=split_seed,
                                               augment=not merged.get("no_augment"), pdm=pdm)
     teachers = merged.get("teachers")
     if role == "student" and not teachers:
