@@ -495,6 +495,10 @@ def test_npz_npy_csv_round_trips(tmp_path, shared_data):
     # headerless interleaved CSV
     (tmp_path / "plain.csv").write_text("1,2,3,4\n5,6,,\n")
     np.testing.assert_array_equal(read(tmp_path / "plain.csv").shapes, [[[1, 2], [3, 4]], [[5, 6], [np.nan] * 2]])
+    # one row alone cannot show that it was cut: its count must be a known schema's
+    (tmp_path / "plain.csv").write_text("1,2,3,4\n")
+    with pytest.raises(FormatError, match="holds 2 points, which no known schema"):
+        read(tmp_path / "plain.csv")
 
 
 @pytest.mark.parametrize("name, content, words", [
