@@ -191,7 +191,51 @@ class BoxCorrection:
             raise FormatError(path, f"bad box correction field: {exc}") from None
 
 
-class FaceDetector:
+class Detector:
+    """Base of the face detectors: :meth:`detect` gives raw boxes, the rest derives from them.
+
+    A subclass sets ``name`` and implements ``detect(image) -> (K, 5)`` (``x0, y0, x1,
+    y1, score`` pixel edges in 0-based pixel-centre coordinates, best first).
+    ``correction`` is a :class:`BoxCorrection` (or a path to one) learned for that
+    detector; without it :meth:`face_squares` returns the detector boxes' own squares.
+    """
+
+    name = None
+
+    def __init__(self, correction=None):
+        if correction is not None and not isinstance(correction, BoxCorrection):
+            correction = BoxCorrection.load(correction)
+        self.correction = correction
+
+    def detect(self, image):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def face_squares(self, image):
+        """Return face squares ``(K, 4)``: ``cx, cy, side, score`` pixels, best first.
+
+        With a correction these estimate the square landmark box (side = its longer
+        side); without, they are the detector boxes themselves.
+        """
+        boxes = self.detect(image)
+        if self.correction is not None:
+            return self.correction.apply(boxes)
+        if len(boxes) == 0:
+            return np.zeros((0, 4))
+        sq = _crops.square_from_box(boxes[:, :4])
+        return np.column_stack([sq, boxes[:, 4]])
+
+    def face_square(self, image):
+        """Return ``(cx, cy, side)`` of the best face (highest score), or None when none is found."""
+        sq = self.face_squares(image)
+        return None if len(sq) == 0 else sq[0, :3]
+
+    def face_boxes(self, image):
+        """Return the face boxes ``(K, 5)`` ``x0, y0, x1, y1, score`` pixels (corrected when a correction is set)."""
+        sq = self.face_squares(image)
+        return np.column_stack([_crops.box_from_square(sq[:, :3]), sq[:, 3]]) if len(sq) else np.zeros((0, 5))
+
+
+class FaceDetector(Detector):
     """Multi-scale LBP-cascade face detector with grouping, NMS and an optional learned correction.
 
     Parameters
@@ -223,9 +267,12 @@ class FaceDetector:
         detector boxes are returned by :meth:`face_squares` as their own squares.
     """
 
+    name = "lbp"
+
     def __init__(self, scale_factor=1.1, step_ratio=1.0, min_size=20, max_side=480, min_neighbours=1,
                  merge_iou=0.4, nms_iou=0.3, angles=(0.0, -25.0, 25.0), mirror=False, correction=None, cascade=None,
                  extra_sides=()):
+        super().__init__(correction=correction)
         if scale_factor <= 1.0:
             raise ShapekitError(f"scale_factor: must be > 1, got {scale_factor}")
         if min_size < 8:
@@ -244,9 +291,6 @@ class FaceDetector:
         self.extra_sides = tuple(int(x) for x in extra_sides)
         if any(x < self.min_size for x in self.extra_sides):
             raise ShapekitError(f"extra_sides: each side must be at least min_size={self.min_size}, got {extra_sides}")
-        if correction is not None and not isinstance(correction, BoxCorrection):
-            correction = BoxCorrection.load(correction)
-        self.correction = correction
         self.cascade_file = cascade
         self._cascade = None
 
@@ -332,30 +376,6 @@ class FaceDetector:
         x = np.cos(t) * c[:, 0] - np.sin(t) * c[:, 1] + img.shape[1] / 2.0
         y = np.sin(t) * c[:, 0] + np.cos(t) * c[:, 1] + img.shape[0] / 2.0
         return np.column_stack([x - side / 2, y - side / 2, x + side / 2, y + side / 2])
-
-    def face_squares(self, image):
-        """Return face squares ``(K, 4)``: ``cx, cy, side, score`` pixels, best first.
-
-        With a correction these estimate the square landmark box (side = its longer
-        side); without, they are the detector boxes themselves.
-        """
-        boxes = self.detect(image)
-        if self.correction is not None:
-            return self.correction.apply(boxes)
-        if len(boxes) == 0:
-            return np.zeros((0, 4))
-        sq = _crops.square_from_box(boxes[:, :4])
-        return np.column_stack([sq, boxes[:, 4]])
-
-    def face_square(self, image):
-        """Return ``(cx, cy, side)`` of the best face (highest score), or None when none is found."""
-        sq = self.face_squares(image)
-        return None if len(sq) == 0 else sq[0, :3]
-
-    def face_boxes(self, image):
-        """Return the face boxes ``(K, 5)`` ``x0, y0, x1, y1, score`` pixels (corrected when a correction is set)."""
-        sq = self.face_squares(image)
-        return np.column_stack([_crops.box_from_square(sq[:, :3]), sq[:, 3]]) if len(sq) else np.zeros((0, 5))
 
 
 def match_detection(boxes, square, min_ratio=0.5, max_ratio=2.0):
@@ -463,3 +483,57 @@ def fit_correction_from_source(detector, source, format="auto", iou_threshold=0.
     report = evaluate_detections(detections, ann.shapes, corr, iou_threshold)
     report["side_ratio"] = float(np.exp(corr.log_scale_))
     return corr, report
+
+
+#: The detectors :func:`make_detector` knows ("auto" picks one of them).
+DETECTORS = ("mtcnn", "lbp")
+
+_FALLBACK_SAID = False
+
+
+def make_detector(name="auto", correction=None, fetch=False, device="cpu", **options):
+    """Return a face detector by name: ``"mtcnn"``, ``"lbp"`` or ``"auto"``.
+
+    ``"mtcnn"`` is :class:`shapekit.data.mtcnn.MTCNN` (its weights must be in the cache,
+    or are fetched when ``fetch``; else :class:`shapekit.weights.WeightsUnavailable`
+    says how to get them). ``"lbp"`` is the LBP cascade :class:`FaceDetector`, which
+    needs no download. ``"auto"`` (also None) is MTCNN when its weights are in the
+    cache, else the LBP cascade, saying so once per process (a warning). A detector
+    object is returned as it is. ``correction`` and ``options`` go to the constructor
+    (``device`` only to MTCNN).
+    """
+    global _FALLBACK_SAID
+    if isinstance(name, Detector):
+        return name
+    if name is None:
+        name = "auto"
+    if name not in DETECTORS + ("auto",):
+        raise ShapekitError(f"detector: unknown {name!r} (expected {', '.join(DETECTORS)} or auto)")
+    if name == "auto":
+        from shapekit.data.mtcnn import mtcnn_available
+
+        if mtcnn_available():
+            name = "mtcnn"
+        else:
+            name = "lbp"
+            if not _FALLBACK_SAID:
+                _FALLBACK_SAID = True
+                import warnings
+
+                warnings.warn("face detector: MTCNN's weights are not in the cache, using the LBP cascade "
+                              "(fewer faces found; `shapekit weights get mtcnn` installs MTCNN)", stacklevel=2)
+    if name == "mtcnn":
+        from shapekit.data.mtcnn import MTCNN, mtcnn_weights
+
+        mtcnn_weights(options.get("weights"), fetch=fetch)  # fail here, not at the first image
+        return MTCNN(correction=correction, fetch=fetch, device=device, **options)
+    return FaceDetector(correction=correction, **options)
+
+
+def __getattr__(name):
+    # MTCNN lives in its own module (it imports torch); reachable from here too
+    if name == "MTCNN":
+        from shapekit.data.mtcnn import MTCNN
+
+        return MTCNN
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
