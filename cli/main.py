@@ -34,22 +34,34 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    prog = _command_prog(parser, args)
     try:
         code = args.func(args)
     except OSError as exc:
-        return _error(args, os_error_message(exc))
+        return _error(prog, os_error_message(exc))
     except ValueError as exc:
         # ShapekitError (bad input, message names the file or argument) and any other
         # ValueError from a bad value that got past the argument checks
-        return _error(args, str(exc) or type(exc).__name__)
+        return _error(prog, str(exc) or type(exc).__name__)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
 
 
-def _error(args, message):
-    print(f"shapekit {args.command}: error: {message}", file=sys.stderr)
+def _command_prog(parser, args):
+    """Return the name argparse gives the chosen (sub)command, e.g. ``shapekit asm train``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            choice = action.choices.get(getattr(args, action.dest, None) or "")
+            if choice is not None:
+                return _command_prog(choice, args)
+    return parser.prog
+
+
+def _error(prog, message):
+    # the form argparse uses for a bad argument, so that every error reads the same
+    print(f"{prog}: error: {message}", file=sys.stderr)
     return 2
 
 

@@ -9,6 +9,8 @@ import json
 
 
 def register(sub):
+    from shapekit_cli._args import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
+
     p = sub.add_parser("asm", help="train or fit a classical active shape model", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     asub = p.add_subparsers(dest="asm_command", metavar="ACTION")
@@ -19,20 +21,20 @@ def register(sub):
                                     "shapekit reads) and save them in one .npz.")
     t.add_argument("source", nargs="+", help="annotation folder(s) or file(s) with their images")
     t.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
-    t.add_argument("--levels", type=int, default=None, help="pyramid levels (default 4)")
-    t.add_argument("--profile-half", type=int, default=None, help="profile half-length k: 2k+1 derivatives")
-    t.add_argument("--search-half", type=int, nargs="+", default=None,
+    t.add_argument("--levels", type=positive_int, default=None, help="pyramid levels (default 4)")
+    t.add_argument("--profile-half", type=positive_int, default=None, help="profile half-length k: 2k+1 derivatives")
+    t.add_argument("--search-half", type=positive_int, nargs="+", default=None,
                    help="search half-width m in pixels of each level: one value, or one per level (finest first)")
-    t.add_argument("--variance", type=float, default=None, help="shape modes keeping this fraction of variance")
-    t.add_argument("--modes", type=int, default=None, help="number of shape modes (instead of --variance)")
+    t.add_argument("--variance", type=fraction, default=None, help="shape modes keeping this fraction of variance")
+    t.add_argument("--modes", type=positive_int, default=None, help="number of shape modes (instead of --variance)")
     t.add_argument("--no-flip", action="store_true", help="do not also train profiles on mirrored images")
-    t.add_argument("--level-modes", type=int, nargs="+", default=None,
+    t.add_argument("--level-modes", type=positive_int, nargs="+", default=None,
                    help="shape modes used at each pyramid level, finest first (default: all modes at every level)")
-    t.add_argument("--start-shapes", type=int, default=None,
+    t.add_argument("--start-shapes", type=positive_int, default=None,
                    help="start shapes tried in each face box: the mean shape and N-1 k-means cluster shapes")
-    t.add_argument("--start-scales", type=float, nargs="+", default=None,
+    t.add_argument("--start-scales", type=positive_float, nargs="+", default=None,
                    help="scales of the box start tried (e.g. 0.9 1.0 1.1)")
-    t.add_argument("--max-boxes", type=int, default=None,
+    t.add_argument("--max-boxes", type=positive_int, default=None,
                    help="without --box, try the first N of the detector's boxes (in the face verifier's order, "
                         "else by score) and keep the first whose fit is as good as 75%% of the fits on training "
                         "faces (default: 1 with the verifier, else 3)")
@@ -42,17 +44,17 @@ def register(sub):
     t.add_argument("--no-framing", action="store_true",
                    help="the verifier ignores where the box is and how large (use when the images to fit are "
                         "not framed like the training images, e.g. photos with faces anywhere)")
-    t.add_argument("--verify-boxes", type=int, default=None,
+    t.add_argument("--verify-boxes", type=positive_int, default=None,
                    help="the verifier re-ranks the detector's best N boxes (default 25)")
-    t.add_argument("--rescue-quantile", type=float, default=None,
+    t.add_argument("--rescue-quantile", type=fraction, default=None,
                    help="a fit worse than this quantile of the fits on the --detector-samples training faces "
                         "also runs the rescue starts (default 0.7)")
     t.add_argument("--no-rescue", action="store_true", help="no rescue stage for poor fits")
-    t.add_argument("--rescue-scales", type=float, nargs="*", default=None,
+    t.add_argument("--rescue-scales", type=positive_float, nargs="*", default=None,
                    help="rescue starts: sizes relative to the box start (default 1.25 1.4)")
     t.add_argument("--rescue-angles", type=float, nargs="*", default=None,
                    help="rescue starts: rotations in degrees (default -15 15)")
-    t.add_argument("--rescue-shift", type=float, default=None,
+    t.add_argument("--rescue-shift", type=nonnegative_float, default=None,
                    help="rescue starts: shifts left, right, up and down by this fraction of the box (default 0.15; "
                         "0: none)")
     t.add_argument("--prior-box", action="store_true",
@@ -60,7 +62,7 @@ def register(sub):
                         "the face box sits in the training images (only for images cropped like them: in crops made "
                         "around the landmarks this is nearly the landmark box)")
     t.add_argument("--format", default="auto", help="annotation format (default: guessed)")
-    t.add_argument("--detector-samples", type=int, default=100,
+    t.add_argument("--detector-samples", type=nonnegative_int, default=100,
                    help="run the face detector on this many training images to learn where the start shape "
                         "sits in its boxes (used by 'asm fit' without --box); 0 skips (default 100)")
     t.set_defaults(func=run_train)

@@ -18,6 +18,7 @@ import json
 
 def register(sub):
     from shapekit.io.api import FORMATS, WRITE_FORMATS
+    from shapekit_cli._args import int_range
 
     p = sub.add_parser("convert", help="convert landmark files between formats (pts, ljson, npz, csv, ...)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,7 +34,9 @@ def register(sub):
                    help="folder the WFLW/MTFL image names are relative to (default: found beside the file)")
     p.add_argument("--layout", default=None, metavar="SCHEMA",
                    help="re-express the points in another schema first (e.g. wflw98 -> ibug68, ibug68 -> mtfl5)")
-    p.add_argument("--decimals", type=int, default=6, help="decimal places in text formats (default: 6)")
+    p.add_argument("--decimals", type=int_range(0, 17), default=6, help="decimal places in text formats (default: 6)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow DEST to replace input files (refused by default, as in shapekit soften)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=run)
 
@@ -55,6 +58,8 @@ def run(args):
             raise ShapekitError("--layout needs the input's schema: pass --schema")
         ann = Annotations(schemas.convert(ann.shapes, ann.schema, args.layout), ann.meta, format=ann.format,
                           schema=schemas.get(args.layout).name, images=ann.images)
+    if not args.overwrite:
+        _refuse_overwriting_inputs(ann, args.output, args.to_format)
     paths = write(args.output, ann, format=args.to_format, decimals=args.decimals)
     missing = int(np.isnan(ann.shapes).any(axis=2).sum())
     summary = {"n_shapes": len(ann), "n_points": ann.n_points, "input_format": ann.format,
@@ -65,3 +70,26 @@ def run(args):
     if args.json:
         print(json.dumps(summary))
     return 0
+
+
+def _refuse_overwriting_inputs(ann, output, to_format):
+    """Raise when writing ``output`` could replace a file that was read.
+
+    One-file-per-shape output (pts, ljson) goes into the folder ``output``: any input
+    file of that extension inside it could be replaced, so that is refused too.
+    """
+    from pathlib import Path
+
+    from shapekit.errors import ShapekitError
+
+    inputs = {Path(m["source"]).resolve() for m in ann.meta if m.get("source")}
+    dest = Path(output).resolve()
+    clash = dest if dest in inputs else None
+    fmt = to_format or {".pts": "pts", ".ljson": "ljson"}.get(dest.suffix.lower())
+    if clash is None and (fmt in ("pts", "ljson") or dest.is_dir()):
+        suffix = {"pts": ".pts", "ljson": ".ljson"}.get(fmt)
+        clash = next((f for f in sorted(inputs) if f.parent == dest and (suffix is None or f.suffix == suffix)),
+                     None)
+    if clash is not None:
+        raise ShapekitError(f"-o {output}: would write over the input file {clash}; choose another "
+                            "destination or pass --overwrite")

@@ -8,6 +8,8 @@ without, the raw detector boxes. A correction is learned on training data with
 
 
 def register(sub):
+    from shapekit_cli._args import greater_than, nonnegative_int, positive_int
+
     p = sub.add_parser("detect", help="detect faces (LBP cascade) and print boxes", description=__doc__)
     p.add_argument("images", nargs="*", help="image files")
     p.add_argument("--json", action="store_true",
@@ -16,11 +18,13 @@ def register(sub):
     p.add_argument("--fit", metavar="SOURCE", default=None,
                    help="learn a box correction on this annotated dataset (then --save it)")
     p.add_argument("--save", metavar="FILE", default=None, help="where --fit writes the correction")
-    p.add_argument("--max-side", type=int, default=480,
+    p.add_argument("--max-side", type=positive_int, default=480,
                    help="reduce larger images to this longer side before detection (speed; default 480)")
-    p.add_argument("--min-size", type=int, default=20, help="smallest face window in working pixels (default 20)")
-    p.add_argument("--scale-factor", type=float, default=1.1, help="window growth between scales (default 1.1)")
-    p.add_argument("--min-neighbours", type=int, default=1, help="windows a face needs (default 1)")
+    p.add_argument("--min-size", type=positive_int, default=20,
+                   help="smallest face window in working pixels (default 20)")
+    p.add_argument("--scale-factor", type=greater_than(1), default=1.1,
+                   help="window growth between scales (default 1.1)")
+    p.add_argument("--min-neighbours", type=nonnegative_int, default=1, help="windows a face needs (default 1)")
     p.add_argument("--angles", type=float, nargs="+", default=[0.0, -25.0, 25.0],
                    help="search the image turned by these angles in degrees: 0 -25 25 (default) also finds "
                         "rolled faces; 0 alone is three times faster")

@@ -9,6 +9,8 @@ import json
 
 
 def register(sub):
+    from shapekit_cli._args import positive_int
+
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset", description=__doc__)
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt written by shapekit train")
     p.add_argument("source", metavar="SOURCE", help="a dataset shapekit reads (folder of images + .pts, ...) "
@@ -18,7 +20,7 @@ def register(sub):
     p.add_argument("--format", default="auto", help="annotation format of SOURCE (default auto)")
     p.add_argument("--norm", help="normalisation for 'nme' (default: the layout's, e.g. inter-ocular)")
     p.add_argument("--crop", choices=["landmarks", "detector"], default="landmarks")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--per-landmark", action="store_true", help="print the error of every landmark")
     p.add_argument("--save", metavar="PRED.npz", help="write predictions and ground truth (original pixels)")
@@ -46,7 +48,7 @@ def run(args):
     if args.plot:
         from shapekit.viz.curves import plot_ced
 
-        plot_ced({model.config["name"]: ev.errors}, args.plot, threshold=0.10)
+        plot_ced({model.config["name"]: ev.errors}, args.plot, threshold=0.08)
     if args.save:
         with atomic_path(args.save) as tmp:
             np.savez(tmp, pred=ev.pred, gt=ev.gt, nme=ev.errors, names=np.asarray(ev.names or [], dtype=str))

@@ -6,11 +6,13 @@ The exported model takes images (B, C, S, S) in [0, 1] and returns coordinates
 
 
 def register(sub):
+    from shapekit_cli._args import positive_int
+
     p = sub.add_parser("export", help="export a checkpoint to TorchScript or ONNX", description=__doc__)
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("output", metavar="OUTPUT", help="file name: .onnx for ONNX, anything else TorchScript")
     p.add_argument("--format", choices=["torchscript", "onnx"], help="default: from the file name")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
     p.set_defaults(func=run)
 
 

@@ -14,15 +14,16 @@ import json
 
 def register(sub):
     from shapekit.io.api import FORMATS
+    from shapekit_cli._args import fraction, positive_int
 
     p = sub.add_parser("fit", help="fit a point distribution model (shape model) on landmark files",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="annotation folder, file or glob pattern")
     p.add_argument("-o", "--output", required=True, metavar="MODEL.npz", help="model file to write")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--variance", type=float, default=None, metavar="F",
+    g.add_argument("--variance", type=fraction, default=None, metavar="F",
                    help="keep the modes explaining this fraction of the variance (default 0.95)")
-    g.add_argument("--modes", type=int, default=None, metavar="N", help="keep N modes")
+    g.add_argument("--modes", type=positive_int, default=None, metavar="N", help="keep N modes")
     p.add_argument("--format", default="auto", choices=("auto",) + FORMATS, help="input format (default: guessed)")
     p.add_argument("--schema", default=None, help="landmark schema (default: guessed from the input)")
     p.add_argument("--plot", default=None, metavar="OUT.png",

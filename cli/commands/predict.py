@@ -12,14 +12,17 @@ from pathlib import Path
 
 
 def register(sub):
+    from shapekit_cli._args import positive_float, positive_int
+
     p = sub.add_parser("predict", help="predict landmarks on images", description=__doc__)
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt written by shapekit train")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--json", action="store_true", help="print one JSON object (image -> faces)")
     p.add_argument("--out", metavar="DIR", help="write IMAGE-stem.png overlays and predictions.json here")
     p.add_argument("--shape-prior", metavar="PDM.npz", help="project predictions onto this shape model")
-    p.add_argument("--prior-modes", type=int, help="modes of the shape prior (default: all)")
-    p.add_argument("--prior-k", type=float, default=3.0, help="clip the prior's b to +-k sqrt(lambda) (default 3)")
+    p.add_argument("--prior-modes", type=positive_int, help="modes of the shape prior (default: all)")
+    p.add_argument("--prior-k", type=positive_float, default=3.0,
+                   help="clip the prior's b to +-k sqrt(lambda) (default 3)")
     p.add_argument("--correction", metavar="FILE", help="detector box correction (shapekit detect --fit)")
     p.add_argument("--box", metavar="X0,Y0,X1,Y1", help="use this landmark box instead of the detector")
     p.add_argument("--all-faces", action="store_true", help="every detected face, not only the best")

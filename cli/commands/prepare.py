@@ -5,19 +5,21 @@ instead); the folder is written under a temporary name and renamed when complete
 
 
 def register(sub):
+    from shapekit_cli._args import fraction, nonnegative_float, positive_float, positive_int
+
     p = sub.add_parser("prepare", help="cache face crops for training (memory-mapped)", description=__doc__)
     p.add_argument("source", nargs="+", help="folder of images + .pts, WFLW/MTFL/Kaggle file, glob...")
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--size", type=int, default=256, help="training crop size in pixels (default 256)")
+    p.add_argument("--size", type=positive_int, default=256, help="training crop size in pixels (default 256)")
     p.add_argument("--model", metavar="PDM.npz", default=None,
                    help="shape model (shapekit fit): also store soft landmarks")
-    p.add_argument("--variance", type=float, default=None,
+    p.add_argument("--variance", type=fraction, default=None,
                    help="soft landmarks: variance kept by the reduced model (default: soft_landmarks' default)")
     p.add_argument("--format", default="auto", help="annotation format (default: guessed)")
     p.add_argument("--schema", default=None, help="landmark schema (default: guessed)")
-    p.add_argument("--scale", type=float, default=None,
+    p.add_argument("--scale", type=positive_float, default=None,
                    help="crop side / longer landmark-box side (default 1.3 dense layouts, 2.4 for 5 points)")
-    p.add_argument("--context", type=float, default=0.125,
+    p.add_argument("--context", type=nonnegative_float, default=0.125,
                    help="extra border cached on each side, as a fraction of --size, for augmentation (default 0.125)")
     p.add_argument("--grey", action="store_true", help="cache one luma channel")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")

@@ -15,6 +15,7 @@ import json
 
 def register(sub):
     from shapekit.io.api import FORMATS
+    from shapekit_cli._args import fraction, positive_float, positive_int
 
     p = sub.add_parser("soften", help="write soft landmarks (projections onto a shape model)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -22,10 +23,11 @@ def register(sub):
     p.add_argument("-m", "--model", required=True, metavar="MODEL.npz", help="model written by shapekit fit")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the soft landmarks")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--variance", type=float, default=0.9, metavar="F",
+    g.add_argument("--variance", type=fraction, default=0.9, metavar="F",
                    help="keep the modes explaining this fraction of the variance (default 0.9)")
-    g.add_argument("--modes", type=int, default=None, metavar="N", help="keep N modes")
-    p.add_argument("--k", type=float, default=3.0, metavar="K", help="clip mode weights to ±K√λ (default 3)")
+    g.add_argument("--modes", type=positive_int, default=None, metavar="N", help="keep N modes")
+    p.add_argument("--k", type=positive_float, default=3.0, metavar="K",
+                   help="clip mode weights to ±K√λ (default 3)")
     p.add_argument("--unaligned", action="store_true",
                    help="the authors' unaligned form (needs a model from shapekit fit --unaligned)")
     p.add_argument("--format", default="auto", choices=("auto",) + FORMATS, help="input format (default: guessed)")

@@ -3,6 +3,8 @@ inter-ocular distance, head roll, face size) and optionally plot a sample grid."
 
 
 def register(sub):
+    from shapekit_cli._args import positive_int
+
     p = sub.add_parser("stats", help="describe a landmark dataset", description=__doc__)
     p.add_argument("source", nargs="+", help="folder of images + .pts, WFLW/MTFL/Kaggle/MUCT file, glob...")
     p.add_argument("--format", default="auto", help="annotation format (default: guessed)")
@@ -10,7 +12,7 @@ def register(sub):
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="DIR", default=None,
                    help="write DIR/samples.png (crops with landmarks and schema edges) and DIR/distributions.png")
-    p.add_argument("--samples", type=int, default=16, help="samples in the grid (default 16)")
+    p.add_argument("--samples", type=positive_int, default=16, help="samples in the grid (default 16)")
     p.set_defaults(func=run)
 
 

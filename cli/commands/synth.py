@@ -11,19 +11,21 @@ import json
 
 
 def register(sub):
+    from shapekit_cli._args import nonnegative_float, nonnegative_int, positive_int, probability
+
     p = sub.add_parser("synth", help="write SYNTHETIC face images with 68-point .pts landmarks",
                        description=__doc__)
-    p.add_argument("-n", type=int, required=True, help="number of faces")
+    p.add_argument("-n", type=positive_int, required=True, help="number of faces")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder to write (created if needed)")
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
-    p.add_argument("--start", type=int, default=0, help="index of the first face (default 0)")
-    p.add_argument("--workers", type=int, default=1, help="rendering processes (default 1)")
-    p.add_argument("--occlusion", type=float, default=0.15,
+    p.add_argument("--size", type=positive_int, default=256, help="image side in pixels (default 256)")
+    p.add_argument("--start", type=nonnegative_int, default=0, help="index of the first face (default 0)")
+    p.add_argument("--workers", type=positive_int, default=1, help="rendering processes (default 1)")
+    p.add_argument("--occlusion", type=probability, default=0.15,
                    help="probability of an occluding object over part of a face (default 0.15)")
-    p.add_argument("--max-yaw", type=float, default=40.0, help="largest |yaw| in degrees (default 40)")
-    p.add_argument("--max-pitch", type=float, default=20.0, help="largest |pitch| in degrees (default 20)")
-    p.add_argument("--max-roll", type=float, default=30.0, help="largest |roll| in degrees (default 30)")
+    p.add_argument("--max-yaw", type=nonnegative_float, default=40.0, help="largest |yaw| in degrees (default 40)")
+    p.add_argument("--max-pitch", type=nonnegative_float, default=20.0, help="largest |pitch| in degrees (default 20)")
+    p.add_argument("--max-roll", type=nonnegative_float, default=30.0, help="largest |roll| in degrees (default 30)")
     p.add_argument("--overwrite", action="store_true",
                    help="delete other NNNNN.png/.pts files already in OUTDIR (done anyway when OUTDIR is an "
                         "earlier synthetic output)")
