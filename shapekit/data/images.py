@@ -1,97 +1,51 @@
-"""Image loading for datasets: uint8 arrays, RGB or grey, read fast with Pillow.
+"""Image loading for datasets: uint8 arrays, RGB or grey.
 
-Images are returned exactly as stored (no EXIF rotation): landmark files of the
-common datasets are annotated in the stored pixel frame.
+Files are read by :func:`shapekit.io.read_image`, the package's one image reader
+(every Pillow mode, 16-bit scaled not clipped, a pixel limit against decompression
+bombs); this module adds arrays as inputs and the tensor conversion. Images are
+returned exactly as stored (no EXIF rotation): landmark files of the common datasets
+are annotated in the stored pixel frame.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
-from shapekit.errors import FormatError, ShapekitError
+from shapekit.errors import ShapekitError
+from shapekit.io.images import LUMA, image_size, read_image, to_grey, to_rgb
+from shapekit.io.images import to_uint8 as _to_uint8
 
-#: ITU-R BT.601 luma weights, the ones Pillow's "L" mode uses.
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+__all__ = ["LUMA", "image_size", "load_image", "to_grey", "to_rgb", "to_tensor", "to_uint8"]
 
 
-def load_image(image, grey=False):
+def load_image(image, grey=False, max_pixels=None):
     """Return the image as a uint8 array: ``(H, W, 3)`` RGB, or ``(H, W)`` when ``grey``.
 
-    ``image`` is a path or an array (``(H, W)``, ``(H, W, 1|3|4)``, uint8 or float in
-    [0, 1]). Unreadable files raise :class:`FormatError` naming the file.
+    ``image`` is a path (read by :func:`shapekit.io.read_image`, with its
+    ``max_pixels`` limit) or an array (``(H, W)``, ``(H, W, 1|3|4)``; converted by
+    :func:`to_uint8`). Unreadable files raise :class:`FormatError` naming the file.
     """
     if isinstance(image, (str, os.PathLike)):
-        arr = _read(Path(image))
-    else:
-        arr = to_uint8(np.asarray(image), "image")
+        return read_image(image, grey=grey, max_pixels=max_pixels)
+    arr = to_uint8(np.asarray(image), "image")
     return to_grey(arr) if grey else to_rgb(arr)
 
 
-def _read(path):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode not in ("L", "RGB"):
-                im = im.convert("RGB") if im.mode not in ("I", "I;16", "F") else im.convert("L")
-            return np.asarray(im)
-    except FileNotFoundError:
-        raise FormatError(path, "image file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise FormatError(path, f"unreadable image ({exc.__class__.__name__}: {exc})") from None
-
-
-def image_size(path):
-    """Return ``(height, width)`` of an image file in pixels, reading only its header."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except FileNotFoundError:
-        raise FormatError(path, "image file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise FormatError(path, f"unreadable image ({exc.__class__.__name__}: {exc})") from None
-    return int(h), int(w)
-
-
 def to_uint8(arr, name="image"):
-    """Return ``arr`` as uint8: floats are taken as [0, 1] and rounded, integers are clipped."""
+    """Return an ``(H, W)`` or ``(H, W, 1|3|4)`` image array as uint8.
+
+    Floats are taken as [0, 1] (augmented images may overshoot a little: clipped) and
+    rounded; integers as :func:`shapekit.io.images.to_uint8` takes them (16-bit values
+    scaled by 255/65535, not clipped; 0..255 kept).
+    """
     arr = np.asarray(arr)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
         raise ShapekitError(f"{name}: expected (H, W) or (H, W, 1|3|4), got shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == bool:
-        return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.floating):
         return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.integer):
-        return np.clip(arr, 0, 255).astype(np.uint8)
-    raise ShapekitError(f"{name}: unsupported dtype {arr.dtype}")
-
-
-def to_rgb(arr):
-    """Return a uint8 ``(H, W, 3)`` image (grey repeated, alpha dropped)."""
-    if arr.ndim == 2:
-        return np.repeat(arr[..., None], 3, axis=2)
-    if arr.shape[2] == 1:
-        return np.repeat(arr, 3, axis=2)
-    return arr[..., :3]
-
-
-def to_grey(arr):
-    """Return a uint8 ``(H, W)`` luma image (BT.601 weights)."""
-    if arr.ndim == 2:
-        return arr
-    if arr.shape[2] == 1:
-        return arr[..., 0]
-    g = arr[..., :3].astype(np.float32) @ LUMA
-    return np.clip(np.rint(g), 0, 255).astype(np.uint8)
+    return _to_uint8(arr, name)
 
 
 def to_tensor(arr):

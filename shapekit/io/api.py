@@ -91,7 +91,9 @@ def sniff_format(path):
         with open(path, "r", encoding="utf-8-sig", errors="replace") as fh:
             first = ""
             for line in fh:
-                if line.strip():
+                # the first line with content, as the CSV readers see it (a row of
+                # empty cells is skipped there too)
+                if line.replace(",", "").strip():
                     first = line.strip().lstrip("\ufeff")
                     break
     except OSError:

@@ -201,6 +201,10 @@ def read_csv(path):
         coord_cols = {(k // 2, k % 2): k for k in range(len(first))}
         data = rows
     else:
+        if [h.strip().lower() for h in first[:4]] == ["name", "tag", "x00", "y00"]:
+            # read as a plain CSV, MUCT's '0,0' missing points would become real points
+            raise FormatError(path, "this is a MUCT CSV (header 'name,tag,x00,y00,...', where 0,0 marks a missing "
+                              "point): read it with format='muct'", line=first_line)
         for j, h in enumerate(first):
             h = h.strip()
             m = _XY.match(h)
