@@ -12,6 +12,12 @@ trains on CPU (AdamW, L2 on coordinates, batch 32) in the same run, one after th
 other (not concurrently). ratio = loader images/s / training images/s; the target
 is >= 5 so that loading never starves training.
 
+The batched path (``shapekit.train.batched``: the whole cache as one tensor, the
+same augmentation drawn and applied a batch at a time with ``grid_sample`` and
+tensor operations, in the main process with torch's threads) is timed on the same
+cache in the same run: ``batched_vs_pillow`` = its images/s / the loader's images/s
+(target >= 3 at 128 px on 2 cores). ``--device cuda`` times the batched path there.
+
 ``--detect`` also runs the face detector with a learned correction on every
 68-point crop of the shared data (lfpw68, helen68, afw68): the correction is fitted
 on a grouped 50 % split and the found rate is reported on the held-out half and on
@@ -76,6 +82,34 @@ def loader_throughput(prep_path, size, workers, batch_size=32, n_batches=30, aug
     dt = time.perf_counter() - t0
     del it, dl
     return n / dt
+
+
+def batched_throughput(prep_path, size, batch_size=32, n_batches=30, device="cpu"):
+    """Return images/s of :class:`shapekit.train.batched.DeviceCache` batches (augmented) at ``size``."""
+    import torch
+
+    from shapekit.data.augment import default_augmentation
+    from shapekit.data.prepare import PreparedDataset
+    from shapekit.train.batched import DeviceCache
+
+    ds = PreparedDataset(prep_path, augment=default_augmentation(seed=0))
+    dc = DeviceCache.from_dataset(ds, device=device, out_size=size)
+    order = torch.randperm(len(dc), generator=torch.Generator().manual_seed(0)).to(dc.device)
+    n_per_epoch = len(dc) // batch_size
+
+    def one(k):
+        j = k % n_per_epoch
+        return dc.batch(order[j * batch_size:(j + 1) * batch_size], epoch=k // n_per_epoch, step=j)[0]
+
+    for k in range(2):
+        one(k)
+    sync = torch.cuda.synchronize if dc.device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for k in range(n_batches):
+        one(k)
+    sync()
+    return n_batches * batch_size / (time.perf_counter() - t0)
 
 
 def train_throughput(size, batch_size=32, n_steps=6, model_name="mobilenetv2"):
@@ -168,6 +202,7 @@ def main(argv=None):
     ap.add_argument("--detect-max-side", type=int, default=192,
                     help="working image side of the detector (the crops are 384 px, faces half of that)")
     ap.add_argument("--no-loader", action="store_true", help="only the detection part (with --detect)")
+    ap.add_argument("--device", default="cpu", help="device of the batched path (default cpu)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -186,20 +221,25 @@ def main(argv=None):
             plain = loader_throughput(Path(tmp) / f"prep{size}", size, args.workers, n_batches=args.batches,
                                       augment=False)
             load = loader_throughput(Path(tmp) / f"prep{size}", size, args.workers, n_batches=args.batches)
+            batched = batched_throughput(Path(tmp) / f"prep{size}", size, n_batches=args.batches,
+                                         device=args.device)
             train, note = train_throughput(size, n_steps=args.steps)
             r = {"prepare_images_per_s": rep["n"] / prep_s, "loader_images_per_s": load,
-                 "loader_plain_images_per_s": plain, "train_images_per_s": train, "ratio": load / train}
+                 "loader_plain_images_per_s": plain, "batched_images_per_s": batched,
+                 "batched_vs_pillow": batched / load, "train_images_per_s": train, "ratio": load / train}
             if note:
                 r["model_note"] = note
             result["sizes"][str(size)] = r
             if not args.json:
                 print(f"S={size}: prepare {r['prepare_images_per_s']:.0f} img/s | loader (aug, {args.workers} workers) "
-                      f"{load:.0f} img/s, without aug {plain:.0f} img/s | mobilenetv2 CPU training {train:.1f} img/s "
+                      f"{load:.0f} img/s, without aug {plain:.0f} img/s | batched ({args.device}) {batched:.0f} img/s "
+                      f"= {r['batched_vs_pillow']:.1f}x the loader | mobilenetv2 CPU training {train:.1f} img/s "
                       f"| ratio {r['ratio']:.1f} (target >= 5)" + (f" [{note}]" if note else ""), flush=True)
     if args.sizes:
         first = result["sizes"][str(args.sizes[0])]
         result.update(loader_images_per_s=first["loader_images_per_s"], train_images_per_s=first["train_images_per_s"],
-                      ratio=first["ratio"], input_size=args.sizes[0])
+                      ratio=first["ratio"], input_size=args.sizes[0], batched_images_per_s=first["batched_images_per_s"],
+                      batched_vs_pillow=first["batched_vs_pillow"], batched_device=args.device)
     if args.detect:
         result.update(detection_rates(args.detect_max_side, tuple(args.detect_angles)))
         if not args.json and "detect_found_rate_all" in result:

@@ -128,3 +128,19 @@ def test_warp_identity_and_errors(cache):
     assert torch.allclose(out, x.float() / 255, atol=1e-6)
     with pytest.raises(ShapekitError, match="not a prepared cache"):
         DeviceCache.from_dataset(torch.utils.data.TensorDataset(torch.zeros(2)))
+
+
+def test_cpu_kernel_equals_grid_sample():
+    from shapekit.train.batched import warp_cached
+
+    g = torch.Generator().manual_seed(0)
+    cache = torch.randint(0, 256, (5, 3, 20, 20), dtype=torch.uint8, generator=g)
+    index = torch.tensor([3, 0, 3, 1])
+    ang = torch.rand(4, generator=g)
+    m = torch.eye(3).repeat(4, 1, 1)
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = torch.cos(ang) * 1.3, -torch.sin(ang), torch.sin(ang), torch.cos(ang)
+    m[:, :2, 2] = torch.rand(4, 2, generator=g) * 8 - 2  # partly outside: zeros there
+    for scale in (1.0, 1.5):
+        got = warp_cached(cache, index, m, 16, cache_scale=scale)
+        ref = warp_batch(cache[index], m, 16, cache_scale=scale)
+        torch.testing.assert_close(got, ref, atol=2e-5, rtol=0)

@@ -33,6 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from numba import prange
+
+from shapekit._numba import njit
 from shapekit.data import augment as _aug
 from shapekit.errors import ShapekitError
 
@@ -56,18 +59,78 @@ def _resize_matrix(src, dst, device, dtype=torch.float32):
     return torch.tensor([[f, 0, 0.5 * f - 0.5], [0, f, 0.5 * f - 0.5], [0, 0, 1.0]], device=device, dtype=dtype)
 
 
+def _affine_inverse(m):
+    """Return the inverses of affine ``(..., 3, 3)`` matrices (closed form: no LAPACK call per batch)."""
+    a, b, c, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
+    det = a * d - b * c
+    inv = torch.zeros_like(m)
+    inv[..., 0, 0], inv[..., 0, 1], inv[..., 1, 0], inv[..., 1, 1] = d / det, -b / det, -c / det, a / det
+    inv[..., :2, 2] = -(inv[..., :2, :2] @ m[..., :2, 2:3])[..., 0]
+    inv[..., 2, 2] = 1.0
+    return inv
+
+
 def _apply(points, matrices):
     """Return ``(B, L, 2)`` points mapped by ``(B, 3, 3)`` matrices."""
     return torch.einsum("bij,blj->bli", matrices[:, :2, :2], points) + matrices[:, None, :2, 2]
 
 
-def warp_batch(images, matrices, out_size, cache_scale=1.0):
+@njit(parallel=True)
+def _warp_u8_kernel(cache, index, m, out):  # pragma: no cover - compiled
+    b_n, c_n, o, _ = out.shape
+    h, w = cache.shape[2], cache.shape[3]
+    for r in prange(b_n * o):
+        b = r // o
+        v = r % o
+        src = cache[index[b]]
+        for u in range(o):
+            sx = m[b, 0, 0] * u + m[b, 0, 1] * v + m[b, 0, 2]
+            sy = m[b, 1, 0] * u + m[b, 1, 1] * v + m[b, 1, 2]
+            x0 = int(np.floor(sx))
+            y0 = int(np.floor(sy))
+            fx = sx - x0
+            fy = sy - y0
+            for c in range(c_n):
+                acc = 0.0
+                if 0 <= y0 < h:
+                    if 0 <= x0 < w:
+                        acc += (1.0 - fx) * (1.0 - fy) * src[c, y0, x0]
+                    if 0 <= x0 + 1 < w:
+                        acc += fx * (1.0 - fy) * src[c, y0, x0 + 1]
+                if 0 <= y0 + 1 < h:
+                    if 0 <= x0 < w:
+                        acc += (1.0 - fx) * fy * src[c, y0 + 1, x0]
+                    if 0 <= x0 + 1 < w:
+                        acc += fx * fy * src[c, y0 + 1, x0 + 1]
+                out[b, c, v, u] = acc
+
+
+def warp_cached(cache, index, matrices, out_size, cache_scale=1.0, normalise=True):
+    """Return float32 ``(B, C, out, out)`` crops of ``cache[index]`` (uint8 ``(N, C, S, S)``), as :func:`warp_batch`.
+
+    On the CPU a compiled kernel reads the cache in place (no gathered copy, no
+    float copy, no sampling grid); elsewhere, and as its reference, :func:`warp_batch`.
+    """
+    if cache.device.type != "cpu" or cache.dtype != torch.uint8:
+        return warp_batch(cache[index], matrices, out_size, cache_scale, normalise)
+    h = cache.shape[-1]
+    m = matrices.to(torch.float32)
+    if cache_scale != 1.0:
+        m = _affine_inverse(_resize_matrix(h / cache_scale, h, "cpu")) @ m
+    out = torch.empty((len(index), cache.shape[1], out_size, out_size), dtype=torch.float32)
+    _warp_u8_kernel(cache.numpy(), index.numpy().astype(np.int64), m[:, :2].double().numpy(), out.numpy())
+    if normalise:
+        out.mul_(1.0 / 255.0)
+    return out
+
+
+def warp_batch(images, matrices, out_size, cache_scale=1.0, normalise=True):
     """Return float32 ``(B, C, out, out)`` crops in [0, 1] of uint8/float ``images`` ``(B, C, H, W)``.
 
     ``matrices`` ``(B, 3, 3)`` map output pixels to pixels of the images at ``1 /
     cache_scale`` of their stored size (``cache_scale`` > 1 when the stored tensor
     was enlarged); bilinear, zeros outside, pixel-centre conventions of
-    :mod:`shapekit.data.crops`.
+    :mod:`shapekit.data.crops`. ``normalise=False`` keeps uint8 values in [0, 255].
     """
     b, c, h, w = images.shape
     if h != w:
@@ -75,14 +138,21 @@ def warp_batch(images, matrices, out_size, cache_scale=1.0):
     dev = images.device
     m = matrices.to(dev, torch.float32)
     if cache_scale != 1.0:
-        m = torch.linalg.inv(_resize_matrix(h / cache_scale, h, dev)) @ m
-    theta = _pixel_to_grid(h, dev) @ m @ torch.linalg.inv(_pixel_to_grid(out_size, dev))
+        m = _affine_inverse(_resize_matrix(h / cache_scale, h, dev)) @ m
+    theta = _pixel_to_grid(h, dev) @ m @ _affine_inverse(_pixel_to_grid(out_size, dev))
     grid = F.affine_grid(theta[:, :2], (b, c, out_size, out_size), align_corners=False)
-    x = images.float() if images.dtype != torch.uint8 else images.float().mul_(1.0 / 255.0)
+    x = images.float()
+    if images.dtype == torch.uint8 and normalise:
+        x.mul_(1.0 / 255.0)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-# --- photometric operations on a batch (x: float (B, C, H, W), modified in place where possible) ----------
+# --- photometric operations on a batch ------------------------------------------------------------
+#
+# Each operation draws its parameters for every image of the batch (a fixed number of
+# draws), then changes the images whose coin ``on`` came up. On CUDA the whole batch is
+# computed and the chosen images kept with ``torch.where`` (no host synchronisation);
+# on the CPU only the chosen images are computed, in place (a CPU has no idle lanes).
 
 def _u(gen, n, lo, hi, device):
     return torch.rand(n, generator=gen, device=device) * (hi - lo) + lo
@@ -96,39 +166,54 @@ def _coin(gen, n, p, device):
     return torch.rand(n, generator=gen, device=device) < p
 
 
-def _where(on, new, old):
-    return torch.where(on.view(-1, 1, 1, 1), new, old)
+def _on_chosen(x, on, fn, *params):
+    """Return ``x`` with ``fn(x[chosen], *params[chosen])`` on the chosen images (see the notes above)."""
+    if x.device.type == "cpu":
+        idx = on.nonzero().flatten()
+        if len(idx):
+            x[idx] = fn(x[idx], *(p[idx] for p in params))
+        return x
+    return torch.where(on.view(-1, 1, 1, 1), fn(x, *params), x)
 
 
-def _brightness(op, x, gen, on):
-    d = _u(gen, x.shape[0], *op.delta, x.device)
-    return x + (d * on).view(-1, 1, 1, 1)
+def _col(v):
+    return v.view(-1, 1, 1, 1)
 
 
-def _contrast(op, x, gen, on):
-    f = _u(gen, x.shape[0], *op.factor, x.device)
-    f = torch.where(on, f, torch.ones_like(f)).view(-1, 1, 1, 1)
-    m = x.mean((1, 2, 3), keepdim=True)
-    return (x - m) * f + m
+# Brightness and contrast are affine maps of the pixel values: consecutive ones (and the
+# uint8 -> [0, 1] scaling) are folded into one ``a * x + b`` per image, applied in one pass.
+
+def _brightness(op, a, b, mean, gen, on):
+    d = _u(gen, a.shape[0], *op.delta, a.device)
+    return a, b + d * on
+
+
+def _contrast(op, a, b, mean, gen, on):
+    f = _u(gen, a.shape[0], *op.factor, a.device)
+    f = torch.where(on, f, torch.ones_like(f))
+    m = a * mean() + b  # the image mean after the pending map
+    return f * a, f * (b - m) + m
 
 
 def _gamma(op, x, gen, on):
     g = _log_u(gen, x.shape[0], *op.gamma, x.device)
-    return _where(on, x.clamp(0.0, 1.0).pow(g.view(-1, 1, 1, 1)), x)
+    return _on_chosen(x, on, lambda v, gv: v.clamp(0.0, 1.0).pow_(_col(gv)), g)
 
 
 def _grey(op, x, gen, on):
     if x.shape[1] != 3:
         return x
     w = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    g = (x * w).sum(1, keepdim=True).expand_as(x)
-    return _where(on, g, x)
+    return _on_chosen(x, on, lambda v: (v * w).sum(1, keepdim=True).expand_as(v))
 
 
 def _noise(op, x, gen, on):
-    s = _u(gen, x.shape[0], *op.sigma, x.device) * on
-    n = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-    return x + n * s.view(-1, 1, 1, 1)
+    s = _u(gen, x.shape[0], *op.sigma, x.device)
+
+    def add(v, sv):
+        return v.add_(torch.randn(v.shape, generator=gen, device=v.device, dtype=v.dtype).mul_(_col(sv)))
+
+    return _on_chosen(x, on, add, s)
 
 
 def _gauss_kernels(sigma, radius):
@@ -138,14 +223,16 @@ def _gauss_kernels(sigma, radius):
     return k / k.sum(1, keepdim=True)
 
 
-def gaussian_blur(x, sigma):
+def gaussian_blur(x, sigma, radius=None):
     """Return ``x`` ``(B, C, H, W)`` blurred by a Gaussian of standard deviation ``sigma`` ``(B,)`` pixels per image.
 
     Separable, truncated at 3 sigma, edges repeated (scipy.ndimage.gaussian_filter's
-    ``mode="nearest", truncate=3.0``).
+    ``mode="nearest", truncate=3.0``). ``radius``: the kernels' half width (default
+    from the largest sigma; give it to avoid reading ``sigma`` back from a device).
     """
     b, c, h, w = x.shape
-    radius = max(1, int(math.floor(3.0 * float(sigma.max()) + 0.5))) if b else 1
+    if radius is None:
+        radius = max(1, int(math.floor(3.0 * float(sigma.max()) + 0.5))) if b else 1
     k = _gauss_kernels(sigma.float(), radius).repeat_interleave(c, 0).to(x.dtype)  # (B*C, K)
     y = x.reshape(1, b * c, h, w)
     y = F.pad(y, (radius, radius, 0, 0), mode="replicate")
@@ -157,8 +244,8 @@ def gaussian_blur(x, sigma):
 
 def _blur(op, x, gen, on):
     s = _u(gen, x.shape[0], *op.sigma, x.device)
-    # drawn for every image (fixed draw count); only the chosen ones change
-    return _where(on, gaussian_blur(x, s), x)
+    radius = max(1, int(math.floor(3.0 * op.sigma[1] + 0.5)))
+    return _on_chosen(x, on, lambda v, sv: gaussian_blur(v, sv, radius), s)
 
 
 def _occlusion(op, x, gen, on):
@@ -166,34 +253,48 @@ def _occlusion(op, x, gen, on):
     dev = x.device
     lo, hi = op.count
     count = torch.randint(lo, hi + 1, (b,), generator=gen, device=dev)
+    # per rectangle k: height, width, top, left, noise-or-flat coin, flat colour
+    ph = torch.clamp(torch.round(_u(gen, b * hi, *op.extent, dev) * h), min=1).view(hi, b)
+    pw = torch.clamp(torch.round(_u(gen, b * hi, *op.extent, dev) * w), min=1).view(hi, b)
+    y0 = torch.floor(torch.rand(hi, b, generator=gen, device=dev) * torch.clamp(h - ph + 1, min=1))
+    x0 = torch.floor(torch.rand(hi, b, generator=gen, device=dev) * torch.clamp(w - pw + 1, min=1))
+    use_noise = torch.rand(hi, b, generator=gen, device=dev) < 0.5
+    if op.fill == "noise":
+        use_noise[:] = True
+    flat = torch.rand(hi, b, c, generator=gen, device=dev, dtype=x.dtype)
+    active = on[None] & (count[None] > torch.arange(hi, device=dev)[:, None])
+    if dev.type == "cpu":  # paint only the rectangles
+        for k, i in active.nonzero().tolist():
+            t, l_, hh, ww = int(y0[k, i]), int(x0[k, i]), int(ph[k, i]), int(pw[k, i])
+            region = x[i, :, t:t + hh, l_:l_ + ww]
+            if op.fill in ("random", "noise"):
+                fill = (torch.rand(region.shape, generator=gen, dtype=x.dtype) if use_noise[k, i]
+                        else flat[k, i].view(c, 1, 1))
+            elif op.fill == "mean":
+                fill = x[i].mean((1, 2), keepdim=True)
+            else:
+                fill = float(op.fill)
+            region[...] = fill
+        return x
     yy = torch.arange(h, device=dev).view(1, h, 1)
     xx = torch.arange(w, device=dev).view(1, 1, w)
     for k in range(hi):
-        ph = torch.clamp(torch.round(_u(gen, b, *op.extent, dev) * h), min=1)
-        pw = torch.clamp(torch.round(_u(gen, b, *op.extent, dev) * w), min=1)
-        y0 = torch.floor(torch.rand(b, generator=gen, device=dev) * torch.clamp(h - ph + 1, min=1))
-        x0 = torch.floor(torch.rand(b, generator=gen, device=dev) * torch.clamp(w - pw + 1, min=1))
-        use_noise = torch.rand(b, generator=gen, device=dev) < 0.5
-        flat = torch.rand(b, c, 1, 1, generator=gen, device=dev, dtype=x.dtype)
-        noise = torch.rand(x.shape, generator=gen, device=dev, dtype=x.dtype)
-        fill = op.fill
-        if fill == "random":
-            patch = torch.where(use_noise.view(-1, 1, 1, 1), noise, flat)
-        elif fill == "noise":
-            patch = noise
-        elif fill == "mean":
+        if op.fill in ("random", "noise"):
+            noise = torch.rand(x.shape, generator=gen, device=dev, dtype=x.dtype)
+            patch = torch.where(use_noise[k].view(-1, 1, 1, 1), noise, flat[k].view(b, c, 1, 1))
+        elif op.fill == "mean":
             patch = x.mean((2, 3), keepdim=True).expand_as(x)
         else:
-            patch = torch.full_like(x, float(fill))
-        inside = ((yy >= y0.view(-1, 1, 1)) & (yy < (y0 + ph).view(-1, 1, 1))
-                  & (xx >= x0.view(-1, 1, 1)) & (xx < (x0 + pw).view(-1, 1, 1)))
-        active = on & (count > k)
-        x = torch.where((inside & active.view(-1, 1, 1)).unsqueeze(1), patch, x)
+            patch = torch.full_like(x, float(op.fill))
+        inside = ((yy >= y0[k].view(-1, 1, 1)) & (yy < (y0[k] + ph[k]).view(-1, 1, 1))
+                  & (xx >= x0[k].view(-1, 1, 1)) & (xx < (x0[k] + pw[k]).view(-1, 1, 1)))
+        x = torch.where((inside & active[k].view(-1, 1, 1)).unsqueeze(1), patch, x)
     return x
 
 
-_PHOTOMETRIC = {_aug.Brightness: _brightness, _aug.Contrast: _contrast, _aug.Gamma: _gamma, _aug.ToGrey: _grey,
-                _aug.GaussianNoise: _noise, _aug.Blur: _blur, _aug.Occlusion: _occlusion}
+_AFFINE = {_aug.Brightness: _brightness, _aug.Contrast: _contrast}
+_PHOTOMETRIC = {_aug.Gamma: _gamma, _aug.ToGrey: _grey, _aug.GaussianNoise: _noise, _aug.Blur: _blur,
+                _aug.Occlusion: _occlusion}
 
 
 class BatchedAugment:
@@ -213,9 +314,9 @@ class BatchedAugment:
         self.geometric = [op for op in compose.ops if op.geometric]
         self.photometric = [op for op in compose.ops if not op.geometric]
         for op in self.photometric:
-            if type(op) not in _PHOTOMETRIC:
-                raise ShapekitError(f"augment: {type(op).__name__} has no batched form "
-                                    f"(batched: {', '.join(t.__name__ for t in _PHOTOMETRIC)})")
+            if type(op) not in _PHOTOMETRIC and type(op) not in _AFFINE:
+                raise ShapekitError(f"augment: {type(op).__name__} has no batched form (batched: "
+                                    f"{', '.join(t.__name__ for t in list(_AFFINE) + list(_PHOTOMETRIC))})")
         self.permutation = None
         for op in self.geometric:
             if isinstance(op, _aug.RandomFlip):
@@ -254,11 +355,36 @@ class BatchedAugment:
             g = g @ torch.where(on.view(-1, 1, 1), m, torch.eye(3, device=dev))
         return g, flipped
 
-    def photometric_ops(self, x, gen):
-        """Return the float batch ``x`` ``(B, C, H, W)`` after the photometric operations, clipped to [0, 1]."""
+    def photometric_ops(self, x, gen, scale=1.0):
+        """Return the float batch ``scale * x`` ``(B, C, H, W)`` after the photometric operations, clipped to [0, 1].
+
+        ``x`` is modified in place. ``scale`` (1/255 for uint8 values) is folded into
+        the first affine pixel map.
+        """
+        n, dev = x.shape[0], x.device
+        a = torch.full((n,), float(scale), device=dev)
+        b = torch.zeros(n, device=dev)
+        pending = scale != 1.0
+        cached = []
+
+        def mean():
+            if not cached:
+                cached.append(x.mean((1, 2, 3)))
+            return cached[0]
+
         for op in self.photometric:
-            on = _coin(gen, x.shape[0], op.p, x.device)
+            on = _coin(gen, n, op.p, dev)
+            if type(op) in _AFFINE:
+                a, b = _AFFINE[type(op)](op, a, b, mean, gen, on)
+                pending = True
+                continue
+            if pending:
+                x = torch.addcmul(_col(b), x, _col(a), out=x)
+                a, b, pending = torch.ones_like(a), torch.zeros_like(b), False
+                cached.clear()
             x = _PHOTOMETRIC[type(op)](op, x, gen, on)
+        if pending:
+            x = torch.addcmul(_col(b), x, _col(a), out=x)
         return x.clamp_(0.0, 1.0)
 
 
@@ -354,21 +480,22 @@ class DeviceCache:
         """Return ``(B, 3, 3)`` output pixels -> cache pixels for crop -> crop ``geometry`` matrices."""
         return self._border @ geometry @ self._out_to_crop
 
-    def render(self, index, geometry=None, flipped=None):
+    def render(self, index, geometry=None, flipped=None, normalise=True):
         """Return ``(images, shapes, mask, soft)`` of items ``index`` under crop matrices ``geometry``.
 
         ``geometry`` ``(B, 3, 3)`` new crop -> old crop (identity when None) in the
         training-size crop frame; ``flipped`` ``(B,)`` re-indexes the points with the
-        schema's flip permutation. Images float32 ``(B, C, out, out)`` in [0, 1];
-        landmarks ``(B, L, 2)`` in output pixels (0 where masked).
+        schema's flip permutation. Images float32 ``(B, C, out, out)`` in [0, 1]
+        (in [0, 255] with ``normalise=False``); landmarks ``(B, L, 2)`` in output
+        pixels (0 where masked).
         """
         index = index.to(self.device)
         n = index.shape[0]
         if geometry is None:
             geometry = torch.eye(3, device=self.device).repeat(n, 1, 1)
         t = self.matrices(geometry.to(self.device, torch.float32))
-        images = warp_batch(self.images[index], t, self.out_size, self.cache_scale)
-        inv = torch.linalg.inv(t)
+        images = warp_cached(self.images, index, t, self.out_size, self.cache_scale, normalise)
+        inv = _affine_inverse(t)
         mask = self.mask[index]
         shapes = _apply(self.shapes[index], inv)
         soft = None if self.soft is None else _apply(self.soft[index], inv)
@@ -393,8 +520,8 @@ class DeviceCache:
             return self.render(index)
         gen = self.augment.generator(self.device, epoch, step)
         g, flipped = self.augment.geometry(int(index.shape[0]), self.size, gen)
-        images, shapes, mask, soft = self.render(index, g, flipped)
-        images = self.augment.photometric_ops(images, gen)
+        images, shapes, mask, soft = self.render(index, g, flipped, normalise=False)
+        images = self.augment.photometric_ops(images, gen, scale=1.0 / 255.0)
         return images, shapes, mask, soft
 
 
