@@ -168,8 +168,9 @@ def format_stats(stats):
     def pct(d, unit="", fmt="{:.1f}"):
         if not d or d.get("n", 0) == 0:
             return "n/a"
-        return (f"median {fmt.format(d['p50'])}{unit}, 5-95% {fmt.format(d['p5'])}-{fmt.format(d['p95'])}{unit}, "
-                f"min {fmt.format(d['p0'])}, max {fmt.format(d['p100'])}")
+        # "from A to B": "-13.6-13.2" would read as a subtraction
+        return (f"median {fmt.format(d['p50'])}{unit}, 5th to 95th percentile {fmt.format(d['p5'])} to "
+                f"{fmt.format(d['p95'])}{unit}, min {fmt.format(d['p0'])}, max {fmt.format(d['p100'])}")
 
     lines = [f"source     {stats['source']}  (format {stats['format']}, schema {stats['schema']}"
              + (", SYNTHETIC" if stats.get("synthetic") else "") + ")",
