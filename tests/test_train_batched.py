@@ -144,3 +144,44 @@ def test_cpu_kernel_equals_grid_sample():
         got = warp_cached(cache, index, m, 16, cache_scale=scale)
         ref = warp_batch(cache[index], m, 16, cache_scale=scale)
         torch.testing.assert_close(got, ref, atol=2e-5, rtol=0)
+
+
+def _batched_cfg(**kw):
+    from shapekit.train import TrainConfig
+
+    base = dict(model="simple_cnn", model_kwargs={"channels": (4, 8)}, epochs=3, batch_size=2, lr=3e-3, norm="box",
+                warmup_epochs=0.5, progress=False, batched=True, input_size=32)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_trainer_batched_path_resumes_exactly(cache, tmp_path):
+    """A run killed mid-epoch and resumed ends with the weights of the uninterrupted run."""
+    from shapekit.train import StopTraining, fit_role, load_checkpoint
+    from shapekit.train.data import load_training_data
+
+    train, val = load_training_data([cache], val_fraction=0.34, seed=0)
+    cfg = _batched_cfg(ema=True)
+    full = fit_role("plain", train, val, cfg, out=tmp_path / "full")
+    assert np.isfinite(full.best_nme) and len(full.history) == 3
+
+    def kill(trainer, epoch, step):
+        if epoch == 1 and step == 0:
+            raise StopTraining
+
+    with pytest.raises(StopTraining):
+        fit_role("plain", train, val, cfg, out=tmp_path / "cut", step_callback=kill)
+    fit_role("plain", train, val, cfg, out=tmp_path / "cut", resume=True)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")
+    for k in a["train_model"]:
+        assert torch.equal(a["train_model"][k], b["train_model"][k]), k
+    assert a["history"][-1]["val_nme"] == b["history"][-1]["val_nme"]
+
+
+def test_trainer_batched_needs_prepared_caches(tmp_path):
+    from shapekit.train import fit_role
+    from test_train_fixtures import BlobDataset
+
+    with pytest.raises(ShapekitError, match="not a prepared cache"):
+        fit_role("plain", BlobDataset(8, seed=0), None, _batched_cfg(input_size=None))

@@ -41,9 +41,12 @@ class TrainConfig:
     patience: int | None = None  # early stopping: epochs without a better validation NME
     ema: bool = False
     ema_decay: float = 0.999
-    amp: bool = True  # CUDA only
-    amp_dtype: str = "float16"  # float16 | bfloat16
-    channels_last: bool = True  # CUDA only
+    amp: bool | None = None  # autocast: None = on CUDA only, True = also on the CPU, False = off
+    amp_dtype: str = "bfloat16"  # bfloat16 (no loss scaling) | float16 (with a gradient scaler)
+    channels_last: bool | None = None  # None = on CUDA only, True = also on the CPU, False = off
+    fused: bool | None = None  # fused AdamW: None = on CUDA only, True = wherever torch has it, False = off
+    compile: bool = False  # torch.compile the trained model's forward
+    batched: bool = False  # augment on the training device (shapekit.train.batched; prepared caches only)
     seed: int = 0
     workers: int = 0
     device: str = "auto"

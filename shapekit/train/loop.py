@@ -10,6 +10,14 @@ Reproducibility: every epoch starts by seeding Python, NumPy and torch from
 way, so an epoch does not depend on what happened before it. A run killed in the
 middle of an epoch and resumed from ``last.pt`` (written at the end of each epoch)
 therefore redoes that epoch exactly and ends with the same weights.
+
+Speed: bfloat16 autocast, channels-last tensors and fused AdamW are on by default on
+CUDA (``amp``, ``channels_last``, ``fused``: None = CUDA only, True = on the CPU too);
+``compile`` wraps the forward in ``torch.compile``; ``batched`` augments a whole batch
+on the training device (:mod:`shapekit.train.batched`) instead of per item in
+DataLoader workers. A step never waits for the device: losses are summed on it and
+read once per epoch (a diverged loss is reported at the end of its epoch), and the
+teachers run in inference mode under the same autocast.
 """
 
 from __future__ import annotations
@@ -75,18 +83,23 @@ class ModelEMA:
             p.requires_grad_(False)
         self.decay = decay
         self.updates = 0
+        self._pairs = None
 
     @torch.no_grad()
     def update(self, model):
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        msd = model.state_dict()
-        for k, v in self.module.state_dict().items():
-            src = msd[k].detach()
-            if v.dtype.is_floating_point:
-                v.mul_(d).add_(src, alpha=1 - d)
-            else:
-                v.copy_(src)
+        if self._pairs is None or self._pairs[0] is not model:
+            msd, own = model.state_dict(keep_vars=True), self.module.state_dict(keep_vars=True)
+            fl = [k for k in own if own[k].dtype.is_floating_point]
+            other = [k for k in own if not own[k].dtype.is_floating_point]
+            self._pairs = (model, [own[k].data for k in fl], [msd[k].data for k in fl],
+                           [own[k].data for k in other], [msd[k].data for k in other])
+        _, dst, src, dst_i, src_i = self._pairs
+        # one fused pass over all tensors instead of two kernels per tensor
+        torch._foreach_lerp_(dst, src, 1 - d)
+        for v, w in zip(dst_i, src_i):
+            v.copy_(w)
 
     def state_dict(self):
         return {"module": self.module.state_dict(), "updates": self.updates}
@@ -94,6 +107,7 @@ class ModelEMA:
     def load_state_dict(self, state):
         self.module.load_state_dict(state["module"])
         self.updates = int(state["updates"])
+        self._pairs = None
 
 
 def _epoch_seed(seed, epoch):
@@ -241,8 +255,8 @@ class Trainer:
             raise ShapekitError("train_ds: the training set is empty")
 
         cuda = self.device.type == "cuda"
-        self.channels_last = bool(self.cfg.channels_last and cuda)
-        self.use_amp = bool(self.cfg.amp and cuda)
+        self.channels_last = bool(cuda if self.cfg.channels_last is None else self.cfg.channels_last)
+        self.use_amp = bool(cuda if self.cfg.amp is None else self.cfg.amp)
         self.amp_dtype = torch.float16 if self.cfg.amp_dtype == "float16" else torch.bfloat16
         if cuda:
             torch.backends.cudnn.benchmark = False
@@ -282,6 +296,8 @@ class Trainer:
         self.teachers = {}
         for k, t in (teachers or {}).items():
             t = t.to(self.device).eval()
+            if self.channels_last:
+                t = t.to(memory_format=torch.channels_last)
             for p in t.parameters():
                 p.requires_grad_(False)
             self.teachers[k] = t
@@ -295,10 +311,23 @@ class Trainer:
         else:
             self.ddp = self.model
 
-        self.train_loader, self.sampler, self.loader_gen = self._make_loader()
-        n_batches = len(self.train_loader)
+        self.forward = torch.compile(self.ddp) if self.cfg.compile else self.ddp
+        self.device_data = None
+        if self.cfg.batched:
+            from shapekit.train.batched import DeviceCache
+
+            self.device_data = DeviceCache.from_dataset(train_ds, device=self.device, out_size=self.input_size,
+                                                        pdm=pdm if role == "tolerant" else None)
+            self.train_loader, self.sampler = None, None
+            self.loader_gen = torch.Generator()
+            n_batches = self._batched_steps()
+        else:
+            self.train_loader, self.sampler, self.loader_gen = self._make_loader()
+            n_batches = len(self.train_loader)
         self.steps_per_epoch = min(n_batches, self.cfg.max_steps_per_epoch or n_batches)
-        self.optimizer = torch.optim.AdamW(_param_groups(self.model, self.cfg.weight_decay), lr=self.cfg.lr)
+        fused = cuda if self.cfg.fused is None else bool(self.cfg.fused)
+        self.optimizer = torch.optim.AdamW(_param_groups(self.model, self.cfg.weight_decay), lr=self.cfg.lr,
+                                           **({"fused": True} if fused else {}))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(self.cfg, self.steps_per_epoch))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.ema = ModelEMA(self.model, self.cfg.ema_decay) if self.cfg.ema else None
@@ -325,6 +354,29 @@ class Trainer:
                             pin_memory=self.device.type == "cuda", persistent_workers=False)
         return loader, sampler, gen
 
+    def _batched_steps(self):
+        n = len(self.device_data) // self.world
+        b = self.cfg.batch_size
+        return n // b if n >= 2 * b else -(-n // b)
+
+    def _batched_epoch(self, epoch):
+        """Yield ``(images, targets)`` of one epoch of device-side batches (order drawn like the loader's)."""
+        dd = self.device_data
+        order = torch.randperm(len(dd), generator=self.loader_gen)
+        if self.distributed:
+            order = order[self.rank::self.world]
+        order = order.to(self.device)  # the epoch's one copy to the device
+        b = self.cfg.batch_size
+        size = dd.out_size
+        for step in range(self._batched_steps()):
+            images, shapes, mask, soft = dd.batch(order[step * b:(step + 1) * b], epoch, step)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            targets = {"crop_size": size, "mask": mask, "shape": pixel_to_normalized(shapes, size)}
+            if soft is not None:
+                targets["soft"] = pixel_to_normalized(soft, size)
+            yield images, targets
+
     def _val_loader(self):
         from torch.utils.data import DataLoader
 
@@ -349,6 +401,8 @@ class Trainer:
         then sees the detail it was trained on rather than the student's reduced images;
         :func:`predict_normalized` resizes to the teacher's own input size either way.
         """
+        if batch is None:  # device-side batches are rendered at the student's input size
+            return images
         full = batch["image"]
         want = teacher.config["input_size"]
         if want > images.shape[-1] and full.shape[-1] > images.shape[-1]:
@@ -362,15 +416,17 @@ class Trainer:
         mask = targets["mask"]
         extra = {}
         if cfg.role == "student" or "tough" in getattr(self.loss_fn, "needs", ()):
-            with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-                for k, t in self.teachers.items():
-                    extra[k] = predict_normalized(t, self._teacher_images(batch, images, t)).float()
+            with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+                out = {k: predict_normalized(t, self._teacher_images(batch, images, t))
+                       for k, t in self.teachers.items()}
+            # inference tensors cannot enter autograd: ordinary copies (B x L x 2, cheap)
+            extra.update({k: v.float().clone() for k, v in out.items()})
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             if "heatmaps" in getattr(self.loss_fn, "needs", ()):
                 coords, hm = self._forward_heatmaps(images)
                 extra["heatmaps"] = hm.float()
             else:
-                coords = self.ddp(images)
+                coords = self.forward(images)
         coords = coords.float()
         if self.loss_units == "pixels":
             # Pixel-sized loss constants: measure errors in pixels of the network input.
@@ -402,18 +458,20 @@ class Trainer:
             self.sampler.set_epoch(epoch)
         if hasattr(self.train_ds, "set_epoch"):
             self.train_ds.set_epoch(epoch)
-        total, count, n_img = 0.0, 0, 0
+        total = torch.zeros((), dtype=torch.float64, device=self.device)  # read once, at the end
+        count, n_img = 0, 0
         t0 = time.perf_counter()
-        it = progress(self.train_loader, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        if self.device_data is not None:
+            batches = ((None,) + b for b in self._batched_epoch(epoch))
+        else:
+            batches = ((b,) + prepare_batch(b, self.device, self.input_size, self.channels_last)
+                       for b in self.train_loader)
+        it = progress(batches, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                       disable=None if cfg.progress is None else not cfg.progress, min_items=1)
-        for step, batch in enumerate(it):
+        for step, (batch, images, targets) in enumerate(it):
             if step >= self.steps_per_epoch:
                 break
-            images, targets = prepare_batch(batch, self.device, self.input_size, self.channels_last)
             loss = self._loss(batch, images, targets)
-            if not torch.isfinite(loss):
-                raise ShapekitError(f"training diverged: loss is {float(loss)} at epoch {epoch + 1} step {step + 1}"
-                                    " (lower --lr or check the data)")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if cfg.grad_clip:
@@ -424,17 +482,19 @@ class Trainer:
             self.scheduler.step()
             if self.ema is not None:
                 self.ema.update(self.model)
-            total += float(loss.detach()) * images.shape[0]
+            total += loss.detach().double() * images.shape[0]
             count += images.shape[0]
             n_img += images.shape[0]
-            if hasattr(it, "set_postfix") and step % 10 == 0:
-                it.set_postfix(loss=f"{total / max(count, 1):.4g}")
             if self.step_callback is not None:
                 self.step_callback(self, epoch, step)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+        mean_loss = float(total) / max(count, 1)  # the epoch's one read of the device
         dt = time.perf_counter() - t0
-        return {"train_loss": total / max(count, 1), "train_time_s": dt, "train_images_per_s": n_img * self.world / dt}
+        if not math.isfinite(mean_loss):
+            raise ShapekitError(f"training diverged: the mean loss of epoch {epoch + 1} is {mean_loss}"
+                                " (lower --lr or check the data)")
+        if hasattr(it, "set_postfix"):
+            it.set_postfix(loss=f"{mean_loss:.4g}")
+        return {"train_loss": mean_loss, "train_time_s": dt, "train_images_per_s": n_img * self.world / dt}
 
     def eval_model(self):
         """Return the model used for validation and inference: the EMA when kept, else the trained model."""
