@@ -50,11 +50,31 @@ class DemoConfig:
     asm: bool = True
     workers: int = 1
 
+    def __post_init__(self):
+        for name in ("n_train", "n_val", "image_size", "input_size", "epochs", "batch_size", "workers"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ShapekitError(f"{name}: expected a positive integer, got {v!r}")
+        if self.n_train < 8 or self.n_val < 2:
+            raise ShapekitError(f"n_train, n_val: the demo needs at least 8 training and 2 validation faces, "
+                                f"got {self.n_train} and {self.n_val}")
+        if self.input_size < 32:
+            raise ShapekitError(f"input_size: expected at least 32 pixels, got {self.input_size}")
+        if not 0 < self.variance <= 1:
+            raise ShapekitError(f"variance: expected a fraction in (0, 1], got {self.variance!r}")
+
     @classmethod
     def quick(cls, **kw):
         """Return a tiny configuration (tens of seconds) for smoke tests."""
         base = dict(n_train=48, n_val=16, image_size=96, input_size=64, epochs=1, batch_size=16,
                     teacher="mobilenetv2")
+        base.update(kw)
+        return cls(**base)
+
+    @classmethod
+    def full(cls, **kw):
+        """Return the longer run: three times the faces and four times the epochs of the default."""
+        base = dict(n_train=2400, n_val=400, epochs=4 * cls.epochs)
         base.update(kw)
         return cls(**base)
 
@@ -90,6 +110,15 @@ def _pct(x):
     return f"{100 * x:.2f}%"
 
 
+#: NME threshold of the report's failure rates and AUCs (``FR@0.08``, ``AUC@0.08``) and
+#: of its CED plot: one convention everywhere.
+THRESHOLD = 0.08
+_FR, _AUC = f"fr_{THRESHOLD:.2f}", f"auc_{THRESHOLD:.2f}"
+#: the active shape model is fitted to the first ASM_FACES validation faces (the networks' figures
+#: on the same faces are kept for the comparison)
+ASM_FACES = 40
+
+
 def run_demo(out, config=None, verbose=True):
     """Run the main job into folder ``out`` and return a summary dict (also ``out/summary.json``).
 
@@ -106,8 +135,15 @@ def run_demo(out, config=None, verbose=True):
     from shapekit.viz.shape import plot_modes, plot_soft_landmarks
 
     cfg = config or DemoConfig()
-    if cfg.n_train < 8 or cfg.n_val < 2:
-        raise ShapekitError("the demo needs at least 8 training and 2 validation faces")
+    if cfg.train:
+        from shapekit._device import resolve_device
+
+        resolve_device(cfg.device)  # a bad --device is refused before any work
+        from shapekit.nn import list_models
+
+        for name in (cfg.teacher, cfg.student):
+            if name not in list_models():
+                raise ShapekitError(f"model: unknown network {name!r} (expected one of {', '.join(list_models())})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log = _Log(verbose)
@@ -161,17 +197,20 @@ def run_demo(out, config=None, verbose=True):
                            "max_displacement_nme": float(np.max(disp)), "folder": str(out / "data" / "train_soft")}
         log.say(f"mean hard->soft displacement {_pct(np.mean(disp))} of the inter-ocular distance")
 
-    # 4. deep models --------------------------------------------------------------------------
+    # 4. deep models and the mean-shape baseline ----------------------------------------------
+    errors = {}
     if cfg.train:
-        summary["models"], errors = _train_all(cfg, train_ann, val_ann, soft, out, log, files)
-        from shapekit.viz.curves import plot_ced
-
-        files.append(plot_ced(errors, out / "ced.png", threshold=0.10,
-                              title="validation CED, synthetic faces"))
+        summary["models"], summary["baseline"], errors = _train_all(cfg, train_ann, val_ann, soft, out, log, files)
 
     # 5. classical active shape model ---------------------------------------------------------
     if cfg.asm:
-        summary["asm"] = _asm_stage(cfg, train_ann, val_ann, pdm, out, log, files)
+        summary["asm"], asm_errors = _asm_stage(cfg, train_ann, val_ann, pdm, out, log, files)
+        errors[f"active shape model ({len(asm_errors)} faces)"] = asm_errors
+    if cfg.train:
+        from shapekit.viz.curves import plot_ced
+
+        files.append(plot_ced(errors, out / "ced.png", threshold=THRESHOLD,
+                              title="validation CED, synthetic faces"))
 
     summary["timings"] = {k: round(v, 2) for k, v in log.timings.items()}
     summary["total_seconds"] = round(time.perf_counter() - log.t0, 1)
@@ -200,28 +239,31 @@ def _datasets(cfg, train_ann, val_ann, soft):
 
 
 def _train_all(cfg, train_ann, val_ann, soft, out, log, files):
-    from shapekit.train import TrainConfig, fit_role
+    from shapekit.train import fit_role
     from shapekit.train.evaluate import evaluate
     from shapekit.viz.curves import plot_training_curves
 
     train_ds, val_ds = _datasets(cfg, train_ann, val_ann, soft)
-    base = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=2e-3, warmup_epochs=0.5,
-                       seed=cfg.seed, device=cfg.device, input_size=cfg.input_size, progress=log.verbose)
+    with log.stage("mean-shape baseline"):
+        baseline, base_errors = _mean_shape_baseline(train_ds, val_ds)
+        log.say(f"validation NME {_pct(baseline['nme'])} when every face gets the training mean shape")
     roles = [("tough", cfg.teacher), ("tolerant", cfg.teacher), ("plain", cfg.student), ("student", cfg.student)]
-    results, rows, errors = {}, {}, {}
+    results, rows, errors = {}, {}, {"mean shape (baseline)": base_errors}
     for role, model_name in roles:
         with log.stage(f"training the {role} {'teacher' if role in ('tough', 'tolerant') else 'model'} "
                        f"({model_name}, {cfg.epochs} epochs)"):
             teachers = (results["tough"].model, results["tolerant"].model) if role == "student" else None
-            res = fit_role(role, train_ds, val_ds, base.replace(model=model_name), teachers=teachers,
+            res = fit_role(role, train_ds, val_ds, _train_config(cfg, model_name, log.verbose), teachers=teachers,
                            out=out / "runs" / role)
             results[role] = res
             ev = evaluate(res.model, val_ds, device=cfg.device)
             label = {"tough": "tough teacher (hard)", "tolerant": "tolerant teacher (soft)",
                      "plain": "plain student (L2)", "student": "KD-Loss student"}[role]
             errors[label] = ev.errors
-            rows[role] = {"model": model_name, "nme": ev.metrics["nme"], "fr_0.08": ev.metrics["fr_0.08"],
-                          "auc_0.08": ev.metrics["auc_0.08"], "best_epoch": res.best_epoch,
+            rows[role] = {"model": model_name, "nme": ev.metrics["nme"], _FR: ev.metrics[_FR],
+                          _AUC: ev.metrics[_AUC], "best_epoch": res.best_epoch,
+                          "epochs": len(res.history), "first_nme": _first_val_nme(res.history),
+                          "nme_asm_faces": float(np.mean(ev.errors[:ASM_FACES])),
                           "checkpoint": str(res.best_path) if res.best_path else None,
                           "n_parameters": int(sum(p.numel() for p in res.model.parameters()))}
             if res.history:
@@ -233,11 +275,59 @@ def _train_all(cfg, train_ann, val_ann, soft, out, log, files):
 
     ev = evaluate(results["student"].model, val_ds, device=cfg.device)
     k = min(8, len(val_ann))
-    files.append(plot_sample_grid([read_image(m["image"]) for m in val_ann.meta[:k]], ev.pred[:k],
-                                  out / "predictions.png", schema="ibug68",
+    files.append(plot_sample_grid([read_image(m["image"]) for m in val_ann.meta[:k]], ev.gt[:k],
+                                  out / "predictions.png", schema="ibug68", extra=ev.pred[:k],
                                   titles=[f"NME {_pct(e)}" for e in ev.errors[:k]],
+                                  labels=("ground truth", "KD-Loss student"),
                                   suptitle="KD-Loss student on held-out synthetic faces"))
-    return rows, errors
+    return rows, baseline, errors
+
+
+def _train_config(cfg, model_name, verbose):
+    """Return the :class:`TrainConfig` of one demo network: where every network of the demo is set up."""
+    from shapekit.train import TrainConfig
+
+    return TrainConfig(model=model_name, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=2e-3, warmup_epochs=0.5,
+                       seed=cfg.seed, device=cfg.device, input_size=cfg.input_size, progress=verbose)
+
+
+def _first_val_nme(history):
+    return next((float(r["val_nme"]) for r in history if "val_nme" in r), None)
+
+
+def _mean_shape_baseline(train_ds, val_ds):
+    """Return ``(row, per-image NME)`` of predicting the training mean shape for every validation face.
+
+    The mean is taken over the training crops without augmentation (crop pixels), so it
+    sits in each validation crop as a network's output would; it is mapped back to the
+    original image and scored there, like the networks (:func:`shapekit.train.evaluate.evaluate`).
+    """
+    import copy
+
+    from shapekit.train.evaluate import _to_original, compute_metrics
+
+    plain = copy.copy(train_ds)
+    plain.augment = None
+    crops = []
+    for i in range(len(plain)):
+        item = plain[i]
+        shape = item["shape"].double().numpy().copy()
+        shape[~item["mask"].numpy().astype(bool)] = np.nan
+        crops.append(shape)
+    mean = np.nanmean(np.stack(crops), axis=0)
+    pred, gt, masks = [], [], []
+    for i in range(len(val_ds)):
+        item = val_ds[i]
+        t = item["transform"].double().numpy()[None]
+        m = item["mask"].numpy().astype(bool)
+        g = item["shape"].double().numpy().copy()
+        g[~m] = np.nan
+        pred.append(_to_original(mean[None], t)[0])
+        gt.append(_to_original(g[None], t)[0])
+        masks.append(m)
+    metrics, e = compute_metrics(np.stack(pred), np.stack(gt), np.stack(masks), schema=val_ds.schema,
+                                 thresholds=(THRESHOLD,))
+    return {"model": "training mean shape", "nme": metrics["nme"], _FR: metrics[_FR], _AUC: metrics[_AUC]}, e
 
 
 def _asm_stage(cfg, train_ann, val_ann, pdm, out, log, files):
@@ -250,7 +340,7 @@ def _asm_stage(cfg, train_ann, val_ann, pdm, out, log, files):
         asm = ActiveShapeModel(schema="ibug68").fit(train_images, train_ann.shapes)
         asm.save(out / "asm.npz")
         files.append(out / "asm.npz")
-        n = min(len(val_ann), 40)
+        n = min(len(val_ann), ASM_FACES)
         t = time.perf_counter()
         fitted = []
         for m, gt in zip(val_ann.meta[:n], val_ann.shapes[:n]):
@@ -263,13 +353,15 @@ def _asm_stage(cfg, train_ann, val_ann, pdm, out, log, files):
         from shapekit.viz.landmarks import plot_sample_grid
 
         k = min(8, n)
-        files.append(plot_sample_grid([read_image(m["image"]) for m in val_ann.meta[:k]], fitted[:k],
-                                      out / "asm_fits.png", schema="ibug68",
+        files.append(plot_sample_grid([read_image(m["image"]) for m in val_ann.meta[:k]], val_ann.shapes[:k],
+                                      out / "asm_fits.png", schema="ibug68", extra=fitted[:k],
                                       titles=[f"NME {_pct(x)}" for x in e[:k]],
+                                      labels=("ground truth", "active shape model"),
                                       suptitle="active shape model search from the landmark box"))
         log.say(f"ASM NME {_pct(np.mean(e))} on {n} faces, {1000 * per_face:.0f} ms per face")
         return {"nme": float(np.mean(e)), "median_nme": float(np.median(e)), "n_images": int(n),
-                "ms_per_face": 1000 * per_face}
+                _FR: metrics.failure_rate(e, THRESHOLD), _AUC: metrics.auc(e, THRESHOLD),
+                "ms_per_face": 1000 * per_face}, e
 
 
 def _write_report(out, s):
@@ -313,21 +405,31 @@ def _write_report(out, s):
         "",
     ]
     if "models" in s:
+        t = f"{THRESHOLD:.2f}"
         lines += [
             "## Teachers and students",
             "",
-            f"{cfg['epochs']} epochs each at {cfg['input_size']}×{cfg['input_size']} input, "
+            f"{cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''} each at {cfg['input_size']}×"
+            f"{cfg['input_size']} input, "
             "same data, augmentation and seed; validation on the held-out faces (NME normalised by "
-            "the outer eye corners).",
+            f"the outer eye corners; FR@{t}: share of faces with NME above {t}; AUC@{t}: area under the "
+            f"CED up to {t}, the threshold of the CED plot too). The baseline row predicts the training "
+            "mean shape in every crop, placed as the networks' inputs are framed (square around the "
+            "landmark box).",
             "",
-            "| role | model | parameters | NME | FR@0.08 | AUC@0.08 |",
+            f"| role | model | parameters | NME | FR@{t} | AUC@{t} |",
             "| --- | --- | ---: | ---: | ---: | ---: |",
         ]
+        b = s["baseline"]
+        lines.append(f"| baseline | {b['model']} | 0 | {_pct(b['nme'])} | {_pct(b[_FR])} | {b[_AUC]:.3f} |")
         for role, r in s["models"].items():
             lines.append(f"| {role} | {r['model']} | {r['n_parameters'] / 1e6:.2f} M | {_pct(r['nme'])} | "
-                         f"{_pct(r['fr_0.08'])} | {r['auc_0.08']:.3f} |")
-        lines += ["", "A short CPU run: these networks are far from converged; see the README for full recipes.",
-                  "", "![ced](ced.png)", "", "![predictions](predictions.png)", ""]
+                         f"{_pct(r[_FR])} | {r[_AUC]:.3f} |")
+        if "asm" in s:
+            a = s["asm"]
+            lines.append(f"| classical | active shape model ({a['n_images']} faces) | – | {_pct(a['nme'])} | "
+                         f"{_pct(a[_FR])} | {a[_AUC]:.3f} |")
+        lines += ["", _interpretation(s), "", "![ced](ced.png)", "", "![predictions](predictions.png)", ""]
         for role in s["models"]:
             lines += [f"![{role}](curves_{role}.png)", ""]
     if "asm" in s:
@@ -346,3 +448,50 @@ def _write_report(out, s):
     lines += [f"| {k} | {v:.1f} |" for k, v in s["timings"].items()]
     with atomic_open(out / "report.md") as fh:
         fh.write("\n".join(lines) + "\n")
+
+
+def _interpretation(s):
+    """Return one paragraph reading the report's table: baseline, convergence, KD, ASM."""
+    models, base = s["models"], s["baseline"]["nme"]
+    names = {"tough": "tough teacher", "tolerant": "tolerant teacher", "plain": "plain student",
+             "student": "KD-Loss student"}
+    best = min(models, key=lambda r: models[r]["nme"])
+    b = models[best]["nme"]
+    parts = []
+    beat = [r for r in models if models[r]["nme"] < base]
+    if b < base:
+        parts.append(f"The best network, the {names[best]}, reaches {_pct(b)} NME against {_pct(base)} for the "
+                     f"mean shape ({base / b:.1f}× lower); {len(beat)} of {len(models)} networks beat the "
+                     "baseline, so they have learned more than where the average face sits in a crop.")
+    else:
+        parts.append(f"No network beats the mean-shape baseline ({_pct(base)}; the best, the {names[best]}, "
+                     f"is at {_pct(b)}): in this run they have not learned more than where the average face "
+                     "sits in a crop.")
+    last = [r for r in models if models[r]["best_epoch"] is not None and models[r]["best_epoch"] >= models[r]["epochs"]]
+    if max(models[r]["epochs"] for r in models) <= 1:
+        parts.append("One epoch each is too few to tell whether the networks were still improving.")
+    elif last:
+        parts.append(f"{len(last)} of {len(models)} networks had their best validation NME at the last epoch, "
+                     "so they were still improving when the run stopped (`shapekit demo --full` trains longer).")
+    else:
+        parts.append("Every network's best validation NME came before its last epoch.")
+    if "student" in models and "plain" in models:
+        kd, pl = models["student"]["nme"], models["plain"]["nme"]
+        parts.append(f"The KD-Loss student ({_pct(kd)}) is {'below' if kd < pl else 'not below'} the plain "
+                     f"student with the same network and data ({_pct(pl)}); this is one short run with one "
+                     "seed, not a measurement of the method.")
+    if "asm" in s:
+        a = s["asm"]["nme"]
+        worse = [r for r in models if models[r]["nme_asm_faces"] > a]
+        if len(worse) == len(models):
+            verdict = "better than every network here"
+        elif worse:
+            verdict = f"better than {len(worse)} of the {len(models)} networks"
+        else:
+            verdict = "behind every network here"
+        on_same = [models[r]["nme_asm_faces"] for r in models]
+        parts.append(f"The classical active shape model, with no network at all, reaches {_pct(a)} on the first "
+                     f"{s['asm']['n_images']} validation faces, where the networks reach {_pct(min(on_same))} to "
+                     f"{_pct(max(on_same))}: {verdict}. It starts from the landmark box, the framing the "
+                     "networks' crops get too, so neither side is given a harder start.")
+    return " ".join(parts)

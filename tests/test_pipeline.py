@@ -2,9 +2,11 @@
 
 import json
 
+import numpy as np
 import pytest
 
-from shapekit.pipeline import DemoConfig, run_demo
+from shapekit.errors import ShapekitError
+from shapekit.pipeline import THRESHOLD, DemoConfig, _interpretation, run_demo
 from shapekit_cli.main import main
 
 
@@ -22,6 +24,10 @@ def _check_outputs(out, summary, trained=True):
         assert set(summary["models"]) == {"tough", "tolerant", "plain", "student"}
         for row in summary["models"].values():
             assert 0 < row["nme"] < 5
+        base = summary["baseline"]
+        assert 0 < base["nme"] < 1 and 0 <= base[f"fr_{THRESHOLD:.2f}"] <= 1
+        assert "| baseline | training mean shape |" in report
+        assert f"FR@{THRESHOLD:.2f}" in report and "mean-shape baseline" in report
 
 
 def test_demo_tiny(tmp_path):
@@ -37,6 +43,56 @@ def test_demo_cli_shapes_only(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     _check_outputs(tmp_path / "d", summary, trained=False)
     assert summary["asm"]["nme"] < 0.5
+
+
+def test_mean_shape_baseline_is_the_training_mean_in_each_crop():
+    # faces that are all the same shape, framed the same way: the mean shape is exact
+    from shapekit.data.datasets import LandmarkDataset
+    from shapekit.data.synth import generate
+    from shapekit.pipeline import _mean_shape_baseline
+
+    images, shapes = generate(6, seed=3, size=64, progress=False)
+    same = np.repeat(shapes[:1], 6, axis=0)
+    ds = LandmarkDataset(np.stack(images), same, size=32, schema="ibug68")
+    row, e = _mean_shape_baseline(ds, ds)
+    np.testing.assert_allclose(e, 0, atol=1e-9)
+    assert row["nme"] < 1e-9
+    # real variety: the mean is wrong for every face
+    ds = LandmarkDataset(np.stack(images), shapes, size=32, schema="ibug68")
+    row, e = _mean_shape_baseline(ds, ds)
+    assert (e > 0.005).all() and row["nme"] == pytest.approx(float(np.mean(e)))
+
+
+def test_demo_config_refused_before_any_work(tmp_path):
+    for bad in ({"epochs": 0}, {"input_size": -1}, {"n_train": 4}, {"workers": 0}, {"variance": 1.5}):
+        with pytest.raises(ShapekitError):
+            DemoConfig(**bad)
+    with pytest.raises(ShapekitError, match="--device"):
+        run_demo(tmp_path / "d", DemoConfig(device="gpu"), verbose=False)
+    assert not (tmp_path / "d").exists()
+    full = DemoConfig.full()
+    assert full.n_train > DemoConfig().n_train and full.epochs > DemoConfig().epochs
+
+
+def _summary(nmes, best_epochs, base=0.2, asm=None):
+    roles = ["tough", "tolerant", "plain", "student"]
+    s = {"baseline": {"nme": base},
+         "models": {r: {"nme": n, "best_epoch": b, "epochs": 6, "nme_asm_faces": n}
+                    for r, n, b in zip(roles, nmes, best_epochs)}}
+    if asm is not None:
+        s["asm"] = {"nme": asm, "n_images": 40}
+    return s
+
+
+def test_interpretation_reads_the_table():
+    text = _interpretation(_summary([0.05, 0.06, 0.07, 0.065], [6, 6, 3, 6], asm=0.055))
+    assert "tough teacher" in text and "4 of 4 networks beat the baseline" in text
+    assert "3 of 4 networks had their best validation NME at the last epoch" in text
+    assert "KD-Loss student (6.50%) is below the plain student" in text
+    assert "better than 3 of the 4 networks" in text
+    text = _interpretation(_summary([0.3, 0.3, 0.25, 0.4], [2, 2, 2, 2], asm=0.1))
+    assert "No network beats the mean-shape baseline" in text
+    assert "better than every network here" in text and "before its last epoch" in text
 
 
 @pytest.mark.slow

@@ -10,16 +10,21 @@ import json
 
 
 def register(sub):
+    from shapekit_cli._args import positive_int
+
     p = sub.add_parser("demo", help="run the whole pipeline on generated synthetic faces", description=__doc__)
     p.add_argument("--out", "-o", default="shapekit-demo", help="output folder (default: shapekit-demo)")
-    p.add_argument("--n-train", type=int, help="synthetic training faces (default 800)")
-    p.add_argument("--n-val", type=int, help="synthetic validation faces (default 200)")
-    p.add_argument("--epochs", type=int, help="epochs per network (default 8)")
-    p.add_argument("--input-size", type=int, help="network input size in pixels (default 96)")
+    p.add_argument("--n-train", type=positive_int, help="synthetic training faces (default 800)")
+    p.add_argument("--n-val", type=positive_int, help="synthetic validation faces (default 200)")
+    p.add_argument("--epochs", type=positive_int, help="epochs per network (default 8)")
+    p.add_argument("--input-size", type=positive_int, help="network input size in pixels (default 96)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--workers", type=int, help="processes rendering faces (default 1)")
-    p.add_argument("--quick", action="store_true", help="a tiny run (tens of seconds) to check the installation")
+    p.add_argument("--workers", type=positive_int, help="processes rendering faces (default 1)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a tiny run (tens of seconds) to check the installation")
+    size.add_argument("--full", action="store_true",
+                      help="the longer run: 2400 + 400 faces, four times the epochs (several times the default's time)")
     p.add_argument("--no-train", action="store_true", help="skip the deep models")
     p.add_argument("--no-asm", action="store_true", help="skip the active shape model")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object at the end")
@@ -34,7 +39,8 @@ def run(args):
         value = getattr(args, name)
         if value is not None:
             kw[name] = value
-    cfg = DemoConfig.quick(**kw) if args.quick else DemoConfig(**kw)
+    # the whole configuration is checked here, before any face is rendered
+    cfg = DemoConfig.quick(**kw) if args.quick else DemoConfig.full(**kw) if args.full else DemoConfig(**kw)
     summary = run_demo(args.out, cfg, verbose=not args.json)
     if args.json:
         print(json.dumps(summary))

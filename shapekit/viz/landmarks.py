@@ -47,19 +47,25 @@ def show_image(ax, image):
 
 
 def plot_sample_grid(images, shapes, path, schema=None, titles=None, masks=None, ncols=4, dpi=110,
-                     suptitle=None, extra=None):
+                     suptitle=None, extra=None, labels=None):
     """Write a PNG grid of images with their landmarks drawn (schema edges) and return ``path``.
 
     ``images``: a sequence of arrays or ``(C, H, W)`` tensors; ``shapes``: ``(N, L, 2)``
-    in the pixels of each image. ``extra``: optional second shapes ``(N, L, 2)``
-    drawn in red (predictions, soft landmarks).
+    in the pixels of each image, drawn in green. ``extra``: optional second shapes
+    ``(N, L, 2)`` drawn in red over them (predictions, soft landmarks). ``labels``: the
+    names of the green and red shapes, e.g. ``("ground truth", "prediction")``, shown in
+    a legend under the grid. Titles get room of their own (constrained layout), so
+    they never cover the image above.
     """
+    from matplotlib.lines import Line2D
+
     plt = pyplot()
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 2.4 * nrows + (0.3 if suptitle else 0)),
-                             squeeze=False)
+    height = 2.4 * nrows + (0.25 * nrows if titles is not None else 0) + (0.3 if suptitle else 0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, height + (0.3 if labels else 0)), squeeze=False,
+                             layout="constrained")
     for k, ax in enumerate(axes.ravel()):
         if k >= n:
             ax.set_axis_off()
@@ -67,12 +73,18 @@ def plot_sample_grid(images, shapes, path, schema=None, titles=None, masks=None,
         show_image(ax, images[k])
         draw_landmarks(ax, shapes[k], schema, None if masks is None else masks[k])
         if extra is not None:
-            draw_landmarks(ax, extra[k], schema, None, color="red", edge_color="red", size=4, linewidth=0.5)
+            draw_landmarks(ax, extra[k], schema, None, color="red", edge_color="red", size=4, linewidth=0.6)
         if titles is not None:
-            ax.set_title(str(titles[k]), fontsize=7)
+            ax.set_title(str(titles[k]), fontsize=7, pad=2)
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
+    if labels:
+        handles = [Line2D([], [], color="yellow", marker="o", markerfacecolor="lime", markeredgecolor="black",
+                          markersize=4, lw=0.8, label=labels[0])]
+        if extra is not None and len(labels) > 1:
+            handles.append(Line2D([], [], color="red", marker="o", markerfacecolor="red", markeredgecolor="black",
+                                  markersize=4, lw=0.8, label=labels[1]))
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
     return save_figure(fig, path, dpi=dpi)
 
 

@@ -78,10 +78,15 @@ def plot_modes(pdm, path, n_modes=3, k=3.0, schema=None, title=None):
     return save_figure(fig, path, dpi=110)
 
 
-def plot_soft_landmarks(hard, soft, path, schema=None, n=6, images=None, title=None):
+def plot_soft_landmarks(hard, soft, path, schema=None, n=6, images=None, title=None, labels=("hard", "soft"),
+                        zoom=True):
     """Write a PNG comparing hard landmarks (green) with soft ones (red) for the first ``n`` shapes.
 
-    ``images`` (optional list of arrays) are drawn underneath. Coordinates in pixels. Returns the path.
+    The top row shows whole faces (``images``, an optional list of arrays, drawn
+    underneath; coordinates in pixels) with an arrow from each hard point to its soft
+    one. With ``zoom`` and a 68-point layout, the rows below enlarge the eyes and the
+    mouth, where the few-pixel differences between the two lie. ``labels`` name the
+    green and red shapes in the legend. Returns the path.
     """
     plt = pyplot()
     hard = np.asarray(hard, dtype=float)
@@ -90,22 +95,49 @@ def plot_soft_landmarks(hard, soft, path, schema=None, n=6, images=None, title=N
     if n < 1:
         raise ShapekitError("plot_soft_landmarks: no shapes to draw")
     edges = _edges(schema, hard.shape[1])
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8))
-    axes = np.atleast_1d(axes)
+    regions = [("eyes", list(range(17, 27)) + list(range(36, 48))), ("mouth", list(range(48, 68)))]
+    regions = regions if zoom and hard.shape[1] == 68 else []
+    rows = 1 + len(regions)
+    fig, axes = plt.subplots(rows, n, figsize=(2.6 * n, 2.8 + 1.6 * len(regions)), squeeze=False,
+                             height_ratios=[2.6] + [1.4] * len(regions), layout="constrained")
     for i in range(n):
-        ax = axes[i]
-        if images is not None and images[i] is not None:
-            ax.imshow(images[i], cmap="gray")
-        _draw(ax, hard[i], edges, "tab:green", lw=0.8, label="hard", size=5)
-        _draw(ax, soft[i], edges, "tab:red", lw=0.8, label="soft", size=5)
-        if images is None or images[i] is None:
+        for r in range(rows):
+            ax = axes[r, i]
+            if images is not None and images[i] is not None:
+                ax.imshow(images[i], cmap="gray")
+            _draw(ax, hard[i], edges, "tab:green", lw=0.8, label=labels[0], size=5 if r == 0 else 12)
+            _draw(ax, soft[i], edges, "tab:red", lw=0.8, label=labels[1], size=5 if r == 0 else 12)
+            ok = np.isfinite(hard[i]).all(-1) & np.isfinite(soft[i]).all(-1)
+            d = soft[i] - hard[i]
+            ax.quiver(hard[i, ok, 0], hard[i, ok, 1], d[ok, 0], d[ok, 1], angles="xy", scale_units="xy", scale=1,
+                      color="white" if images is not None else "black", width=0.004 if r == 0 else 0.008,
+                      zorder=4)
+            if r > 0:
+                name, idx = regions[r - 1]
+                pts = np.concatenate([hard[i, idx], soft[i, idx]])
+                pts = pts[np.isfinite(pts).all(-1)]
+                if len(pts):
+                    lo, hi = pts.min(0), pts.max(0)
+                    pad = 0.15 * (hi - lo).max() + 1
+                    ax.set_xlim(lo[0] - pad, hi[0] + pad)
+                    ax.set_ylim(hi[1] + pad, lo[1] - pad)
+                if i == 0:
+                    ax.set_ylabel(f"{name}, enlarged", fontsize=8)
+            elif images is None or images[i] is None:
+                ax.invert_yaxis()
             ax.set_aspect("equal")
-            ax.invert_yaxis()
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if i == 0:
-            ax.legend(fontsize=7, loc="lower left", frameon=False)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        valid = np.isfinite(hard[i]).all(-1) & np.isfinite(soft[i]).all(-1)
+        shift = np.linalg.norm(soft[i, valid] - hard[i, valid], axis=-1)
+        if len(shift):
+            axes[0, i].set_title(f"mean shift {shift.mean():.1f} px, largest {shift.max():.1f} px", fontsize=7)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    from matplotlib.lines import Line2D
+
+    handles.append(Line2D([], [], color="0.2", marker=r"$\rightarrow$", markersize=10, lw=0))
+    names.append(f"{labels[0]} → {labels[1]}")
+    fig.legend(handles, names, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return save_figure(fig, path, dpi=110)
