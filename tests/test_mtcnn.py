@@ -223,3 +223,69 @@ def test_cuda_equals_cpu(weights):
         assert b.shape == gb.shape
         np.testing.assert_allclose(gb, b, atol=0.1)
         np.testing.assert_allclose(gp, p, atol=0.1)
+
+
+# ------------------------------------------------------------------ framing from five points, detector choice
+
+
+def test_five_point_framing_recovers_landmark_squares():
+    from shapekit.data import crops
+    from shapekit.data.detect import FivePointFraming, five_points
+    from shapekit.data.synth import sample_shapes
+
+    framing = FivePointFraming.synthetic()
+    assert framing.reference_.shape == (5, 2)
+    # held-out synthetic faces (other seed), moved, scaled and turned: the square follows
+    shapes = sample_shapes(200, seed=7)
+    truth = crops.square_from_box(crops.landmark_box(shapes))
+    got = framing.squares(five_points(shapes))
+    err = np.abs(got - truth) / truth[:, 2:3]
+    # (turned heads move the jaw outline against the inner features: a few per cent)
+    assert np.median(err[:, :2]) < 0.06 and np.median(np.abs(np.log(got[:, 2] / truth[:, 2]))) < 0.06
+    moved = five_points(shapes[:3]) * 2.0 + [100.0, -40.0]
+    np.testing.assert_allclose(framing.squares(moved), got[:3] * [2, 2, 2] + [100, -40, 0], atol=1e-9)
+    # five points of 68-point shapes: eye centres, nose tip, mouth corners, image-left first
+    f = five_points(shapes[0])
+    assert f[0, 0] < f[1, 0] and f[3, 0] < f[4, 0] and f[0, 1] < f[2, 1] < f[3, 1]
+    with pytest.raises(ShapekitError, match="68-point"):
+        five_points(np.zeros((1, 98, 2)))
+    five = FivePointFraming.synthetic(n_points=5)
+    np.testing.assert_allclose(five.squares(five_points(shapes[:1]))[0, 2],
+                               crops.square_from_box(crops.landmark_box(five_points(shapes[:1])))[0, 2], rtol=0.2)
+
+
+def test_a_correction_serves_only_its_own_detector(weights, tmp_path):
+    from shapekit.data.detect import BoxCorrection
+
+    lbp = BoxCorrection(offset_=(0.0, 0.1), log_scale_=0.0, n_samples_=10)  # files from before names: lbp
+    with pytest.raises(ShapekitError, match="learned for the lbp detector, not for mtcnn"):
+        M.MTCNN(weights, correction=lbp)
+    mt = BoxCorrection(offset_=(0.0, 0.1), log_scale_=0.0, n_samples_=10, detector="mtcnn")
+    mt.save(tmp_path / "c.json")
+    det = M.MTCNN(weights, correction=tmp_path / "c.json")
+    assert det.correction.detector == "mtcnn"
+    with pytest.raises(ShapekitError, match="learned for the mtcnn detector"):
+        FaceDetector(correction=tmp_path / "c.json")
+
+
+def test_predictor_and_dataset_frame_faces_from_the_five_points(weights):
+    from shapekit.data import crops
+    from shapekit.data.datasets import LandmarkDataset
+    from shapekit.data.synth import render_face
+    from shapekit.nn import create_model
+    from shapekit.train.predict import Predictor
+
+    image, points = render_face(3, 256)
+    truth = crops.square_from_box(crops.landmark_box(points))
+    det = M.MTCNN(weights)
+    model = create_model("simple_cnn", n_points=68, input_size=32)
+    faces = Predictor(model, detector=det, crop_scale=1.3).predict(image)
+    assert faces[0].source == "detector" and faces[0].points.shape == (68, 2)
+    sq = np.array(faces[0].square)
+    assert box_iou(crops.box_from_square(sq), crops.box_from_square(truth))[0, 0] > 0.7
+    ds = LandmarkDataset([image], points[None], size=32, crop="detector", detector=det, scale=1.3)
+    want = crops.crop_transform(sq[:2], sq[2] * 1.3, 32)
+    np.testing.assert_allclose(ds.transform(0), want, atol=1e-6)
+    # a blank image: no face; the predictor falls back to the whole image and says so by its source
+    blank = Predictor(model, detector=det, crop_scale=1.3).predict(np.zeros((64, 64, 3), np.uint8))
+    assert blank[0].source == "image"

@@ -20,6 +20,10 @@ def register(sub):
     p.add_argument("--format", default="auto", help="annotation format of SOURCE (default auto)")
     p.add_argument("--norm", help="normalisation for 'nme' (default: the layout's, e.g. inter-ocular)")
     p.add_argument("--crop", choices=["landmarks", "detector"], default="landmarks")
+    p.add_argument("--detector", choices=["auto", "mtcnn", "lbp"], default="auto",
+                   help="face detector for --crop detector: mtcnn (five points; `shapekit weights get mtcnn`), "
+                        "lbp (the LBP cascade, no download) or auto (mtcnn when its weights are present; default)")
+    p.add_argument("--correction", metavar="FILE", help="box correction learned for the detector (--crop detector)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--per-landmark", action="store_true", help="print the error of every landmark")
@@ -42,7 +46,12 @@ def run(args):
     if _is_prepared(args.source):
         ds = open_source(args.source, grey=grey)
     else:
-        ds = dataset_for_checkpoint(args.source, ckpt, format=args.format, crop=args.crop)
+        kw = {}
+        if args.crop == "detector":
+            from shapekit.data.detect import make_detector
+
+            kw["detector"] = make_detector(args.detector, correction=args.correction, device=device)
+        ds = dataset_for_checkpoint(args.source, ckpt, format=args.format, crop=args.crop, **kw)
     ev = evaluate(model, ds, batch_size=args.batch_size, device=device, norm=args.norm)
     m = dict(ev.metrics)
     if args.plot:

@@ -1,7 +1,9 @@
 """shapekit predict: landmarks on new images, as JSON and PNG overlays in original-image coordinates.
 
-Faces are found with the face detector (give --correction, learned with
-`shapekit detect --fit`, for crops framed as in training), cropped as in training,
+Faces are found with the face detector (--detector: MTCNN when its weights are present,
+which frames each face from its five points with no learned correction; the LBP cascade
+needs --correction, learned with `shapekit detect --fit`, to crop as in training),
+cropped as in training,
 passed through the network and mapped back. --shape-prior projects the network's
 shape onto a point distribution model (the classical prior cleaning the deep output).
 """
@@ -23,7 +25,12 @@ def register(sub):
     p.add_argument("--prior-modes", type=positive_int, help="modes of the shape prior (default: all)")
     p.add_argument("--prior-k", type=positive_float, default=3.0,
                    help="clip the prior's b to +-k sqrt(lambda) (default 3)")
-    p.add_argument("--correction", metavar="FILE", help="detector box correction (shapekit detect --fit)")
+    p.add_argument("--detector", choices=["auto", "mtcnn", "lbp"], default="auto",
+                   help="face detector: mtcnn (five points; `shapekit weights get mtcnn`), lbp (the LBP cascade, "
+                        "no download) or auto (mtcnn when its weights are present; default)")
+    p.add_argument("--correction", metavar="FILE",
+                   help="box correction learned for the detector (shapekit detect --fit): the faces are framed "
+                        "from the boxes instead of MTCNN's five points")
     p.add_argument("--box", metavar="X0,Y0,X1,Y1", help="use this landmark box instead of the detector")
     p.add_argument("--all-faces", action="store_true", help="every detected face, not only the best")
     p.add_argument("--device", default="auto")
@@ -37,10 +44,10 @@ def run(args):
     from shapekit.train.predict import Predictor
 
     detector = None
-    if args.correction:
-        from shapekit.data.detect import FaceDetector
+    if not args.box:
+        from shapekit.data.detect import make_detector
 
-        detector = FaceDetector(correction=args.correction)
+        detector = make_detector(args.detector, correction=args.correction, device=resolve_device(args.device))
     boxes = None
     if args.box:
         try:

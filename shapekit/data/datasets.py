@@ -116,8 +116,10 @@ class LandmarkDataset(_torch_dataset_base()):
     scale : crop side / landmark-box side; default :func:`shapekit.data.crops.default_scale`
         (1.3 for dense layouts, 2.4 for 5 points). ``margin`` m is accepted instead,
         meaning ``scale = 1 + 2 m`` (m on each side).
-    detector : a :class:`shapekit.data.detect.FaceDetector` for ``crop="detector"``
-        (it should carry a fitted correction). Images in which it finds no face fall
+    detector : a face detector or its name for ``crop="detector"`` (default "auto":
+        see :func:`shapekit.data.detect.make_detector`). MTCNN frames faces from its five
+        points (the synthetic faces' framing of the layout) unless it carries a
+        correction; the LBP cascade should carry a fitted correction. Images in which it finds no face fall
         back to the landmark crop; :attr:`detector_fallbacks` lists them.
     schema : layout name (for flipping); guessed from the point count when None.
     names : a name per sample (e.g. file stems), used by :func:`split_indices`.
@@ -159,10 +161,10 @@ class LandmarkDataset(_torch_dataset_base()):
             raise ShapekitError(f"scale: must be > 0, got {self.scale}")
         if not (callable(crop) or crop in CROP_MODES):
             raise ShapekitError(f"crop: one of {CROP_MODES} or a callable, got {crop!r}")
-        if crop == "detector" and detector is None:
-            from shapekit.data.detect import FaceDetector
+        if crop == "detector" and (detector is None or isinstance(detector, str)):
+            from shapekit.data.detect import make_detector
 
-            detector = FaceDetector()
+            detector = make_detector(detector)
         self.crop = crop
         self.detector = detector
         self.detector_fallbacks = []
@@ -248,12 +250,26 @@ class LandmarkDataset(_torch_dataset_base()):
         self._transforms[index] = t
         return t.copy()
 
+    def _detector_square(self, image):
+        """The best face's landmark square from the detector (five-point framing for MTCNN), or None."""
+        if not hasattr(self.detector, "face_squares"):  # any object with face_square(image) will do
+            return self.detector.face_square(image)
+        framing = None
+        if getattr(self.detector, "name", None) == "mtcnn" and self.detector.correction is None:
+            if getattr(self, "_framing", None) is None:
+                from shapekit.data.detect import FivePointFraming
+
+                self._framing = FivePointFraming.synthetic(5 if self.shapes.shape[1] == 5 else 68)
+            framing = self._framing
+        sq = self.detector.face_squares(image, framing=framing)
+        return None if len(sq) == 0 else sq[0, :3]
+
     def _compute_transform(self, index, image):
         pts = self.shapes[index]
         if self.crop == "image":
             return _crops.image_crop_transform(image.shape[0], image.shape[1], self.size)
         if self.crop == "detector":
-            sq = self.detector.face_square(image)
+            sq = self._detector_square(image)
             if sq is None:
                 self.detector_fallbacks.append(index)
                 return _crops.landmark_crop_transform(pts, self.size, self.scale)

@@ -116,6 +116,9 @@ class BoxCorrection:
     ``log_scale_`` the log of landmark side / detector side (medians over the
     training pairs, robust to the odd wrong match); ``spread_`` holds their robust
     standard deviations (1.4826 MAD); ``n_samples_`` the number of pairs used.
+    ``detector`` names the detector it was learned for ("lbp", "mtcnn"; None in files
+    written before detectors had names, which were all "lbp"): each detector frames
+    faces its own way, so a detector refuses another's correction.
     """
 
     offset_: tuple = (0.0, 0.0)
@@ -123,9 +126,10 @@ class BoxCorrection:
     spread_: tuple = (0.0, 0.0, 0.0)
     n_samples_: int = 0
     n_points: int | None = None
+    detector: str | None = None
 
     @classmethod
-    def fit(cls, detector_boxes, landmark_squares, n_points=None):
+    def fit(cls, detector_boxes, landmark_squares, n_points=None, detector=None):
         """Return the correction fitted on pairs of detector boxes ``(N, 4+)`` and landmark squares ``(N, 3)``."""
         d = np.asarray(detector_boxes, dtype=np.float64).reshape(-1, np.shape(detector_boxes)[-1])[:, :4]
         sq = np.asarray(landmark_squares, dtype=np.float64).reshape(-1, 3)
@@ -141,7 +145,8 @@ class BoxCorrection:
         vals = np.column_stack([off, ls])
         mad = 1.4826 * np.median(np.abs(vals - med), axis=0)
         return cls(offset_=(float(med[0]), float(med[1])), log_scale_=float(med[2]),
-                   spread_=tuple(float(v) for v in mad), n_samples_=int(len(d)), n_points=n_points)
+                   spread_=tuple(float(v) for v in mad), n_samples_=int(len(d)), n_points=n_points,
+                   detector=detector)
 
     def apply(self, boxes):
         """Return corrected squares ``(K, 4)``: ``cx, cy, side, score`` in pixels, for detector boxes ``(K, 4|5)``."""
@@ -156,7 +161,7 @@ class BoxCorrection:
     def to_dict(self):
         return {"format": "shapekit-box-correction", "version": CORRECTION_VERSION,
                 "offset": list(self.offset_), "log_scale": self.log_scale_, "spread": list(self.spread_),
-                "n_samples": self.n_samples_, "n_points": self.n_points}
+                "n_samples": self.n_samples_, "n_points": self.n_points, "detector": self.detector}
 
     def save(self, path):
         """Write the correction as JSON (atomically) and return the path."""
@@ -186,9 +191,84 @@ class BoxCorrection:
         try:
             return cls(offset_=tuple(float(v) for v in d["offset"]), log_scale_=float(d["log_scale"]),
                        spread_=tuple(float(v) for v in d.get("spread", (0, 0, 0))),
-                       n_samples_=int(d.get("n_samples", 0)), n_points=d.get("n_points"))
+                       n_samples_=int(d.get("n_samples", 0)), n_points=d.get("n_points"),
+                       detector=d.get("detector"))
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(path, f"bad box correction field: {exc}") from None
+
+
+def five_points(shapes):
+    """Return the five points ``(N, 5, 2)`` MTCNN places, taken from landmark shapes ``(N, L, 2)``.
+
+    For 68-point (ibug68) shapes: the eye centres (means of points 36-41 and 42-47),
+    the nose tip (30) and the mouth corners (48, 54), image-left first as MTCNN
+    orders them; 5-point shapes (mtfl5: eyes, nose, mouth corners) are returned as they are.
+    """
+    s = np.asarray(shapes, dtype=np.float64)
+    if s.ndim == 2:
+        return five_points(s[None])[0]
+    if s.shape[1] == 5:
+        return s.copy()
+    if s.shape[1] != 68:
+        raise ShapekitError(f"five_points: needs 68-point (ibug68) or 5-point shapes, got {s.shape[1]} points")
+    return np.stack([s[:, 36:42].mean(1), s[:, 42:48].mean(1), s[:, 30], s[:, 48], s[:, 54]], axis=1)
+
+
+class FivePointFraming:
+    """Place the square landmark box of a face from its five points, without any learned box correction.
+
+    ``reference_`` ``(5, 2)`` holds the mean position of the five points (see
+    :func:`five_points`) in the frame of each face's square landmark box (centre at
+    0, side 1). :meth:`squares` fits the least-squares similarity from the reference
+    to a face's five points (``shapekit.asm.search.fit_similarity``) and returns the
+    square it maps the unit landmark square to (centre, side = the similarity's scale;
+    the rotation is not kept: crops stay upright).
+
+    :meth:`fit` learns the reference from landmark shapes (a model's training faces);
+    :meth:`synthetic` from the synthetic faces' shapes (``shapekit.data.synth``), which
+    ship with the code, so the placement needs no data.
+    """
+
+    def __init__(self, reference, source=None):
+        ref = np.asarray(reference, dtype=np.float64)
+        if ref.shape != (5, 2) or not np.isfinite(ref).all():
+            raise ShapekitError(f"reference: expected five finite points (5, 2), got shape {ref.shape}")
+        self.reference_ = ref
+        self.source = source
+
+    @classmethod
+    def fit(cls, shapes, source=None):
+        """Return the framing of landmark ``shapes`` ``(N, 68|5, 2)`` (the mean of their normalised five points)."""
+        s = np.asarray(shapes, dtype=np.float64)
+        sq = _crops.square_from_box(_crops.landmark_box(s))
+        f = (five_points(s) - sq[:, None, :2]) / sq[:, None, 2:3]
+        ok = np.isfinite(f).all(axis=(1, 2))
+        if not ok.any():
+            raise ShapekitError("shapes: no face has all five points")
+        return cls(f[ok].mean(0), source=source)
+
+    @classmethod
+    def synthetic(cls, n_points=68, n=500, seed=0):
+        """Return the framing of ``n`` synthetic faces' shapes (``n_points`` 68, or 5 for a 5-point layout)."""
+        from shapekit.data.synth import sample_shapes
+
+        shapes = sample_shapes(n, seed=seed)
+        if n_points == 5:
+            shapes = five_points(shapes)
+        elif n_points != 68:
+            raise ShapekitError(f"n_points: the synthetic framing knows 68 and 5 points, got {n_points}")
+        return cls.fit(shapes, source=f"synthetic faces ({n}, seed {seed}, {n_points} points)")
+
+    def squares(self, points):
+        """Return landmark squares ``(K, 3)`` ``cx, cy, side`` (pixels) of faces with five points ``(K, 5, 2)``."""
+        from shapekit.asm.search import fit_similarity
+
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
+        out = np.zeros((len(p), 3))
+        for k, pts in enumerate(p):
+            a, b, tx, ty = fit_similarity(self.reference_, pts)
+            out[k] = tx, ty, np.hypot(a, b)
+        return out
 
 
 class Detector:
@@ -205,22 +285,35 @@ class Detector:
     def __init__(self, correction=None):
         if correction is not None and not isinstance(correction, BoxCorrection):
             correction = BoxCorrection.load(correction)
+        if correction is not None and (correction.detector or "lbp") != self.name:
+            raise ShapekitError(f"correction: learned for the {correction.detector or 'lbp'} detector, not for "
+                                f"{self.name} (learn one with `shapekit detect --detector {self.name} --fit`)")
         self.correction = correction
 
     def detect(self, image):  # pragma: no cover - every subclass defines it
         raise NotImplementedError
 
-    def face_squares(self, image):
+    def detect_faces(self, image):
+        """Return ``(boxes (K, 5), points)``: the boxes of :meth:`detect` and the detector's face points
+        ``(K, P, 2)`` (MTCNN's five), or None when it gives none."""
+        return self.detect(image), None
+
+    def face_squares(self, image, framing=None):
         """Return face squares ``(K, 4)``: ``cx, cy, side, score`` pixels, best first.
 
         With a correction these estimate the square landmark box (side = its longer
-        side); without, they are the detector boxes themselves.
+        side) from the boxes; else, for a detector that gives five points, from the
+        points through ``framing`` (a :class:`FivePointFraming`; default the
+        detector's own ``framing``); else they are the detector boxes' own squares.
         """
-        boxes = self.detect(image)
+        boxes, points = self.detect_faces(image)
         if self.correction is not None:
             return self.correction.apply(boxes)
         if len(boxes) == 0:
             return np.zeros((0, 4))
+        framing = framing if framing is not None else getattr(self, "framing", None)
+        if points is not None and framing is not None:
+            return np.column_stack([framing.squares(points), boxes[:, 4]])
         sq = _crops.square_from_box(boxes[:, :4])
         return np.column_stack([sq, boxes[:, 4]])
 
@@ -426,7 +519,7 @@ def fit_correction(detector, images, shapes, detections=None, progress=None):
             pairs_d.append(det[k, :4])
             pairs_s.append(sq)
     return BoxCorrection.fit(np.array(pairs_d).reshape(-1, 4), np.array(pairs_s).reshape(-1, 3),
-                             n_points=shapes.shape[1])
+                             n_points=shapes.shape[1], detector=getattr(detector, "name", None))
 
 
 def evaluate_detections(detections, shapes, correction=None, iou_threshold=0.5):

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shapekit.data.detect import Detector
+from shapekit.data.detect import Detector, FivePointFraming
 from shapekit.data.images import load_image
 from shapekit.errors import ShapekitError
 
@@ -370,7 +370,11 @@ class MTCNN(Detector):
     max_side : images whose longer side exceeds this are reduced (area averaging)
         before detection; results are returned in the original pixels. None: no reduction.
     device : "auto", "cpu", "cuda" or a torch device.
-    correction : a :class:`shapekit.data.detect.BoxCorrection` (or a path to one).
+    correction : a :class:`shapekit.data.detect.BoxCorrection` (or a path to one)
+        learned for MTCNN; it places the landmark squares of :meth:`face_squares` from
+        the boxes. Without one they come from the five points through ``framing``.
+    framing : a :class:`shapekit.data.detect.FivePointFraming`; default: the synthetic
+        faces' 68-point framing (built on first use).
     batch_pixels : the most pixels of pyramid packed into one P-Net call.
 
     :meth:`detect` returns boxes ``(K, 5)`` ``x0, y0, x1, y1, score`` (the O-Net face
@@ -381,8 +385,9 @@ class MTCNN(Detector):
     name = "mtcnn"
 
     def __init__(self, weights=None, min_face=20, thresholds=(0.6, 0.7, 0.7), factor=0.709, max_side=None,
-                 device="cpu", correction=None, fetch=False, batch_pixels=4_000_000):
+                 device="cpu", correction=None, fetch=False, batch_pixels=4_000_000, framing=None):
         super().__init__(correction=correction)
+        self._framing = framing
         if min_face < 12:
             raise ShapekitError(f"min_face: at least 12 pixels (P-Net's window), got {min_face}")
         if not 0 < factor < 1:
@@ -414,6 +419,13 @@ class MTCNN(Detector):
 
             self._nets = load_nets(self.weights, fetch=self.fetch, device=resolve_device(self.device))
         return self._nets
+
+    @property
+    def framing(self):
+        """The :class:`shapekit.data.detect.FivePointFraming` that turns five points into landmark squares."""
+        if self._framing is None:
+            self._framing = FivePointFraming.synthetic()
+        return self._framing
 
     @property
     def torch_device(self):

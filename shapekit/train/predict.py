@@ -31,9 +31,13 @@ class FacePrediction:
 class Predictor:
     """Predict landmarks on whole images with a trained model (checkpoint path or model).
 
-    ``detector``: a :class:`shapekit.data.detect.FaceDetector` (ideally with a learned
-    box correction, see ``shapekit detect --fit``); without one, a default detector
-    without correction is used. ``shape_prior``: a fitted ``PointDistributionModel``
+    ``detector``: a face detector or its name (``"mtcnn"``, ``"lbp"``, ``"auto"``: see
+    :func:`shapekit.data.detect.make_detector`; default "auto", MTCNN when its weights
+    are in the cache). MTCNN frames each face from its five points
+    (:class:`shapekit.data.detect.FivePointFraming`, the synthetic faces' framing of the
+    model's layout), which needs no learned correction; the LBP cascade's boxes need
+    one (``shapekit detect --fit``) to frame faces as in training.
+    ``shape_prior``: a fitted ``PointDistributionModel``
     (or its path) onto which the network's shapes are projected (``prior_modes``,
     ``prior_k``). ``crop_scale``: crop side / landmark-box side (default: the
     checkpoint's training value).
@@ -71,11 +75,21 @@ class Predictor:
 
     @property
     def detector(self):
-        if self._detector is None:
-            from shapekit.data.detect import FaceDetector
+        if self._detector is None or isinstance(self._detector, str):
+            from shapekit.data.detect import make_detector
 
-            self._detector = FaceDetector()
+            self._detector = make_detector(self._detector, device=self.device)
         return self._detector
+
+    @property
+    def framing(self):
+        """The five-point framing for this model's layout (68-point framing for dense layouts, 5 for 5 points)."""
+        if getattr(self, "_framing", None) is None:
+            from shapekit.data.detect import FivePointFraming
+
+            n = self.model.config["n_points"]
+            self._framing = FivePointFraming.synthetic(5 if n == 5 else 68)
+        return self._framing
 
     def _squares(self, image, boxes=None, all_faces=False):
         from shapekit.data.crops import square_from_box
@@ -83,7 +97,8 @@ class Predictor:
         if boxes is not None:
             b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
             return [(tuple(s), 1.0, "box") for s in square_from_box(b)]
-        sq = self.detector.face_squares(image)
+        det = self.detector
+        sq = det.face_squares(image, framing=self.framing if getattr(det, "name", None) == "mtcnn" else None)
         if len(sq) == 0:
             h, w = image.shape[:2]
             side = max(h, w) / self.crop_scale
