@@ -15,21 +15,23 @@ instead of black corners. Without augmentation an item is an integer slice of th
 cache (no resampling at all), which is what makes training read thousands of
 images per second.
 
-The folder is written under a temporary name beside ``OUT`` and renamed when
-complete; an existing prepared dataset at ``OUT`` is replaced only then.
+The folder is written under a temporary name beside ``OUT`` and swapped in when
+complete (:func:`shapekit._files.atomic_folder`): a kill at any instant leaves the
+old prepared dataset or the new one, and the next run removes what a killed one left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from shapekit import schemas as _schemas
+from shapekit._files import atomic_folder
 from shapekit.data import crops as _crops
 from shapekit.data.datasets import build_item
 from shapekit.data.images import load_image
@@ -99,8 +101,10 @@ def prepare(source, out, size=256, model=None, format="auto", schema=None, scale
         raise ShapekitError(f"-o {out}: exists and is not a prepared dataset; choose a new folder")
     if out.exists() and not overwrite:
         raise ShapekitError(f"-o {out}: exists (pass overwrite=True to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    # built complete under a temporary name and swapped in whole (shapekit._files.atomic_folder):
+    # a kill at any instant leaves the old dataset or the new one; the next run cleans up
+    swap = contextlib.ExitStack()
+    tmp = swap.enter_context(atomic_folder(out))
     try:
         raw_path = tmp / "images.u8"
         item_bytes = side * side * channels
@@ -163,9 +167,9 @@ def prepare(source, out, size=256, model=None, format="auto", schema=None, scale
         with open(tmp / "meta.json", "w") as fh:
             json.dump(meta, fh)
         assert os.path.getsize(raw_path) == item_bytes * len(kept)
-        _swap_into(tmp, out)
+        swap.close()
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        swap.__exit__(*sys.exc_info())
         raise
     return {"out": str(out), "n": int(len(kept)), "n_skipped": len(skipped), "skipped": skipped, "size": size,
             "cache_size": side, "channels": channels, "schema": schema_name,
@@ -186,22 +190,6 @@ def _is_prepared(path):
             return json.load(fh).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def _swap_into(tmp, out):
-    """Rename the finished folder ``tmp`` onto ``out``, replacing an old prepared dataset only at the end."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _torch_dataset_base():

@@ -344,7 +344,9 @@ def write_dataset(outdir, n, seed=0, size=256, progress=None, *, start=0, occlus
     synthetic. Existing files of the same names are replaced. Other ``NNNNN.png`` /
     ``NNNNN.pts`` files already in ``outdir`` (which readers would take for part of the
     set) are deleted when ``outdir`` is an earlier synthetic output or ``overwrite`` is
-    True, and are an error otherwise.
+    True, and are an error otherwise. The folder is built under a temporary name and
+    swapped in when complete (:func:`shapekit._files.atomic_folder`), so a kill leaves
+    the old folder or the new one.
     """
     from shapekit.data._synth_render import write_many
 
@@ -356,7 +358,24 @@ def write_dataset(outdir, n, seed=0, size=256, progress=None, *, start=0, occlus
     _pose_range(max_yaw, max_pitch, max_roll)
     occlusion = _check_occlusion(occlusion)
     kw = dict(occlusion=occlusion, max_yaw=max_yaw, max_pitch=max_pitch, max_roll=max_roll)
-    return write_many(outdir, seed, range(start, start + n), size, kw, workers, progress, overwrite=bool(overwrite))
+    from pathlib import Path
+
+    from shapekit._files import atomic_folder
+    from shapekit.data._synth_render import _stale_faces
+    from shapekit.errors import ShapekitError
+
+    outdir = Path(outdir)
+    indices = range(start, start + n)
+    stale = {f.name for f in _stale_faces(outdir, indices)}
+    if stale and not (overwrite or is_synthetic(outdir)):
+        raise ShapekitError(
+            f"outdir {outdir} already holds {len(stale)} image/landmark files this run would not replace "
+            f"(e.g. {min(stale)}); use an empty folder, or overwrite=True (--overwrite) to delete them")
+    # built complete aside and swapped in: a kill at any instant leaves the old folder or the
+    # new one; other files of the old folder are carried over, its stale faces are not
+    with atomic_folder(outdir, carry_old=lambda rel: rel not in stale) as stage:
+        paths = write_many(stage, seed, indices, size, kw, workers, progress, overwrite=True)
+    return [outdir / p.name for p in paths]
 
 
 def is_synthetic(path):

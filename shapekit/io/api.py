@@ -393,12 +393,23 @@ def write(dest, shapes, format=None, meta=None, schema=None, decimals=6):
                     rel = f"{rel}_{i:06d}"
                 seen.add(rel)
                 targets.append(dest / (rel + suffix))
-        for target, points, m in zip(targets, shapes, meta):
-            if format == "pts":
-                pts.write_pts(target, points, decimals=decimals)
-            else:
-                ljson.write_ljson(target, points, schema=schema if schema is not None else _schemas.for_n_points(
-                    points.shape[0]))
+        def write_all(folder):
+            for target, points, m in zip(targets, shapes, meta):
+                target = target if folder is None else folder / target.relative_to(dest)
+                if format == "pts":
+                    pts.write_pts(target, points, decimals=decimals)
+                else:
+                    ljson.write_ljson(target, points, schema=schema if schema is not None
+                                      else _schemas.for_n_points(points.shape[0]))
+
+        if targets == [dest]:
+            write_all(None)
+        else:
+            # the folder is built aside and swapped in: a kill leaves the old folder or the new one
+            from shapekit._files import atomic_folder
+
+            with atomic_folder(dest, carry_old=True) as folder:
+                write_all(folder)
         return targets
     if format == "npz":
         return [arrays.write_npz(dest, shapes, meta, schema=schema)]
@@ -474,12 +485,27 @@ def write_like(ann, shapes, outdir, decimals=6):
                                         "(same relative name from different sources); write them in separate calls")
                 per_file_targets[target] = i
 
+    from shapekit._files import atomic_folder
+
+    # built aside and swapped in: a kill leaves the old folder or the new one, never a mixture
+    with atomic_folder(outdir, carry_old=True) as stage:
+        _write_like_into(ann, shapes, outdir, stage, by_source, decimals, written)
+    return written
+
+
+def _write_like_into(ann, shapes, outdir, stage, by_source, decimals, written):
+    """Write what :func:`write_like` planned, into ``stage`` in place of ``outdir``; append
+    the final paths (under ``outdir``) to ``written``."""
     from shapekit.io import arrays, ljson, pts
+
+    def staged(target):
+        written.append(target)
+        return stage / target.relative_to(outdir)
 
     for (fmt, src, target), idx in by_source.items():
         if fmt == "pts":
             for i in idx:
-                written.append(pts.write_pts(target, shapes[i], decimals=decimals))
+                pts.write_pts(staged(target), shapes[i], decimals=decimals)
         elif fmt == "ljson":
             for i in idx:
                 attributes = ann.meta[i].get("attributes", {})
@@ -487,17 +513,15 @@ def write_like(ann, shapes, outdir, decimals=6):
                 name = attributes.get("group") or next(iter(groups), "LJSON")
                 g = groups.get(name, {})
                 extra = {k: v for k, v in groups.items() if k != name}
-                written.append(ljson.write_ljson(target, shapes[i], labels=g.get("labels", attributes.get("labels")),
-                                                 connectivity=g.get("connectivity"), group=name, extra_groups=extra))
+                ljson.write_ljson(staged(target), shapes[i], labels=g.get("labels", attributes.get("labels")),
+                                  connectivity=g.get("connectivity"), group=name, extra_groups=extra)
         elif fmt == "npy":
             if Path(src).suffix.lower() == ".npz":
-                written.append(arrays.write_npz(target, shapes[idx], [ann.meta[i] for i in idx], schema=ann.schema))
+                arrays.write_npz(staged(target), shapes[idx], [ann.meta[i] for i in idx], schema=ann.schema)
             else:
-                written.append(arrays.write_npy(target, shapes[idx]))
+                arrays.write_npy(staged(target), shapes[idx])
         else:
-            written.append(_rewrite_lines(fmt, src, target, [(ann.meta[i]["line"], shapes[i]) for i in idx],
-                                          decimals))
-    return written
+            _rewrite_lines(fmt, src, staged(target), [(ann.meta[i]["line"], shapes[i]) for i in idx], decimals)
 
 
 def _rewrite_lines(fmt, src, target, items, decimals):
