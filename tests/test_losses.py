@@ -266,3 +266,35 @@ def test_get_loss_errors():
         L.l2_loss(torch.zeros(1, 2, 2), torch.zeros(1, 3, 2))
     with pytest.raises(ShapekitError, match="mask"):
         L.l2_loss(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2), mask=torch.ones(2, dtype=torch.bool))
+
+
+def test_mimic_loss_is_l2_to_truth_plus_l2_to_the_teachers():
+    torch.manual_seed(1)
+    g = torch.rand(2, 4, 2, dtype=torch.float64)
+    p, tough, tol = (g + 0.1 * torch.randn_like(g) for _ in range(3))
+    l2 = lambda a, b: float(((a - b) ** 2).mean())  # noqa: E731
+    both = L.mimic_loss(p, g, tough, tol, weight=0.5)
+    assert np.isclose(float(both), l2(p, g) + 0.25 * (l2(p, tough) + l2(p, tol)))
+    one = L.mimic_loss(p, g, tough, tol, weight=2.0, teachers=("tough",))
+    assert np.isclose(float(one), l2(p, g) + 2.0 * l2(p, tough))
+    assert torch.isclose(L.get_loss("mimic", weight=0.5)(p, g, tough=tough, tolerant=tol), both)
+    g2 = g.clone()
+    g2[0, 1] = float("nan")  # a missing point counts for neither the truth nor the teachers
+    q = p.clone().requires_grad_()
+    L.mimic_loss(q, g2, tough, tol).backward()
+    assert torch.all(q.grad[0, 1] == 0) and torch.isfinite(q.grad).all()
+    with pytest.raises(ShapekitError, match="teachers"):
+        L.mimic_loss(p, g, tough, tol, teachers=("nobody",))
+
+
+def test_kd_single_teacher_and_weights():
+    torch.manual_seed(2)
+    g = torch.rand(2, 4, 2, dtype=torch.float64)
+    p, tough, tol = (g + 0.1 * torch.randn_like(g) for _ in range(3))
+    c = L.KD_CONSTANTS["code"]
+    k = c["scale"]
+    only_tough = L.kd_loss(p, g, tough, tol, lambda_tolerant=0.0)
+    main = L.kd_main_loss(k * p, k * g, k * tol)
+    a1 = L.assistive_loss(k * p, k * g, k * tough, None, c["beta"], c["omega_pos_tough"], c["omega_neg_tough"])
+    assert torch.isclose(only_tough, 2.0 * main + a1)
+    assert torch.isclose(L.KDLoss(lambda_tolerant=0.0)(p, g, tough=tough, tolerant=tol), only_tough)

@@ -24,7 +24,7 @@ from shapekit.nn.functional import euclidean_losses, graph_distance_loss, js_reg
 
 __all__ = [
     "l2_loss", "l1_loss", "smooth_l1_loss", "wing_loss", "adaptive_wing_loss", "cgd_loss", "dsnt_loss",
-    "kd_main_loss", "assistive_loss", "kd_loss", "KD_CONSTANTS",
+    "kd_main_loss", "assistive_loss", "kd_loss", "KD_CONSTANTS", "mimic_loss", "MimicLoss",
     "L2Loss", "L1Loss", "SmoothL1Loss", "WingLoss", "AdaptiveWingLoss", "CGDLoss", "DSNTLoss", "KDLoss",
     "get_loss", "list_losses", "LOSS_UNITS",
 ]
@@ -288,6 +288,28 @@ def kd_loss(pred, target, tough, tolerant, mask=None, constants="code", reductio
     return c["lambda_main"] * main + c["lambda_tough"] * a_tough + c["lambda_tolerant"] * a_tol
 
 
+def mimic_loss(pred, target, tough, tolerant, mask=None, weight=1.0, teachers=("tough", "tolerant"),
+               reduction="mean"):
+    """Return plain distillation: ``L2(p, g) + weight · mean over teachers of L2(p, T)``.
+
+    The control for the KD-Loss (Hinton-style mimicry of the teachers' outputs, with
+    the ground truth kept): the student is pulled toward each teacher's prediction with
+    the same force wherever it is. ``teachers`` picks which of the two count. Squared
+    units of the input.
+    """
+    use = {"tough": tough, "tolerant": tolerant}
+    unknown = set(teachers) - set(use)
+    if unknown or not teachers:
+        raise ShapekitError(f"teachers: expected a non-empty subset of ('tough', 'tolerant'), got {teachers!r}")
+    total = l2_loss(pred, target, mask, reduction)
+    for name in teachers:
+        t = use[name].detach()
+        # the teacher is a target where the ground truth is: same mask, NaN where g is NaN
+        t = torch.where(torch.isnan(target), target, t)
+        total = total + weight / len(teachers) * l2_loss(pred, t, mask, reduction)
+    return total
+
+
 # ------------------------------------------------------------------ Modules
 class _Loss(nn.Module):
     #: Extra batch entries the loss needs besides pred, target and mask.
@@ -389,15 +411,29 @@ class KDLoss(_Loss):
         return kd_loss(pred, target, tough, tolerant, mask, constants=self.constants, reduction=self.reduction)
 
 
+class MimicLoss(_Loss):
+    """Plain distillation, the KD-Loss's control: L2 to the ground truth plus L2 to the teachers."""
+
+    needs = ("tough", "tolerant")
+
+    def __init__(self, weight=1.0, teachers=("tough", "tolerant"), reduction="mean"):
+        super().__init__(reduction, weight=weight, teachers=tuple(teachers))
+
+    def forward(self, pred, target, mask=None, tough=None, tolerant=None):
+        if tough is None or tolerant is None:
+            raise ShapekitError("tough and tolerant: the mimic loss needs both teachers' predictions")
+        return mimic_loss(pred, target, tough, tolerant, mask, reduction=self.reduction, **self.kw)
+
+
 _LOSSES = {"l2": L2Loss, "mse": L2Loss, "l1": L1Loss, "smooth_l1": SmoothL1Loss, "wing": WingLoss,
            "awing": AdaptiveWingLoss, "adaptive_wing": AdaptiveWingLoss, "cgd": CGDLoss, "dsnt": DSNTLoss,
-           "kd": KDLoss}
+           "kd": KDLoss, "mimic": MimicLoss}
 
 #: Units in which the training loop feeds each loss: constants of Wing, Adaptive Wing
 #: and smooth-L1 are pixel-sized, the others work in normalised units (method.md §3).
 LOSS_UNITS = {"l2": "normalized", "mse": "normalized", "l1": "normalized", "smooth_l1": "pixels",
               "wing": "pixels", "awing": "pixels", "adaptive_wing": "pixels", "cgd": "normalized",
-              "dsnt": "normalized", "kd": "normalized"}
+              "dsnt": "normalized", "kd": "normalized", "mimic": "normalized"}
 
 
 def list_losses():
