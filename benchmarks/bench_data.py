@@ -16,7 +16,10 @@ The batched path (``shapekit.train.batched``: the whole cache as one tensor, the
 same augmentation drawn and applied a batch at a time with ``grid_sample`` and
 tensor operations, in the main process with torch's threads) is timed on the same
 cache in the same run: ``batched_vs_pillow`` = its images/s / the loader's images/s
-(target >= 3 at 128 px on 2 cores). ``--device cuda`` times the batched path there.
+(target >= 3 at 128 px on 2 cores). The batched path runs with ``--threads`` torch and
+numba threads (default 1: on a shared machine more threads than free cores spin
+and slow everything; the loader still has its ``--workers`` processes).
+``--device cuda`` times the batched path there.
 
 ``--detect`` also runs the face detector with a learned correction on every
 68-point crop of the shared data (lfpw68, helen68, afw68): the correction is fitted
@@ -84,8 +87,9 @@ def loader_throughput(prep_path, size, workers, batch_size=32, n_batches=30, aug
     return n / dt
 
 
-def batched_throughput(prep_path, size, batch_size=32, n_batches=30, device="cpu"):
+def batched_throughput(prep_path, size, batch_size=32, n_batches=30, device="cpu", threads=1):
     """Return images/s of :class:`shapekit.train.batched.DeviceCache` batches (augmented) at ``size``."""
+    import numba
     import torch
 
     from shapekit.data.augment import default_augmentation
@@ -101,15 +105,22 @@ def batched_throughput(prep_path, size, batch_size=32, n_batches=30, device="cpu
         j = k % n_per_epoch
         return dc.batch(order[j * batch_size:(j + 1) * batch_size], epoch=k // n_per_epoch, step=j)[0]
 
-    for k in range(2):
-        one(k)
-    sync = torch.cuda.synchronize if dc.device.type == "cuda" else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    for k in range(n_batches):
-        one(k)
-    sync()
-    return n_batches * batch_size / (time.perf_counter() - t0)
+    old = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        for k in range(2):
+            one(k)
+        sync = torch.cuda.synchronize if dc.device.type == "cuda" else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        for k in range(n_batches):
+            one(k)
+        sync()
+        return n_batches * batch_size / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(old[0])
+        numba.set_num_threads(old[1])
 
 
 def train_throughput(size, batch_size=32, n_steps=6, model_name="mobilenetv2"):
@@ -203,6 +214,7 @@ def main(argv=None):
                     help="working image side of the detector (the crops are 384 px, faces half of that)")
     ap.add_argument("--no-loader", action="store_true", help="only the detection part (with --detect)")
     ap.add_argument("--device", default="cpu", help="device of the batched path (default cpu)")
+    ap.add_argument("--threads", type=int, default=1, help="torch and numba threads of the batched path (default 1)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -222,7 +234,7 @@ def main(argv=None):
                                       augment=False)
             load = loader_throughput(Path(tmp) / f"prep{size}", size, args.workers, n_batches=args.batches)
             batched = batched_throughput(Path(tmp) / f"prep{size}", size, n_batches=args.batches,
-                                         device=args.device)
+                                         device=args.device, threads=args.threads)
             train, note = train_throughput(size, n_steps=args.steps)
             r = {"prepare_images_per_s": rep["n"] / prep_s, "loader_images_per_s": load,
                  "loader_plain_images_per_s": plain, "batched_images_per_s": batched,
@@ -232,14 +244,14 @@ def main(argv=None):
             result["sizes"][str(size)] = r
             if not args.json:
                 print(f"S={size}: prepare {r['prepare_images_per_s']:.0f} img/s | loader (aug, {args.workers} workers) "
-                      f"{load:.0f} img/s, without aug {plain:.0f} img/s | batched ({args.device}) {batched:.0f} img/s "
+                      f"{load:.0f} img/s, without aug {plain:.0f} img/s | batched ({args.device}, {args.threads} thread(s)) {batched:.0f} img/s "
                       f"= {r['batched_vs_pillow']:.1f}x the loader | mobilenetv2 CPU training {train:.1f} img/s "
                       f"| ratio {r['ratio']:.1f} (target >= 5)" + (f" [{note}]" if note else ""), flush=True)
     if args.sizes:
         first = result["sizes"][str(args.sizes[0])]
         result.update(loader_images_per_s=first["loader_images_per_s"], train_images_per_s=first["train_images_per_s"],
                       ratio=first["ratio"], input_size=args.sizes[0], batched_images_per_s=first["batched_images_per_s"],
-                      batched_vs_pillow=first["batched_vs_pillow"], batched_device=args.device)
+                      batched_vs_pillow=first["batched_vs_pillow"], batched_device=args.device, batched_threads=args.threads)
     if args.detect:
         result.update(detection_rates(args.detect_max_side, tuple(args.detect_angles)))
         if not args.json and "detect_found_rate_all" in result:

@@ -22,6 +22,8 @@ def register(sub):
     p.add_argument("--context", type=nonnegative_float, default=0.125,
                    help="extra border cached on each side, as a fraction of --size, for augmentation (default 0.125)")
     p.add_argument("--grey", action="store_true", help="cache one luma channel")
+    p.add_argument("--jpeg", type=int, nargs="?", const=90, metavar="QUALITY",
+                   help="store the crops as JPEG (default quality 90): a small portable cache, decoded when read")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -37,13 +39,13 @@ def run(args):
     soft_options = {"variance": args.variance} if args.variance is not None else None
     report = prepare(source, args.out, size=args.size, model=args.model, format=args.format, schema=args.schema,
                      scale=args.scale, context=args.context, grey=args.grey, strict=args.strict,
-                     soft_options=soft_options)
+                     soft_options=soft_options, jpeg=args.jpeg)
     for s in report["skipped"]:
         print(f"skipped {s['name']} ({s['image']}): {s['error']}", file=sys.stderr)
     if args.json:
         print(json.dumps(report))
     else:
         print(f"wrote {report['n']} crops of {report['size']} px (cached at {report['cache_size']} px, "
-              f"{report['channels']} channel(s), {report['bytes'] / 2**20:.1f} MiB) to {report['out']}; "
+              f"{report['channels']} channel(s), {report['bytes'] / 2**20:.1f} MiB {report['encoding']}) to {report['out']}; "
               f"skipped {report['n_skipped']}")
     return 0

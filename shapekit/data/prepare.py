@@ -8,6 +8,12 @@
     OUT/transforms.npy   (N, 3, 3) float64 cache pixels -> original image pixels
     OUT/meta.json        size, cache size, channels, schema, names, image paths, skipped files
 
+With ``jpeg=Q`` (``shapekit prepare --jpeg``) the crops are stored instead as one
+JPEG stream each, at quality Q, in ``OUT/images.jpeg`` with their byte offsets in
+``OUT/jpeg_offsets.npy`` (N + 1 int64): a portable cache, several times smaller,
+decoded whole into memory when first read (on several threads). It needs nothing
+of the original images.
+
 Each cached crop is the training crop (square landmark box times ``scale``) at
 ``size`` pixels **plus a context border** (``context``, a fraction of ``size`` on
 each side) so that rotated or zoomed-out augmentations still see real pixels
@@ -38,7 +44,7 @@ from shapekit.data.images import load_image
 from shapekit.errors import FormatError, ShapekitError
 
 FORMAT = "shapekit-prepared"
-VERSION = 1
+VERSION = 2  # 2: JPEG-encoded crops (raw caches are still written as version 1)
 
 
 def cache_size(size, context):
@@ -48,7 +54,7 @@ def cache_size(size, context):
 
 
 def prepare(source, out, size=256, model=None, format="auto", schema=None, scale=None, context=0.125,
-            grey=False, strict=False, soft_options=None, progress=None, overwrite=True):
+            grey=False, strict=False, soft_options=None, progress=None, overwrite=True, jpeg=None):
     """Write a prepared (cropped, resized, cached) dataset to the folder ``out`` and return a report dict.
 
     ``source`` is anything :func:`shapekit.io.read` reads (a folder of images and
@@ -58,13 +64,17 @@ def prepare(source, out, size=256, model=None, format="auto", schema=None, scale
     Unreadable images are skipped and listed in the report (``skipped``: name,
     image, error) and in ``meta.json``; with ``strict`` the first one raises.
 
+    ``jpeg``: store the crops as JPEG of this quality (1-95) instead of raw bytes.
+
     The report has: out, n (written), n_skipped, skipped, size, cache_size,
-    channels, schema, bytes.
+    channels, schema, bytes (of the image file), encoding.
     """
     from shapekit._progress import progress as _progress
     from shapekit.io import Annotations, read
 
     size = int(size)
+    if jpeg is not None and not 1 <= int(jpeg) <= 95:
+        raise ShapekitError(f"jpeg: a quality in 1..95, got {jpeg}")
     if size < 8:
         raise ShapekitError(f"size: at least 8 pixels, got {size}")
     if not 0.0 <= float(context) <= 1.0:
@@ -106,9 +116,9 @@ def prepare(source, out, size=256, model=None, format="auto", schema=None, scale
     swap = contextlib.ExitStack()
     tmp = swap.enter_context(atomic_folder(out))
     try:
-        raw_path = tmp / "images.u8"
+        raw_path = tmp / ("images.u8" if jpeg is None else "images.jpeg")
         item_bytes = side * side * channels
-        kept, skipped, transforms = [], [], []
+        kept, skipped, transforms, offsets = [], [], [], [0]
         with open(raw_path, "wb") as fh:
             for i in _progress(range(n), total=n, desc=f"preparing {n} crops",
                                disable=None if progress is None else not progress):
@@ -142,7 +152,10 @@ def prepare(source, out, size=256, model=None, format="auto", schema=None, scale
                 crop = _crops.warp(img, t, side)
                 if crop.ndim == 2:
                     crop = crop[..., None]
-                fh.write(np.ascontiguousarray(crop, dtype=np.uint8).tobytes())
+                if jpeg is None:
+                    fh.write(np.ascontiguousarray(crop, dtype=np.uint8).tobytes())
+                else:
+                    offsets.append(offsets[-1] + fh.write(encode_jpeg(crop, jpeg)))
                 kept.append(i)
                 transforms.append(t)
         kept = np.asarray(kept, dtype=np.intp)
@@ -154,8 +167,11 @@ def prepare(source, out, size=256, model=None, format="auto", schema=None, scale
         np.save(tmp / "shapes.npy", _crops.to_crop(shapes[kept], transforms).astype(np.float32))
         if soft is not None:
             np.save(tmp / "soft.npy", _crops.to_crop(soft[kept], transforms).astype(np.float32))
+        if jpeg is not None:
+            np.save(tmp / "jpeg_offsets.npy", np.asarray(offsets, dtype=np.int64))
         meta = {
-            "format": FORMAT, "version": VERSION, "n": int(len(kept)), "n_points": int(n_points),
+            "format": FORMAT, "version": 1 if jpeg is None else 2, "n": int(len(kept)), "n_points": int(n_points),
+            "encoding": "raw" if jpeg is None else "jpeg", "jpeg_quality": None if jpeg is None else int(jpeg),
             "size": size, "cache_size": side, "channels": channels, "schema": schema_name,
             "scale": scale, "context": float(context), "crop": "image" if whole_image else "landmarks",
             "source_format": ann.format, "source": _describe(source), "model": model_path,
@@ -166,14 +182,53 @@ def prepare(source, out, size=256, model=None, format="auto", schema=None, scale
         }
         with open(tmp / "meta.json", "w") as fh:
             json.dump(meta, fh)
-        assert os.path.getsize(raw_path) == item_bytes * len(kept)
+        file_bytes = os.path.getsize(raw_path)
+        assert jpeg is not None or file_bytes == item_bytes * len(kept)
         swap.close()
     except BaseException:
         swap.__exit__(*sys.exc_info())
         raise
     return {"out": str(out), "n": int(len(kept)), "n_skipped": len(skipped), "skipped": skipped, "size": size,
             "cache_size": side, "channels": channels, "schema": schema_name,
-            "bytes": int(item_bytes * len(kept))}
+            "bytes": int(file_bytes), "encoding": "raw" if jpeg is None else "jpeg"}
+
+
+def encode_jpeg(crop, quality):
+    """Return the JPEG bytes of a uint8 ``(H, W, 1 or 3)`` crop (Pillow, 4:2:0 chroma for colour)."""
+    import io
+
+    from PIL import Image
+
+    a = np.asarray(crop, dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(buf, format="JPEG", quality=int(quality))
+    return buf.getvalue()
+
+
+def decode_jpeg_cache(path, n, side, channels, threads=None):
+    """Return the ``(n, side, side, channels)`` uint8 crops of ``path/images.jpeg`` (decoded on ``threads`` threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    path = Path(path)
+    offsets = np.load(path / "jpeg_offsets.npy")
+    data = (path / "images.jpeg").read_bytes()
+    if len(offsets) != n + 1 or offsets[-1] != len(data):
+        raise FormatError(path / "images.jpeg", f"holds {len(data)} bytes, jpeg_offsets.npy ends at {offsets[-1]} "
+                                                f"for {len(offsets) - 1} crops; meta.json expects {n}: incomplete copy?")
+    out = np.empty((n, side, side, channels), dtype=np.uint8)
+
+    def one(i):
+        import io
+
+        img = Image.open(io.BytesIO(data[offsets[i]:offsets[i + 1]]))
+        a = np.asarray(img.convert("L" if channels == 1 else "RGB"))
+        out[i] = a[..., None] if channels == 1 else a
+
+    with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(one, range(n)))
+    return out
 
 
 def _describe(source):
@@ -233,8 +288,12 @@ class PreparedDataset(_torch_dataset_base()):
         self.soft = np.load(soft_file).astype(np.float64) if soft_file.exists() else None
         self.mask = np.isfinite(self.shapes).all(-1)
         n = int(m["n"])
+        self.encoding = m.get("encoding", "raw")
         expected = n * self.cache_size * self.cache_size * self.channels
-        size_on_disk = os.path.getsize(self.path / "images.u8")
+        if self.encoding == "jpeg":
+            size_on_disk = expected  # checked against jpeg_offsets.npy when decoded
+        else:
+            size_on_disk = os.path.getsize(self.path / "images.u8")
         if size_on_disk != expected or len(self.shapes) != n or len(self.transforms) != n:
             raise FormatError(self.path / "images.u8", f"holds {size_on_disk} bytes, {len(self.shapes)} shapes; "
                                                        f"meta.json expects {n} crops ({expected} bytes): incomplete copy?")
@@ -248,14 +307,17 @@ class PreparedDataset(_torch_dataset_base()):
         self.epoch = 0
 
     def __getstate__(self):
-        # each DataLoader worker maps the file itself
+        # each DataLoader worker maps the file itself (decoded JPEG crops travel along)
         state = dict(self.__dict__)
-        state["_images"] = None
+        if self.encoding != "jpeg":
+            state["_images"] = None
         return state
 
     @property
     def images(self):
-        """The cached crops, a read-only memory map ``(N, C, C, channels)`` uint8."""
+        """The cached crops ``(N, C, C, channels)`` uint8: a read-only memory map, or decoded JPEG in memory."""
+        if self._images is None and self.encoding == "jpeg":
+            self._images = decode_jpeg_cache(self.path, len(self.shapes), self.cache_size, self.channels)
         if self._images is None:
             self._images = np.memmap(self.path / "images.u8", dtype=np.uint8, mode="r",
                                      shape=(len(self.shapes), self.cache_size, self.cache_size, self.channels))

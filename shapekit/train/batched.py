@@ -75,33 +75,41 @@ def _apply(points, matrices):
     return torch.einsum("bij,blj->bli", matrices[:, :2, :2], points) + matrices[:, None, :2, 2]
 
 
-@njit(parallel=True)
+@njit(parallel=True, fastmath=True)
 def _warp_u8_kernel(cache, index, m, out):  # pragma: no cover - compiled
     b_n, c_n, o, _ = out.shape
     h, w = cache.shape[2], cache.shape[3]
     for r in prange(b_n * o):
         b = r // o
         v = r % o
-        src = cache[index[b]]
+        k = index[b]
+        bx = m[b, 0, 1] * v + m[b, 0, 2]
+        by = m[b, 1, 1] * v + m[b, 1, 2]
         for u in range(o):
-            sx = m[b, 0, 0] * u + m[b, 0, 1] * v + m[b, 0, 2]
-            sy = m[b, 1, 0] * u + m[b, 1, 1] * v + m[b, 1, 2]
+            sx = m[b, 0, 0] * u + bx
+            sy = m[b, 1, 0] * u + by
             x0 = int(np.floor(sx))
             y0 = int(np.floor(sy))
             fx = sx - x0
             fy = sy - y0
+            if 0 <= x0 and x0 + 1 < w and 0 <= y0 and y0 + 1 < h:  # inside: no bounds tests per tap
+                w00, w01, w10, w11 = (1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy
+                for c in range(c_n):
+                    out[b, c, v, u] = (w00 * cache[k, c, y0, x0] + w01 * cache[k, c, y0, x0 + 1]
+                                       + w10 * cache[k, c, y0 + 1, x0] + w11 * cache[k, c, y0 + 1, x0 + 1])
+                continue
             for c in range(c_n):
                 acc = 0.0
                 if 0 <= y0 < h:
                     if 0 <= x0 < w:
-                        acc += (1.0 - fx) * (1.0 - fy) * src[c, y0, x0]
+                        acc += (1.0 - fx) * (1.0 - fy) * cache[k, c, y0, x0]
                     if 0 <= x0 + 1 < w:
-                        acc += fx * (1.0 - fy) * src[c, y0, x0 + 1]
+                        acc += fx * (1.0 - fy) * cache[k, c, y0, x0 + 1]
                 if 0 <= y0 + 1 < h:
                     if 0 <= x0 < w:
-                        acc += (1.0 - fx) * fy * src[c, y0 + 1, x0]
+                        acc += (1.0 - fx) * fy * cache[k, c, y0 + 1, x0]
                     if 0 <= x0 + 1 < w:
-                        acc += fx * fy * src[c, y0 + 1, x0 + 1]
+                        acc += fx * fy * cache[k, c, y0 + 1, x0 + 1]
                 out[b, c, v, u] = acc
 
 

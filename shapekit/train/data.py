@@ -74,8 +74,9 @@ class Subset(Dataset):
 
 
 def _is_prepared(path):
-    p = Path(path)
-    return p.is_dir() and (p / "meta.json").is_file() and (p / "images.u8").is_file()
+    from shapekit.data.prepare import _is_prepared as prepared_meta
+
+    return Path(path).is_dir() and prepared_meta(path)
 
 
 def open_source(source, size=None, grey=False, augment=None, pdm=None, format="auto", **kwargs):
