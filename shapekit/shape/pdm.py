@@ -34,10 +34,14 @@ from shapekit._files import atomic_path
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.shape._blas import one_blas_thread
 from shapekit.shape._kernels import cholesky_factor, cholesky_solve, missing_scatter, pose_rows
-from shapekit.shape.procrustes import _Batch, _gpa, _validate
+from shapekit.shape.procrustes import _Batch, _gpa, _validate, as_shape_array, coincident
 from shapekit.shape.transforms import Similarity, as_complex, as_points
 
 __all__ = ["PointDistributionModel", "resolve_n_components"]
+
+#: Eigenvalues at most this fraction of the data's squared size (mean shape plus total
+#: variance) are rounding noise of the scatter matrix, not modes (a thousand ulps).
+NOISE_FLOOR = 1e3 * np.finfo(float).eps
 
 FILE_FORMAT = "shapekit.pdm"
 FILE_VERSION = 1
@@ -146,7 +150,7 @@ def _tangent_factor(F, ref):
 
 
 def _check_shapes(shapes, n_points, name="shapes"):
-    a = np.asarray(shapes, dtype=float)
+    a = as_shape_array(shapes, name)
     single = a.ndim == 2
     if single:
         a = a[None]
@@ -263,6 +267,11 @@ class PointDistributionModel:
         instance is a fixed point of :meth:`transform` (its pose-fit gives back its ``b``).
     schema : str, optional
         Name of the landmark schema, stored with the model.
+    strict : bool
+        When the shapes support fewer modes than ``n_components`` asks for (modes
+        whose eigenvalues are rounding noise: identical, collinear or two-point shapes),
+        raise :class:`ShapekitError` instead of warning and keeping the supported ones.
+        Not stored with the model.
 
     Learned attributes (model frame): ``mean_`` (L, 2), ``components_`` (K, 2L)
     orthonormal rows, ``explained_variance_`` (K,) eigenvalues lambda,
@@ -272,8 +281,9 @@ class PointDistributionModel:
     """
 
     def __init__(self, n_components=0.95, align=True, scale=True, tol=1e-7, max_iter=100,
-                 em_tol=2e-4, em_max_iter=50, tangent=True, schema=None):
+                 em_tol=2e-4, em_max_iter=50, tangent=True, schema=None, strict=False):
         self.n_components = n_components
+        self.strict = strict
         self.align = align
         self.scale = scale
         self.tol = tol
@@ -407,7 +417,7 @@ class PointDistributionModel:
         return bool(self.align and self.scale and self.tangent)
 
     def _set_model(self, mu, vec, lam, ref=None):
-        k = resolve_n_components(self.n_components, lam)
+        k = min(resolve_n_components(self.n_components, lam), self._supported_modes(mu, lam))
         self.n_components_ = k
         self.mean_ = mu.reshape(-1, 2).copy()
         self.components_ = np.ascontiguousarray(vec[:k])
@@ -422,6 +432,33 @@ class PointDistributionModel:
             self._update_reference()
         else:
             self.reference_ = as_points(np.ascontiguousarray(ref))
+
+    def _supported_modes(self, mu, lam):
+        """Return how many eigenvalues stand above the rounding noise of the scatter;
+        warn (or raise, with ``strict``) when ``n_components`` asks for more."""
+        # the scatter's rounding error is a few ulps of its largest entries: the data's
+        # squared size (mean shape) plus its total variance
+        floor = NOISE_FLOOR * (float(np.dot(mu, mu)) + float(np.sum(np.abs(lam))))
+        supported = int(np.sum(lam > floor))
+        if supported == 0:
+            raise ShapekitError(f"shapes: the training shapes do not vary (every eigenvalue is at most {floor:.2g}, "
+                                "rounding noise): identical shapes, after alignment, have no mode to learn")
+        n = self.n_components
+        if n is None:
+            wanted = supported  # "all": all that the data supports
+        elif isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_)):
+            wanted = int(n)  # a count is compared as asked, before any clamping
+        else:
+            wanted = resolve_n_components(n, lam)
+        if wanted > supported:
+            msg = (f"n_components={self.n_components!r} asks for {wanted} modes but the shapes support "
+                   f"{supported}: the eigenvalues after them ({lam[supported]:.2g} and less) are rounding noise "
+                   f"(below {floor:.2g}), as with identical, collinear or two-point shapes")
+            if self.strict:
+                raise ShapekitError(msg)
+            warnings.warn(msg + f"; keeping {supported} (strict=True makes this an error)", UserWarning,
+                          stacklevel=4)
+        return supported
 
     def _schema_name(self):
         if self.schema is None:
@@ -611,8 +648,8 @@ class PointDistributionModel:
             if self.align:
                 sw = w.sum(1)
                 mu = (w * x).sum(1) / sw
-                spread = (w * np.abs(np.where(w > 0, x - mu[:, None], 0)) ** 2).sum(1) / sw
-                flat = np.flatnonzero(spread <= 1e-20 * np.maximum(1.0, np.abs(mu) ** 2))
+                nx2 = (w * np.abs(np.where(w > 0, x - mu[:, None], 0)) ** 2).sum(1)
+                flat = np.flatnonzero(coincident(nx2, mu, sw))
                 if flat.size:
                     raise ShapekitError(f"shapes: all valid points coincide in shapes {flat[:10].tolist()} "
                                         "(no pose can be fitted)")

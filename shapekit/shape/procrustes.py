@@ -70,9 +70,61 @@ class ProcrustesResult:
         return np.sqrt(np.nanmean(d2, axis=1))
 
 
+#: Largest coordinate magnitude the shape code takes: squares of larger values overflow
+#: float64 in the sums of squares of alignment and PCA.
+MAX_MAGNITUDE = 1e150
+#: A shape whose RMS spread is below this fraction of its distance from the origin
+#: has no extent that float64 can resolve (a thousand units in the last place).
+_RESOLUTION = 1e3 * np.finfo(float).eps
+
+
+def as_shape_array(shapes, name="shapes"):
+    """Return ``shapes`` as a float64 array, refusing input that is not coordinates: ragged
+    nesting, strings and other non-numbers, booleans, and magnitudes beyond
+    :data:`MAX_MAGNITUDE` (NaN stays: a missing point)."""
+    if isinstance(shapes, np.ndarray):
+        a = shapes
+    else:
+        try:
+            a = np.asarray(shapes)
+        except ValueError as exc:  # NumPy refuses inhomogeneous nesting
+            raise ShapekitError(f"{name}: ragged input: the shapes do not all have the same number of points "
+                                f"and coordinates ({str(exc)[:120]})") from None
+    if a.dtype == object:
+        try:
+            a = a.astype(float)
+        except (TypeError, ValueError):
+            raise ShapekitError(f"{name}: expected numeric coordinates; got ragged or non-numeric entries "
+                                "(Python objects)") from None
+    if a.dtype.kind == "b":
+        raise ShapekitError(f"{name}: got a boolean array; expected coordinates (numbers)")
+    if a.dtype.kind not in "iuf":
+        raise ShapekitError(f"{name}: expected numeric coordinates, got dtype {a.dtype}")
+    a = np.asarray(a, dtype=float)
+    if a.size:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN input is judged later
+            big = max(abs(float(np.nanmin(a))), abs(float(np.nanmax(a))))
+        if np.isfinite(big) and big > MAX_MAGNITUDE:  # inf is refused later, by name
+            raise ShapekitError(f"{name}: coordinates up to {big:.3g}; shapes are fitted in float64, whose "
+                                f"squares overflow beyond {MAX_MAGNITUDE:g}: rescale the shapes")
+    return a
+
+
+def coincident(nx2, mu, sw):
+    """Return which shapes have no resolvable extent: RMS spread ``sqrt(nx2 / sw)`` about
+    the centroid ``mu`` at most :data:`_RESOLUTION` times ``|mu|`` (zero spread always).
+
+    Relative to the coordinates' magnitude: a 71-pixel face a trillion pixels from the
+    origin is still a face (float64 resolves it to 1e-4 px), while identical points
+    are flat whatever their rounding.
+    """
+    return nx2 <= (_RESOLUTION ** 2) * (np.abs(mu) ** 2) * sw
+
+
 def _validate(shapes, weights, name="shapes"):
     """Return (complex points with 0 at missing, weights or None, float array) after checking the batch."""
-    a = np.asarray(shapes, dtype=float)
+    a = as_shape_array(shapes, name)
     if a.ndim != 3 or a.shape[-1] != 2:
         raise ShapekitError(f"{name}: expected an array of shape (N, L, 2), got {np.shape(shapes)}")
     n, n_points = a.shape[:2]
@@ -129,8 +181,7 @@ class _Batch:
             self.y = w * xc  # zero at missing points
             self.nx2 = (w * (xc.real ** 2 + xc.imag ** 2)).sum(1)
             self.count = w.sum(0)
-        scale = np.maximum(1.0, np.abs(self.mux) ** 2)
-        flat = self.nx2 <= 1e-20 * scale * (self.sw if np.ndim(self.sw) else self.sw)
+        flat = coincident(self.nx2, self.mux, self.sw)
         if flat.any():
             raise ShapekitError(
                 f"shapes: all valid points coincide in shapes {np.flatnonzero(flat)[:10].tolist()} "
@@ -363,7 +414,7 @@ def _initial_mean(x, w, batch, scale):
 
 def _chunk(shapes, start, stop, n_points):
     """Return chunk ``start:stop`` of ``shapes`` as complex points, checked (complete shapes only)."""
-    a = np.asarray(shapes[start:stop], dtype=float)
+    a = as_shape_array(shapes[start:stop])
     if a.ndim != 3 or a.shape[1:] != (n_points, 2):
         raise ShapekitError(f"shapes: expected an (N, {n_points}, 2) array, got chunk of shape {a.shape}")
     if not np.isfinite(a).all():
@@ -399,7 +450,7 @@ def procrustes_in_chunks(shapes, chunk_size=65536, scale=True, tol=1e-7, max_ite
     nx2 = np.empty(n)
     for i, j in bounds:
         _, mux[i:j], nx2[i:j] = centre_rows(_chunk(shapes, i, j, n_points))
-        flat = nx2[i:j] <= 1e-20 * np.maximum(1.0, np.abs(mux[i:j]) ** 2) * n_points
+        flat = coincident(nx2[i:j], mux[i:j], n_points)
         if flat.any():
             raise ShapekitError(f"shapes: all valid points coincide in shapes {(np.flatnonzero(flat)[:10] + i).tolist()}")
     ref = None
