@@ -265,6 +265,10 @@ class Trainer:
         if self.cfg.threads:
             # On a shared CPU fewer threads can be much faster (no spinning on busy cores).
             torch.set_num_threads(int(self.cfg.threads))
+            if self.cfg.batched:
+                import numba  # the batched path's CPU warp kernel
+
+                numba.set_num_threads(min(int(self.cfg.threads), numba.config.NUMBA_NUM_THREADS))
         seed_everything(self.cfg.seed)
         self.model = model.to(self.device)
         if self.channels_last:
