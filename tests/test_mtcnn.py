@@ -289,3 +289,21 @@ def test_predictor_and_dataset_frame_faces_from_the_five_points(weights):
     # a blank image: no face; the predictor falls back to the whole image and says so by its source
     blank = Predictor(model, detector=det, crop_scale=1.3).predict(np.zeros((64, 64, 3), np.uint8))
     assert blank[0].source == "image"
+
+
+def test_asm_without_a_learned_detector_start_searches_from_the_five_point_squares(weights, monkeypatch):
+    from shapekit.asm import ActiveShapeModel
+    from shapekit.data.synth import generate
+    from shapekit.metrics import nme
+
+    monkeypatch.setenv("SHAPEKIT_WEIGHTS", str(weights.parent))  # "auto" finds MTCNN in this cache
+    # near-frontal faces: the synthetic jaw outline of a turned head lies off the five points' frontal framing
+    images, shapes = generate(14, seed=3, size=160, occlusion=0.0, progress=False, max_yaw=5, max_pitch=5,
+                              max_roll=5)
+    asm = ActiveShapeModel(n_levels=2, search_half=(2, 3)).fit(images[:12], shapes[:12], progress_bar=False)
+    assert "detector" not in asm.box_starts_
+    assert asm.face_detector().name == "mtcnn"
+    boxes, kind = asm._detector_boxes(images[12], 1)
+    assert kind == "landmarks" and boxes.shape == (1, 5)
+    found = np.array([asm.search(im) for im in images[12:]])
+    assert nme(found, shapes[12:]).max() < 0.1

@@ -65,6 +65,9 @@ def register(sub):
     t.add_argument("--detector-samples", type=nonnegative_int, default=100,
                    help="run the face detector on this many training images to learn where the start shape "
                         "sits in its boxes (used by 'asm fit' without --box); 0 skips (default 100)")
+    t.add_argument("--detector", choices=["auto", "mtcnn", "lbp"], default="auto",
+                   help="the face detector the model learns its start for and 'asm fit' then uses: mtcnn, lbp "
+                        "(the LBP cascade, no download) or auto (mtcnn when its weights are present; default)")
     t.set_defaults(func=run_train)
 
     f = asub.add_parser("fit", help="find landmarks in images with a trained ASM",
@@ -123,7 +126,7 @@ def run_train(args):
     if args.prior_box:
         params["prior_box"] = True
     source = args.source if len(args.source) > 1 else args.source[0]
-    model = train_asm(source, format=args.format, detector_samples=args.detector_samples,
+    model = train_asm(source, format=args.format, detector_samples=args.detector_samples, detector=args.detector,
                       verifier=not args.no_verifier,
                       verifier_params={"use_framing": False} if args.no_framing else None, **params)
     model.save(args.output)

@@ -679,11 +679,10 @@ class ActiveShapeModel:
                 # best fit over all boxes is asked for): see box_accept
                 learned = self.box_accept is None or hasattr(self, "accept_quality_")
                 n_search = self._n_boxes() if learned else 1
-                box_list = detect_boxes(image, max(n_search, self._n_verify()))
+                box_list, box_kind = self._detector_boxes(image, max(n_search, self._n_verify()))
                 if box_list.shape[1] >= 5:
                     box_list = self.rank_boxes(image, box_list)
                 box_list = box_list[:n_search]
-                box_kind = "detector" if "detector" in getattr(self, "box_starts_", {}) else "landmarks"
             groups = [self.box_starts(b, kind=box_kind) for b in box_list]
         results = []
         for box_index, group in enumerate(groups):
@@ -706,6 +705,40 @@ class ActiveShapeModel:
         if self.max_boxes is not None:
             return int(self.max_boxes)
         return 1 if self._n_verify() else 3
+
+    def face_detector(self):
+        """Return the face detector of searches without a box: the one the detector start was
+        learned for (``detector_``, set by :func:`train_asm`; "lbp" in files from before the
+        choice); without a learned detector start, "auto" (:func:`default_detector`)."""
+        if getattr(self, "_face_detector", None) is None:
+            learned = "detector" in getattr(self, "box_starts_", {})
+            self._face_detector = default_detector(getattr(self, "detector_", "lbp") if learned else "auto")
+        return self._face_detector
+
+    def _detector_boxes(self, image, n):
+        """The detector's best ``n`` boxes ``(B, 5)`` and their kind for :meth:`box_starts`.
+
+        With a learned detector start: the raw boxes ("detector"). Without one, MTCNN's
+        faces become landmark squares placed from their five points
+        (:class:`shapekit.data.detect.FivePointFraming` of the synthetic faces), so the
+        start needs no learning ("landmarks"); other detectors' raw boxes are taken as
+        landmark boxes.
+        """
+        det = self.face_detector()
+        if "detector" in getattr(self, "box_starts_", {}):
+            return detect_boxes(image, n, det), "detector"
+        if getattr(det, "name", None) == "mtcnn":
+            from shapekit.data.detect import FivePointFraming
+
+            if getattr(self, "_framing", None) is None:
+                self._framing = FivePointFraming.synthetic(5 if self.mean_.shape[0] == 5 else 68)
+            sq = det.face_squares(image, framing=self._framing)
+            if len(sq) == 0:
+                raise ShapekitError("the face detector found no face in the image; pass a box")
+            from shapekit.data import crops as _crops
+
+            return np.column_stack([_crops.box_from_square(sq[:n, :3]), sq[:n, 3]]), "landmarks"
+        return detect_boxes(image, n, det), "landmarks"
 
     def _n_verify(self):
         return int(self.verify_boxes) if getattr(self, "verifier_", None) is not None else 0
@@ -944,7 +977,8 @@ class ActiveShapeModel:
                 "accept_quality_": getattr(self, "accept_quality_", None),
                 "rescue_quality_": getattr(self, "rescue_quality_", None),
                 "prior_box_": (None if getattr(self, "prior_box_", None) is None
-                               else np.asarray(self.prior_box_).tolist())}
+                               else np.asarray(self.prior_box_).tolist()),
+                "detector_": getattr(self, "detector_", "lbp")}
         arrays = {name.rstrip("_"): np.asarray(getattr(self, name)) for name in self._ARRAYS
                   if name not in self._OPTIONAL or hasattr(self, name)}
         if getattr(self, "verifier_", None) is not None:
@@ -994,6 +1028,7 @@ class ActiveShapeModel:
         model.schema_ = meta["schema_"]
         model.box_starts_ = meta.get("box_starts_", {"landmarks": np.asarray(model.box_pose_).tolist()})
         model.n_train_ = meta["n_train_"]
+        model.detector_ = meta.get("detector_", "lbp")  # files from before the choice: the LBP cascade
         if meta.get("accept_quality_") is not None:
             model.accept_quality_ = float(meta["accept_quality_"])
         if meta.get("rescue_quality_") is not None:
@@ -1016,8 +1051,11 @@ class ActiveShapeModel:
         return f"ActiveShapeModel(n_levels={self.n_levels}, profile_half={self.profile_half}, search_half={self.search_half}{state})"
 
 
-def default_detector():
-    """Return the face detector the ASM uses when none is given: shapekit's LBP cascade
+def default_detector(name="lbp"):
+    """Return the face detector the ASM uses by ``name``: "mtcnn"
+    (:class:`shapekit.data.mtcnn.MTCNN` with its defaults), "auto" (MTCNN when its weights
+    are in the cache, else the LBP cascade: :func:`shapekit.data.detect.make_detector`), or
+    "lbp": shapekit's LBP cascade
     detector (:class:`shapekit.data.detect.FaceDetector`) with its default angles, also
     searching the mirrored image (on the LFPW tuning split it found the face as its top
     box in 6 of the 12 images where the search without the mirror did not, and kept
@@ -1030,11 +1068,13 @@ def default_detector():
     the 200 px pass alone was worse: its boxes frame the face less precisely), so the
     default stays the cheaper single pass (about 2.5 s per 384 px image).
     """
-    try:
-        from shapekit.data.detect import FaceDetector
-    except ImportError as exc:  # pragma: no cover - the detector ships with shapekit.data
-        raise ShapekitError("no face box given and the face detector is not available; pass box= or start=") from exc
-    return FaceDetector(mirror=True)
+    from shapekit.data.detect import FaceDetector, make_detector
+
+    if name == "auto":
+        name = make_detector("auto").name
+    if name == "lbp":
+        return FaceDetector(mirror=True)
+    return make_detector(name)
 
 
 def detect_boxes(image, max_boxes=1, detector=None):
@@ -1058,7 +1098,7 @@ def detect_box(image, detector=None):
 
 
 def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_samples=0, seed=0, verifier=True,
-              verifier_params=None, **params):
+              verifier_params=None, detector="auto", **params):
     """Return an :class:`ActiveShapeModel` trained on every annotated image of ``source``.
 
     ``source`` is anything :func:`shapekit.io.read` reads (folders of .pts + images,
@@ -1073,6 +1113,9 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
     and the fit quality below which the search rescues a fit
     (:meth:`ActiveShapeModel.fit_rescue_quality`; without ``detector_samples`` no rescue)
     and, with ``prior_box``, the framing prior (:meth:`ActiveShapeModel.fit_prior_box`).
+    ``detector`` names the face detector all this is learned for ("mtcnn", "lbp" or
+    "auto": :func:`default_detector`); the model keeps its name (``detector_``) and its
+    searches use that detector.
     """
     from shapekit.io import read
 
@@ -1087,8 +1130,11 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
     model.fit([images[i] for i in keep], ann.shapes[keep], pdm=pdm, progress_bar=progress_bar)
     if detector_samples:
         pick = np.random.default_rng(seed).permutation(keep)[: int(detector_samples)]
-        boxes, found = detector_boxes([images[i] for i in pick], ann.shapes[pick], progress_bar=progress_bar,
-                                      return_detections=True)
+        face_detector = default_detector(detector)
+        model.detector_ = face_detector.name
+        model._face_detector = face_detector
+        boxes, found = detector_boxes([images[i] for i in pick], ann.shapes[pick], detector=face_detector,
+                                      progress_bar=progress_bar, return_detections=True)
         model.fit_detector_start([images[i] for i in pick], ann.shapes[pick], boxes, found, verifier=verifier,
                                  verifier_params=verifier_params, progress_bar=progress_bar)
     return model
