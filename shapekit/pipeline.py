@@ -39,7 +39,7 @@ class DemoConfig:
     n_val: int = 200
     image_size: int = 160
     input_size: int = 96
-    epochs: int = 8
+    epochs: int = 6
     batch_size: int = 32
     teacher: str = "resnet18"
     student: str = "mobilenetv2"

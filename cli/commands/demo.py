@@ -16,7 +16,7 @@ def register(sub):
     p.add_argument("--out", "-o", default="shapekit-demo", help="output folder (default: shapekit-demo)")
     p.add_argument("--n-train", type=positive_int, help="synthetic training faces (default 800)")
     p.add_argument("--n-val", type=positive_int, help="synthetic validation faces (default 200)")
-    p.add_argument("--epochs", type=positive_int, help="epochs per network (default 8)")
+    p.add_argument("--epochs", type=positive_int, help="epochs per network (default 6)")
     p.add_argument("--input-size", type=positive_int, help="network input size in pixels (default 96)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
