@@ -7,17 +7,21 @@ Uses 200 real LFPW faces of the shared data when present, otherwise synthetic fa
 (shapekit.data.synth; the output says which). Writes into OUTDIR:
 
 * ``asm_fit.png``    held-out faces: truth (green), start from the landmark box (blue),
-                     ASM result (red: the best fit of the starts tried in the box)
+                     ASM result (red: the best fit of the starts tried in the box); each
+                     panel's title gives the NME of the start and of the fit
 * ``asm_rescue.png`` a held-out face searched from a badly framed box (yellow: 0.7 of
                      the face's size, shifted right): the fit without the rescue stage
-                     (blue) and with it (red), truth (green)
+                     (blue) and with it (red), truth (green), with their NMEs
 * ``asm_prior.png``  a prediction with three points dragged off (red) and its projection
                      onto a point distribution model with those points' confidence at 0
-                     (green)
+                     (green), with their NMEs
 * ``asm_verify.png`` (real faces only) the face detector's top box (yellow) and the box the
                      face verifier puts first (cyan) on held-out images, and the ASM fit from
-                     the verifier's box (red); the detector runs on a 200 px copy here to
-                     stay fast
+                     the verifier's box (red) with its NME; the detector runs on a 200 px copy
+                     here to stay fast
+
+Every figure has a title, a legend of its colours and the NME (normalised by the outer
+eye corners) of what it shows.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import numpy as np
 
 from shapekit.asm import ActiveShapeModel, apply_shape_prior, load_image
 from shapekit.metrics import nme
-from shapekit.viz.overlay import draw_landmarks, save_png
+from shapekit.viz import pyplot, save_figure
+from shapekit.viz.overlay import draw_landmarks
 
 DATA = Path(os.environ.get("SHAPEKIT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -63,7 +68,7 @@ def main(outdir):
     train_boxes = np.array([[*np.nanmin(s, axis=0), *np.nanmax(s, axis=0)] for s in shapes[:30]])
     asm.fit_rescue_quality(images[:30], train_boxes, kind="landmarks")
 
-    tiles = []
+    tiles, titles = [], []
     for image, truth in zip(images[-n_test:], shapes[-n_test:]):
         image = load_image(image)
         box = (*truth.min(axis=0), *truth.max(axis=0))
@@ -75,12 +80,13 @@ def main(outdir):
         print(f"  NME start {nme(start, truth)[0]:.3f} -> ASM from that start {nme(single, truth)[0]:.3f}, "
               f"best of {info.n_starts} starts {nme(found, truth)[0]:.3f} (start {info.start_index} kept"
               f"{', rescue stage ran' if info.rescued else ''}, {ms:.0f} ms)")
-        tile = draw_landmarks(image, truth, color=(0, 200, 0), point_color=(0, 200, 0))
-        tile = draw_landmarks(tile, start, color=(60, 60, 255), point_color=(60, 60, 255))
-        tiles.append(draw_landmarks(tile, found, color=(255, 0, 0), point_color=(255, 0, 0)))
-    size = min(t.shape[0] for t in tiles), min(t.shape[1] for t in tiles)
-    tiles = [t[: size[0], : size[1]] for t in tiles]
-    save_png(outdir / "asm_fit.png", np.vstack([np.hstack(tiles[:3]), np.hstack(tiles[3:])]))
+        tile = draw_landmarks(image, truth, color=TRUTH, point_color=TRUTH)
+        tile = draw_landmarks(tile, start, color=START, point_color=START)
+        tiles.append(draw_landmarks(tile, found, color=FIT, point_color=FIT))
+        titles.append(f"NME start {100 * nme(start, truth)[0]:.1f}% -> ASM {100 * nme(found, truth)[0]:.1f}%")
+    _figure(outdir / "asm_fit.png", tiles, titles, [(TRUTH, "truth"), (START, "start: mean shape in the box"),
+                                                    (FIT, "ASM fit (best of the starts)")],
+            f"active shape model on {n_test} held-out {label}", ncols=3)
 
     rescue(asm, images[-n_test:], shapes[-n_test:], outdir)
 
@@ -101,8 +107,12 @@ def main(outdir):
     err = lambda s: np.linalg.norm(s[bad] - truth[bad], axis=1).mean()  # noqa: E731
     print(f"  prior: NME corrupted {nme(pred, truth)[0]:.3f} -> projected {nme(fixed, truth)[0]:.3f}; "
           f"error of the 3 dragged points {err(pred):.1f} px -> {err(fixed):.1f} px")
-    tile = draw_landmarks(image, pred, color=(255, 0, 0), point_color=(255, 0, 0))
-    save_png(outdir / "asm_prior.png", draw_landmarks(tile, fixed, color=(0, 200, 0), point_color=(0, 200, 0)))
+    tile = draw_landmarks(image, pred, color=FIT, point_color=FIT)
+    _figure(outdir / "asm_prior.png", [draw_landmarks(tile, fixed, color=TRUTH, point_color=TRUTH)],
+            [f"NME {100 * nme(pred, truth)[0]:.1f}% -> {100 * nme(fixed, truth)[0]:.1f}%; the 3 dragged points "
+             f"{err(pred):.1f} px -> {err(fixed):.1f} px off"],
+            [(FIT, "prediction, 3 points dragged off"), (TRUTH, "projected onto the shape model")],
+            "the shape model as a prior that repairs a prediction")
     print(f"wrote {outdir / 'asm_fit.png'} and {outdir / 'asm_prior.png'}")
     if label.startswith("real"):
         verify(asm, images, shapes, n_test, outdir)
@@ -127,9 +137,13 @@ def rescue(asm, images, shapes, outdir):
         if best is None or a - b > best[0]:
             best = (a - b, image, truth, box, plain, found)
     _, image, truth, box, plain, found = best
-    tile = _draw_box(draw_landmarks(image, truth, color=(0, 200, 0), point_color=(0, 200, 0)), box, (255, 255, 0))
-    tile = draw_landmarks(tile, plain, color=(60, 60, 255), point_color=(60, 60, 255))
-    save_png(outdir / "asm_rescue.png", draw_landmarks(tile, found, color=(255, 0, 0), point_color=(255, 0, 0)))
+    tile = _draw_box(draw_landmarks(image, truth, color=TRUTH, point_color=TRUTH), box, BOX)
+    tile = draw_landmarks(tile, plain, color=START, point_color=START)
+    _figure(outdir / "asm_rescue.png", [draw_landmarks(tile, found, color=FIT, point_color=FIT)],
+            [f"NME without the rescue stage {100 * nme(plain, truth)[0]:.1f}%, "
+             f"with it {100 * nme(found, truth)[0]:.1f}%"],
+            [(BOX, "badly framed box"), (TRUTH, "truth"), (START, "fit without rescue"), (FIT, "fit with rescue")],
+            "the rescue stage: a search from a box 0.7 times the face, shifted right")
     print(f"wrote {outdir / 'asm_rescue.png'}")
 
 
@@ -154,7 +168,7 @@ def verify(asm, images, shapes, n_test, outdir):
     asm.fit_box_start(boxes, shapes[train], kind="detector")
     asm.fit_verifier([images[i] for i in train], shapes[train], found)
     print(f"  verifier: {asm.verifier_!r}, learned in {time.perf_counter() - t:.1f} s (detection included)")
-    tiles = []
+    tiles, titles = [], []
     for image, truth in zip(images[-n_test:-n_test + 3], shapes[-n_test:-n_test + 3]):
         image = load_image(image)
         cands = detector.detect(image)
@@ -163,12 +177,38 @@ def verify(asm, images, shapes, n_test, outdir):
         print(f"  {len(cands)} detector boxes; the top one {'is' if _is_face(cands[:1], truth) else 'is not'} "
               f"the face, the verifier's first {'is' if _is_face(ranked[:1], truth) else 'is not'}; "
               f"NME from it {nme(points, truth)[0]:.3f}")
-        tile = draw_landmarks(image, points, color=(255, 0, 0), point_color=(255, 0, 0))
-        tile = _draw_box(_draw_box(tile, cands[0], (255, 220, 0)), ranked[0], (0, 220, 255))
+        tile = draw_landmarks(image, points, color=FIT, point_color=FIT)
+        tile = _draw_box(_draw_box(tile, cands[0], BOX), ranked[0], VERIFIED)
         tiles.append(tile)
-    size = min(t.shape[0] for t in tiles), min(t.shape[1] for t in tiles)
-    save_png(outdir / "asm_verify.png", np.hstack([t[: size[0], : size[1]] for t in tiles]))
+        titles.append(f"{len(cands)} boxes; ASM from the verifier's first: NME {100 * nme(points, truth)[0]:.1f}%")
+    _figure(outdir / "asm_verify.png", tiles, titles,
+            [(BOX, "detector's top box"), (VERIFIED, "verifier's first box"), (FIT, "ASM fit from it")],
+            "the face verifier re-ranking the detector's boxes (held-out images)", ncols=3)
     print(f"wrote {outdir / 'asm_verify.png'}")
+
+
+# colours of the overlays (RGB)
+TRUTH, START, FIT, BOX, VERIFIED = (0, 200, 0), (60, 60, 255), (255, 0, 0), (255, 220, 0), (0, 220, 255)
+
+
+def _figure(path, tiles, titles, legend, title, ncols=1):
+    """Write the overlay ``tiles`` as one PNG: a title per panel, a legend of the colours, a title on top."""
+    from matplotlib.patches import Patch
+
+    plt = pyplot()
+    nrows = int(np.ceil(len(tiles) / ncols))
+    # a single panel still gets the width its title and legend need
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(3.6 * ncols, 6.5), 3.6 * nrows + 1.0), squeeze=False,
+                             layout="constrained")
+    for ax, tile, text in zip(axes.ravel(), tiles, titles):
+        ax.imshow(tile)
+        ax.set_title(text, fontsize=8)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.legend(handles=[Patch(color=np.asarray(c) / 255, label=name) for c, name in legend],
+               loc="outside lower center", ncols=min(4 if ncols > 1 else 2, len(legend)), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path, dpi=110)
 
 
 def _is_face(boxes, truth):
