@@ -27,6 +27,12 @@ on a grouped 50 % split and the found rate is reported on the held-out half and 
 all images ("found" = IoU >= 0.5 between the corrected box of the best-scored
 detection and the square landmark box). This takes minutes.
 
+``--compare-caches RAW JPEG [--model CKPT]`` compares a raw prepared cache with its
+``prepare --jpeg`` twin (same sources and size): read time of the raw crops, decode
+time of the JPEG ones, their pixel difference (mean absolute grey levels, PSNR), and,
+with a trained checkpoint, its validation NME on both (the ``shapekit train`` split:
+10 %, seed 0): the NME cost of the JPEG quality for that fixed model.
+
 Timings are noisy on a shared machine; ratios come from the same run.
 """
 
@@ -201,6 +207,38 @@ def _keys(names):
     return [group_key(n.split("/", 1)[1]) for n in names]
 
 
+def compare_caches(raw, jpeg, model=None):
+    """Return read/decode times, pixel differences and (with ``model``) validation NMEs of two caches."""
+    from shapekit.data.prepare import PreparedDataset
+
+    a, b = PreparedDataset(raw), PreparedDataset(jpeg)
+    if a.images.shape != b.images.shape or a.names != b.names:
+        raise SystemExit(f"bench_data: error: {raw} and {jpeg} do not hold the same crops")
+    t0 = time.perf_counter()
+    ra = np.array(a.images)
+    read_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rb = b.images
+    decode_s = time.perf_counter() - t0
+    diff = np.abs(ra.astype(np.float32) - rb.astype(np.float32))
+    mse = float(np.mean(diff ** 2))
+    r = {"cache_n": len(a), "cache_side": a.cache_size, "raw_bytes": int(os.path.getsize(Path(raw) / "images.u8")),
+         "jpeg_bytes": int(os.path.getsize(Path(jpeg) / "images.jpeg")), "jpeg_quality": b.meta.get("jpeg_quality"),
+         "raw_read_s": read_s, "jpeg_decode_s": decode_s, "jpeg_decode_images_per_s": len(b) / decode_s,
+         "jpeg_mean_abs_grey_levels": float(diff.mean()), "jpeg_psnr_db": 10 * np.log10(255.0 ** 2 / mse)}
+    if model:
+        from shapekit.train.data import load_training_data
+        from shapekit.train.evaluate import evaluate
+
+        for key, path in (("raw", raw), ("jpeg", jpeg)):
+            _, val = load_training_data([path], val_fraction=0.1, seed=0, augment=False)
+            r[f"val_nme_{key}"] = evaluate(model, val, device="cpu").metrics["nme"]
+            r["val_n"] = len(val)
+        r["jpeg_nme_cost"] = r["val_nme_jpeg"] - r["val_nme_raw"]
+        r["model"] = str(model)
+    return r
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 224])
@@ -215,8 +253,18 @@ def main(argv=None):
     ap.add_argument("--no-loader", action="store_true", help="only the detection part (with --detect)")
     ap.add_argument("--device", default="cpu", help="device of the batched path (default cpu)")
     ap.add_argument("--threads", type=int, default=1, help="torch and numba threads of the batched path (default 1)")
+    ap.add_argument("--compare-caches", nargs=2, metavar=("RAW", "JPEG"),
+                    help="compare a raw prepared cache with its --jpeg twin (and nothing else)")
+    ap.add_argument("--model", metavar="CKPT", help="with --compare-caches: checkpoint scored on both caches")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.compare_caches:
+        r = compare_caches(*args.compare_caches, model=args.model)
+        if not args.json:
+            for k, v in r.items():
+                print(f"{k:28s} {v}")
+        print(json.dumps(r))
+        return 0
 
     from shapekit.data.prepare import prepare
 

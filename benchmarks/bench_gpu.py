@@ -198,6 +198,9 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--smoke", action="store_true", help="seconds on the CPU: synthetic faces, tiny models")
+    ap.add_argument("--steps-only", action="store_true",
+                    help="only measure the step variants and the data path (every variant, on any device), then stop")
+    ap.add_argument("--threads", type=int, default=None, help="torch (and batched kernel) CPU threads")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
@@ -213,7 +216,6 @@ def main(argv=None):
 
     tmp = tempfile.mkdtemp(prefix="bench_gpu.")
     args.model_kwargs = {}
-    args.threads = None
     teacher_kwargs = {}
     if args.smoke:
         args.cache = str(smoke_cache(tmp))
@@ -225,6 +227,11 @@ def main(argv=None):
         args.compile = False
         args.threads = 1
     device = resolve_device(args.device)
+    if args.threads:
+        import numba
+
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     cache = Path(args.cache)
     if not (cache / "meta.json").is_file():
         print(f"bench_gpu: error: no prepared cache at {cache} (make it with `shapekit prepare ... --jpeg`)",
@@ -244,17 +251,21 @@ def main(argv=None):
                 "no_channels_last": {"channels_last": False}, "no_fused": {"fused": False}}
     if args.compile:
         variants["no_compile"] = {"compile": False}
-    if device.type != "cuda":
+    if device.type != "cuda" and not args.steps_only:
         variants = {k: v for k, v in variants.items() if k in ("all", "no_batched")}
     steps = measure_steps(args, train, device, args.student, args.steps, variants)
     result["student_step_images_per_s"] = steps
     result["images_per_s"] = steps["all"]
-    teacher_rate = measure_steps(args, train, device, args.teacher, max(2, args.steps // 3), {"all": {}})["all"]
-    result["teacher_step_images_per_s"] = teacher_rate
     batched, pillow = data_rates(args, train, device, args.steps)
     result.update(data_batched_images_per_s=batched, data_pillow_images_per_s=pillow,
                   data_vs_step=batched / steps["all"] if steps["all"] else None,
                   batched_vs_pillow=batched / pillow if pillow else None)
+    if args.steps_only:
+        result["minutes"] = (time.perf_counter() - t_start) / 60
+        print(json.dumps(result))
+        return 0
+    teacher_rate = measure_steps(args, train, device, args.teacher, max(2, args.steps // 3), {"all": {}})["all"]
+    result["teacher_step_images_per_s"] = teacher_rate
 
     # --- the four roles
     epochs = plan_epochs(args, len(train), {"teacher": teacher_rate, "student": steps["all"]},
