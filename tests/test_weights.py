@@ -16,7 +16,7 @@ from skimage.transform import resize
 from shapekit import weights as W
 from shapekit.errors import ShapekitError
 from shapekit.nn import create_model
-from shapekit.nn.models import IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD, create_backbone
+from shapekit.nn.models import create_backbone, imagenet_preprocessing
 from shapekit_cli.main import main as cli
 
 
@@ -169,14 +169,13 @@ def _imagenet_batch(size, mean, std):
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
 
-@pytest.mark.parametrize("name,size", [("mobilenetv2", 224), ("efficientnet_lite0", 224),
-                                       ("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
-def test_imagenet_files_classify_sample_images(name, size):
+@pytest.mark.parametrize("name", ["mobilenetv2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_imagenet_files_classify_sample_images(name):
     """scikit-image's chelsea is a tabby (ImageNet 285, Egyptian cat) and coffee an espresso (967)."""
     path = _real(name)
     net = create_backbone(name).eval()
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
-    mean, std = (LITE_MEAN, LITE_STD) if "lite" in name else (IMAGENET_MEAN, IMAGENET_STD)
+    size, mean, std = imagenet_preprocessing(name)
     with torch.no_grad():
         probs = net(_imagenet_batch(size, mean, std)).softmax(1)
     assert probs.argmax(1).tolist() == [285, 967]

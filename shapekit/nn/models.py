@@ -794,6 +794,18 @@ BACKBONES = {
 }
 
 
+def imagenet_preprocessing(name):
+    """Return ``(side, mean, std)``: the input side in pixels and the per-channel normalisation
+    of images in [0, 1] with which the ImageNet classifier ``name`` was trained (torchvision's
+    224 px and ImageNet statistics; EfficientNet-Lite's native sides and TensorFlow scaling).
+    """
+    if name not in BACKBONES:
+        raise ShapekitError(f"name: no ImageNet backbone {name!r}; known: {sorted(BACKBONES)}")
+    if name.startswith("efficientnet_lite"):
+        return _EFFNET_LITE[name.rsplit("_", 1)[1]][3], LITE_MEAN, LITE_STD
+    return 224, IMAGENET_MEAN, IMAGENET_STD
+
+
 def create_backbone(name, num_classes=1000, **kw):
     """Return the bare ImageNet classifier network ``name`` (torchvision layout), e.g. to export weights."""
     if name not in BACKBONES:
