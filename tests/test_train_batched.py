@@ -185,3 +185,22 @@ def test_trainer_batched_needs_prepared_caches(tmp_path):
 
     with pytest.raises(ShapekitError, match="not a prepared cache"):
         fit_role("plain", BlobDataset(8, seed=0), None, _batched_cfg(input_size=None))
+
+
+def test_cli_train_batched_tolerant(cache, tmp_path, capsys):
+    """`shapekit train --batched`: the tolerant teacher's soft targets come from the fitted shape model."""
+    import json
+
+    from shapekit_cli.main import main
+
+    out = tmp_path / "tol"
+    code = main(["train", "--role", "tolerant", "--data", str(cache), "--out", str(out), "--model", "simple_cnn",
+                 "--input-size", "32", "--epochs", "1", "--batch-size", "2", "--batched", "--threads", "1",
+                 "--val-fraction", "0.34", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["role"] == "tolerant" and np.isfinite(summary["best_nme"])
+    assert (out / "soft_model.npz").is_file() and (out / "best.pt").is_file()
+    from shapekit.train import load_checkpoint
+
+    assert load_checkpoint(out / "best.pt")["config"]["batched"] is True

@@ -45,7 +45,14 @@ def register(sub):
                         "one split")
     p.add_argument("--workers", type=int, help="DataLoader worker processes")
     p.add_argument("--no-augment", action="store_true", default=None, help="train without augmentation")
-    p.add_argument("--amp", action=_BoolFlag, help="mixed precision on CUDA (default on)")
+    p.add_argument("--amp", action=_BoolFlag,
+                   help="autocast (bfloat16 unless --amp-dtype float16); default: on CUDA only; --amp: on the CPU too")
+    p.add_argument("--amp-dtype", choices=["bfloat16", "float16"])
+    p.add_argument("--channels-last", action=_BoolFlag, help="channels-last tensors (default: on CUDA only)")
+    p.add_argument("--fused", action=_BoolFlag, help="fused AdamW (default: on CUDA only)")
+    p.add_argument("--compile", action=_BoolFlag, help="torch.compile the model's forward (default off)")
+    p.add_argument("--batched", action=_BoolFlag,
+                   help="augment whole batches on the training device (prepared caches only; default off)")
     p.add_argument("--ema", action=_BoolFlag, help="keep an exponential moving average of the weights")
     p.add_argument("--device", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared CPU)")
