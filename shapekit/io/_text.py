@@ -99,16 +99,20 @@ def csv_rows(text, path, line=None):
         yield (line if line is not None else rows.line_num), row
 
 
-def check_known_count(n, path, what, line=None):
+def check_known_count(n, path, what, line=None, counts=None):
     """Refuse ``n`` points in a file without header (``what`` names it) unless a known
-    schema has that many: with no header to say the count, a truncated file is
-    recognised by a count no layout has."""
-    from shapekit import schemas
+    schema has that many (or ``n`` is in ``counts``, the counts the format allows): with
+    no header to say the count, a truncated file is recognised by its count."""
+    if counts is None:
+        from shapekit import schemas
 
-    counts = sorted({schemas.get(name).n_points for name in schemas.available()})
+        counts = sorted({schemas.get(name).n_points for name in schemas.available()})
+        which = "which no known schema has"
+    else:
+        which = "which is not a count this format allows"
     if n not in counts:
-        raise FormatError(path, f"{what} holds {n} points, which no known schema has ({', '.join(map(str, counts))}):"
-                          " it looks truncated; a file with another count needs a header", line=line)
+        raise FormatError(path, f"{what} holds {n} points, {which} ({', '.join(map(str, counts))}): it looks "
+                          "truncated; a file with another count needs a header", line=line)
 
 
 def to_float(token, path, line, what):

@@ -38,6 +38,9 @@ def _as_shapes(arr, path, where="array"):
     return arr
 
 
+_MAX_HEADER = 10000  # bytes: NumPy's own default limit on .npy headers
+
+
 def _check_npy_header(fh, size, path, where):
     """Read the ``.npy`` header at ``fh`` and refuse one whose array would not fit in
     ``size`` bytes (the file or zip member): NumPy would otherwise allocate what the
@@ -46,10 +49,20 @@ def _check_npy_header(fh, size, path, where):
 
     try:
         version = npformat.read_magic(fh)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ValueError(f"unknown .npy version {version[0]}.{version[1]}")
+        # the header length is checked before anything reads it: a damaged length would
+        # otherwise make the reader allocate gigabytes for a small file
+        start = fh.tell()
+        width = 2 if version == (1, 0) else 4
+        length = int.from_bytes(fh.read(width), "little")
+        if length > _MAX_HEADER or length > size - start - width:
+            raise ValueError(f"the header claims {length:,} bytes")
+        fh.seek(start)
         if version == (1, 0):
-            shape, _, dtype = npformat.read_array_header_1_0(fh, max_header_size=10000)
+            shape, _, dtype = npformat.read_array_header_1_0(fh, max_header_size=_MAX_HEADER)
         else:
-            shape, _, dtype = npformat.read_array_header_2_0(fh, max_header_size=10000)
+            shape, _, dtype = npformat.read_array_header_2_0(fh, max_header_size=_MAX_HEADER)
     except Exception as exc:  # noqa: BLE001 -- NumPy's header parser raises many kinds
         raise FormatError(path, f"not a NumPy .npy/.npz file: {where} has a bad header ({type(exc).__name__}: "
                           f"{str(exc)[:120]})") from None

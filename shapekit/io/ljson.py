@@ -69,7 +69,8 @@ def _connectivity(raw, n, path, where):
     if not isinstance(raw, list):
         raise FormatError(path, f"{where}: 'connectivity' must be a list, got {type(raw).__name__}")
     for e in raw:
-        if not (isinstance(e, list) and len(e) == 2 and all(isinstance(i, int) and 0 <= i < n for i in e)):
+        if not (isinstance(e, list) and len(e) == 2
+                and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n for i in e)):
             raise FormatError(path, f"{where}: connectivity entry {e!r} must be a pair of indices in 0..{n - 1}")
         edges.append((e[0], e[1]))
     return tuple(edges)

@@ -2,8 +2,10 @@
 
 On disk the coordinates are 1-based (the centre of the top-left pixel is (1, 1)); in
 memory shapekit uses 0-based pixel centres, so the reader subtracts 1 and the writer
-adds it back. Headerless files (just L lines ``x y``, as some 300-W mirrors ship them)
-are read too. ``nan nan`` marks a missing point (300-W itself has none).
+adds it back. Headerless files (just 68 lines ``x y``, as some 300-W mirrors ship them)
+are read too; having no end marker, they must hold 68 points (or the ``n_points`` the
+caller gives) and end with a newline or a complete number, else they are refused as
+truncated. ``nan nan`` marks a missing point (300-W itself has none).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from shapekit.io._text import MAX_COORD, check_complete, check_known_count, deco
 
 _TWO_FIELDS = re.compile(r"^[ \t]*\S+[ \t]+\S+[ \t]*\r?$", re.MULTILINE)
 
+#: Point counts a ``.pts`` file without header may hold (300-W mirrors ship 68-point ones).
+HEADERLESS_COUNTS = (68,)
+
 #: Image extensions looked for beside a ``.pts`` file, in this order.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
 
@@ -31,7 +36,7 @@ def parse_pts(text, path="<string>", n_points=None, one_based=True):
 
     ``n_points`` (optional) is the count the caller expects; the header's own
     ``n_points`` is always checked against the lines that follow. Text without header
-    has no end marker, so it must hold the point count of a known schema (or
+    has no end marker, so it must hold 68 points (:data:`HEADERLESS_COUNTS`; or
     ``n_points``) and end its last line with a newline or a complete number; anything
     else is refused as truncated. Errors name ``path`` and the 1-based line.
     """
@@ -197,7 +202,10 @@ def _check_headerless(text, path, n, n_points=None):
     other than ``n_points`` when the caller gives one) and a last number cut short,
     rather than return a truncated shape."""
     if n_points is None:
-        check_known_count(n, path, "a .pts file without header ('version: 1', 'n_points: L', '{' ... '}')")
+        # 300-W's 68 points only: a 68-point file cut at a line end could otherwise pass
+        # for another schema's 5, 15 or 29 points
+        check_known_count(n, path, "a .pts file without header ('version: 1', 'n_points: L', '{' ... '}')",
+                          counts=HEADERLESS_COUNTS)
     check_complete(text, path)
 
 
