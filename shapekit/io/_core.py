@@ -101,17 +101,18 @@ class Annotations:
         if self.images is not None:
             out[:] = (self.images.shape[2], self.images.shape[1])
             return out
-        from PIL import Image, UnidentifiedImageError
+        from shapekit.errors import FormatError
+        from shapekit.io.images import image_size
 
         for i, m in enumerate(self.meta):
             path = m.get("image")
             if not path:
                 continue
             try:
-                with Image.open(path) as im:  # lazy: reads the header, not the pixels
-                    out[i] = im.size
-            except (OSError, UnidentifiedImageError):
+                h, w = image_size(path)  # reads the header, not the pixels
+            except FormatError:  # missing, unreadable or damaged: unknown size
                 continue
+            out[i] = (w, h)
         return out
 
     def __getitem__(self, index):

@@ -58,7 +58,7 @@ def _frame_sizes(ann):
     images = getattr(ann, "images", None)
     if images is not None:
         return np.broadcast_to(np.array([images.shape[2], images.shape[1]], float), (len(ann), 2)).copy()
-    from PIL import Image
+    from shapekit.io.images import image_size
 
     sizes = np.empty((len(ann), 2))
     for i, meta in enumerate(ann.meta):
@@ -66,11 +66,8 @@ def _frame_sizes(ann):
         if not path:
             raise ShapekitError(f"frame units need each sample's image size, but sample {i} "
                                 f"({meta.get('name')}, {meta.get('source')}) has no image")
-        try:
-            with Image.open(path) as im:
-                sizes[i] = im.size
-        except OSError as exc:
-            raise ShapekitError(f"cannot read the size of image {path}: {exc}") from None
+        h, w = image_size(path)  # FormatError naming the image when it cannot be read
+        sizes[i] = (w, h)
     return sizes
 
 
