@@ -28,7 +28,8 @@ same cascade one level, one box and one image at a time; a test holds the two eq
 Coordinates: boxes are returned as pixel edges in 0-based pixel-centre coordinates
 (``x0, y0, x1, y1``, like :class:`shapekit.data.detect.FaceDetector`); inside the
 cascade, as in the original, a box ``(x1, y1, x2, y2)`` names 1-based pixel indices
-inclusively. Points are 0-based pixel centres.
+inclusively. Points are 0-based pixel centres, ``x1 - 1 + w p`` as facenet-pytorch
+computes them (the MATLAB original's formula, read there in its 1-based frame).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class RNet(nn.Module):
 
 
 class ONet(nn.Module):
-    """MTCNN's output network: ``(N, 3, 48, 48)`` -> box regression ``(N, 4)``, points ``(N, 10)``, probability ``(N,)``.
+    """MTCNN's output network: ``(N, 3, 48, 48)`` -> box regression ``(N, 4)``, points ``(N, 10)``, probability.
 
     The points are ``x1..x5, y1..y5`` as fractions of the input box.
     """
@@ -164,7 +165,7 @@ def mtcnn_available():
 
 
 def load_nets(weights=None, fetch=False, device="cpu"):
-    """Return ``(pnet, rnet, onet)`` in eval mode on ``device`` with the published weights (see :func:`mtcnn_weights`)."""
+    """Return ``(pnet, rnet, onet)`` in eval mode on ``device`` with the published weights (:func:`mtcnn_weights`)."""
     folder = mtcnn_weights(weights, fetch=fetch)
     nets = []
     for name, cls in zip(_NETS, (PNet, RNet, ONet)):
@@ -506,6 +507,8 @@ def _stage_two_three(nets, imgs, boxes, img_of, thresholds, crops):
     boxes, img_of, reg, pts, prob = boxes[ok], img_of[ok], reg[ok], pts[ok], prob[ok]
     w = boxes[:, 2] - boxes[:, 0] + 1
     h = boxes[:, 3] - boxes[:, 1] + 1
+    # facenet-pytorch's reading of the points (x1 - 1 + w p) as 0-based: closer to the 68-point
+    # annotations than the 1-based reading of the original MATLAB code (see benchmarks/RESULTS.md)
     points = np.stack([w[:, None] * pts[:, :5] + boxes[:, :1] - 1, h[:, None] * pts[:, 5:] + boxes[:, 1:2] - 1], -1)
     boxes = _regress(boxes, reg)
     pick = nms(boxes, prob, 0.7, mode="min", groups=img_of)
