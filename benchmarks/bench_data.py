@@ -212,14 +212,14 @@ def compare_caches(raw, jpeg, model=None):
     from shapekit.data.prepare import PreparedDataset
 
     a, b = PreparedDataset(raw), PreparedDataset(jpeg)
-    if a.images.shape != b.images.shape or a.names != b.names:
-        raise SystemExit(f"bench_data: error: {raw} and {jpeg} do not hold the same crops")
+    t0 = time.perf_counter()
+    rb = b.images  # decoded here, on first use
+    decode_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     ra = np.array(a.images)
     read_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rb = b.images
-    decode_s = time.perf_counter() - t0
+    if ra.shape != rb.shape or a.names != b.names:
+        raise SystemExit(f"bench_data: error: {raw} and {jpeg} do not hold the same crops")
     diff = np.abs(ra.astype(np.float32) - rb.astype(np.float32))
     mse = float(np.mean(diff ** 2))
     r = {"cache_n": len(a), "cache_side": a.cache_size, "raw_bytes": int(os.path.getsize(Path(raw) / "images.u8")),
