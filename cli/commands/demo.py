@@ -25,6 +25,9 @@ def register(sub):
     size.add_argument("--quick", action="store_true", help="a tiny run (tens of seconds) to check the installation")
     size.add_argument("--full", action="store_true",
                       help="the longer run: 2400 + 400 faces, four times the epochs (several times the default's time)")
+    p.add_argument("--pretrained", choices=("auto", "imagenet", "none"), default="auto",
+                   help="ImageNet starts: auto (when the weight files can be had, fetched on first use; default), "
+                        "imagenet (required), none (random weights)")
     p.add_argument("--no-train", action="store_true", help="skip the deep models")
     p.add_argument("--no-asm", action="store_true", help="skip the active shape model")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object at the end")
@@ -34,7 +37,8 @@ def register(sub):
 def run(args):
     from shapekit.pipeline import DemoConfig, run_demo
 
-    kw = {"seed": args.seed, "device": args.device, "train": not args.no_train, "asm": not args.no_asm}
+    kw = {"seed": args.seed, "device": args.device, "train": not args.no_train, "asm": not args.no_asm,
+          "pretrained": args.pretrained}
     for name in ("n_train", "n_val", "epochs", "input_size", "workers"):
         value = getattr(args, name)
         if value is not None:
