@@ -12,12 +12,14 @@ Run once from the repository root. In order:
    validation, seed 0, faces of one photo together);
 3. measures the training step of the student (``--student``, batch ``--batch-size``,
    input ``--size``) with everything on (device-side batched augmentation, bfloat16
-   autocast, channels-last, fused AdamW, ``torch.compile`` unless ``--no-compile``) and
-   with each of these off in turn, plus the data path alone (batched augmentation vs
-   the Pillow DataLoader): images/s, all in the same run;
+   autocast, channels-last, fused AdamW), with each of these off in turn and with
+   ``torch.compile`` added, plus the data path alone (batched augmentation vs the
+   Pillow DataLoader): images/s, all in the same run;
 4. trains the tough and tolerant teachers (``--teacher``), the plain student and the
-   KD student, each for its requested epochs or fewer, so that the four fit in
-   ``--budget-minutes`` at the measured speeds (the epochs actually run are reported);
+   KD student (batched, bfloat16, channels-last, fused AdamW, EMA of the weights;
+   ``--compile`` to compile them too, which costs a compilation per role), each for its
+   requested epochs or fewer, so that the four fit in ``--budget-minutes`` at the
+   measured speeds (the epochs actually run are reported);
 5. evaluates the four on the validation split and on every ``--eval`` folder
    (prepared caches or folders of images + .pts) and writes ``$OUT/bench_gpu.json``,
    ``$OUT/val_nme.png`` (validation NME per epoch of the four) and each role's
@@ -90,7 +92,7 @@ def measure_steps(args, train, device, model_name, steps, variants):
     for name, over in variants.items():
         kw = dict(role="plain", model=model_name, input_size=args.size, batch_size=args.batch_size, epochs=2,
                   lr=1e-3, device=str(device), progress=False, batched=True, amp=True, channels_last=True,
-                  fused=True, compile=args.compile, warmup_epochs=0.0, model_kwargs=dict(args.model_kwargs),
+                  fused=True, compile=False, warmup_epochs=0.0, model_kwargs=dict(args.model_kwargs),
                   threads=args.threads)
         kw.update(over)
         cfg = TrainConfig(**kw)
@@ -187,11 +189,12 @@ def main(argv=None):
     ap.add_argument("--student", default="mobilenetv2")
     ap.add_argument("--teacher-epochs", type=int, default=60)
     ap.add_argument("--student-epochs", type=int, default=80)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--budget-minutes", type=float, default=7.0,
                     help="the whole run, install included; epochs are cut to fit (default 7)")
-    ap.add_argument("--no-compile", dest="compile", action="store_false", help="train without torch.compile")
+    ap.add_argument("--compile", action="store_true", help="also torch.compile the four trainings")
+    ap.add_argument("--ema-decay", type=float, default=0.995, help="EMA of the weights (horizon ~1/(1-d) steps)")
     ap.add_argument("--workers", type=int, default=8, help="DataLoader workers of the Pillow path's measurement")
     ap.add_argument("--steps", type=int, default=30, help="steps timed per step variant")
     ap.add_argument("--eval", nargs="+", default=[], metavar="DIR", help="more held-out sets to score")
@@ -248,9 +251,8 @@ def main(argv=None):
 
     # --- the step, with each speed-up off in turn
     variants = {"all": {}, "no_batched": {"batched": False, "workers": args.workers}, "no_bf16": {"amp": False},
-                "no_channels_last": {"channels_last": False}, "no_fused": {"fused": False}}
-    if args.compile:
-        variants["no_compile"] = {"compile": False}
+                "no_channels_last": {"channels_last": False}, "no_fused": {"fused": False},
+                "plus_compile": {"compile": True}}
     if device.type != "cuda" and not args.steps_only:
         variants = {k: v for k, v in variants.items() if k in ("all", "no_batched")}
     steps = measure_steps(args, train, device, args.student, args.steps, variants)
@@ -271,8 +273,8 @@ def main(argv=None):
     epochs = plan_epochs(args, len(train), {"teacher": teacher_rate, "student": steps["all"]},
                          time.perf_counter() - t_start)
     result["epochs"] = epochs
-    base = dict(input_size=args.size, batch_size=args.batch_size, lr=args.lr, warmup_epochs=min(2.0, 0.1 * 60),
-                device=str(device), progress=False, batched=True, compile=args.compile, seed=0, ema=not args.smoke,
+    base = dict(input_size=args.size, batch_size=args.batch_size, lr=args.lr, device=str(device), progress=False,
+                batched=True, compile=args.compile, seed=0, ema=not args.smoke, ema_decay=args.ema_decay,
                 threads=args.threads)
     pdm = soft_model(training_shapes(train))
     res, times = {}, {}
@@ -280,7 +282,7 @@ def main(argv=None):
         teacher_role = role in ("tough", "tolerant")
         cfg = TrainConfig(role=role, model=args.teacher if teacher_role else args.student, epochs=epochs[role],
                           model_kwargs=dict(teacher_kwargs if teacher_role else args.model_kwargs),
-                          **{**base, "warmup_epochs": min(2.0, 0.1 * epochs[role])})
+                          warmup_epochs=min(2.0, 0.1 * epochs[role]), **base)
         teachers = (out / "tough" / "best.pt", out / "tolerant" / "best.pt") if role == "student" else None
         t0 = time.perf_counter()
         res[role] = fit_role(role, train, val, cfg, teachers=teachers, pdm=pdm if role == "tolerant" else None,
