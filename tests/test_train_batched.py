@@ -204,3 +204,16 @@ def test_cli_train_batched_tolerant(cache, tmp_path, capsys):
     from shapekit.train import load_checkpoint
 
     assert load_checkpoint(out / "best.pt")["config"]["batched"] is True
+
+
+def test_from_dataset_keeps_the_order_of_subsets_and_concats(cache):
+    from shapekit.train.data import Concat, Subset
+
+    ds = PreparedDataset(cache)
+    mixed = Subset(Concat([ds, ds]), [7, 0, 11, 3, 5])
+    dc = DeviceCache.from_dataset(mixed, augment=None)
+    _, pts, mask, _ = dc.render(torch.arange(len(mixed)))
+    for k in range(len(mixed)):
+        item = mixed[k]
+        m = item["mask"].numpy()
+        np.testing.assert_allclose(pts[k].numpy()[m], item["shape"].numpy()[m], atol=1e-4)
