@@ -116,6 +116,19 @@ class SqueezeExcitation(nn.Module):
         return x * s
 
 
+def _residual(out, x, sd_prob, training):
+    """Return ``x + out``, dropping ``out`` per sample with probability ``sd_prob`` while training.
+
+    Stochastic depth in torchvision's "row" mode: the kept branches are scaled by
+    ``1 / (1 - sd_prob)`` so that the expectation is unchanged.
+    """
+    if training and sd_prob > 0:
+        keep = 1.0 - sd_prob
+        noise = torch.empty([x.shape[0], 1, 1, 1], dtype=x.dtype, device=x.device).bernoulli_(keep)
+        out = out * noise / keep
+    return out + x
+
+
 class MBConv(nn.Module):
     def __init__(self, cin, cout, kernel, stride, expand, sd_prob, norm):
         super().__init__()
@@ -133,14 +146,7 @@ class MBConv(nn.Module):
 
     def forward(self, x):
         out = self.block(x)
-        if self.use_res_connect:
-            if self.training and self.sd_prob > 0:
-                # Stochastic depth per sample ("row" mode), as torchvision.
-                keep = 1.0 - self.sd_prob
-                noise = torch.empty([x.shape[0], 1, 1, 1], dtype=x.dtype, device=x.device).bernoulli_(keep)
-                out = out * noise / keep
-            out = out + x
-        return out
+        return _residual(out, x, self.sd_prob, self.training) if self.use_res_connect else out
 
 
 _EFFNET = {  # width, depth, dropout (Tan & Le 2019 compound scaling; torchvision's values)
@@ -208,13 +214,7 @@ class _LiteBlock(nn.Module):
             out = F.relu6(self._bn0(self._expand_conv(out)))
         out = F.relu6(self._bn1(self._depthwise_conv(out)))
         out = self._bn2(self._project_conv(out))
-        if self.use_res_connect:
-            if self.training and self.sd_prob > 0:
-                keep = 1.0 - self.sd_prob
-                noise = torch.empty([x.shape[0], 1, 1, 1], dtype=x.dtype, device=x.device).bernoulli_(keep)
-                out = out * noise / keep
-            out = out + x
-        return out
+        return _residual(out, x, self.sd_prob, self.training) if self.use_res_connect else out
 
 
 class EfficientNetLite(nn.Module):
