@@ -12,6 +12,7 @@ import csv
 import os
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,9 @@ def _check_npy_header(fh, size, path, where):
             shape, _, dtype = npformat.read_array_header_1_0(fh, max_header_size=_MAX_HEADER)
         else:
             shape, _, dtype = npformat.read_array_header_2_0(fh, max_header_size=_MAX_HEADER)
+    except (zlib.error, zipfile.BadZipFile, EOFError) as exc:
+        raise FormatError(path, f"{where}: damaged compressed data ({type(exc).__name__}: {str(exc)[:120]})") \
+            from None
     except Exception as exc:  # noqa: BLE001 -- NumPy's header parser raises many kinds
         raise FormatError(path, f"not a NumPy .npy/.npz file: {where} has a bad header ({type(exc).__name__}: "
                           f"{str(exc)[:120]})") from None

@@ -132,7 +132,7 @@ def _parse_slow(text, path, n_points=None):
         try:
             declared = int(value)
         except ValueError:
-            raise FormatError(path, f"n_points must be an integer, got {value!r}", line=hline) from None
+            raise FormatError(path, f"n_points must be an integer, got {value[:40]!r}", line=hline) from None
         if declared < 0:
             raise FormatError(path, f"n_points must be >= 0, got {declared}", line=hline)
 
