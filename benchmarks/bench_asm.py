@@ -70,6 +70,9 @@ def main(argv=None):
                     help="do not learn the face verifier that re-ranks the detector's boxes")
     ap.add_argument("--verifier-set", nargs="*", default=[], metavar="NAME=VALUE",
                     help="FaceVerifier parameters (Python literals), e.g. use_framing=False")
+    ap.add_argument("--detector", choices=["lbp", "mtcnn"], default="lbp",
+                    help="the face detector (shapekit.asm.default_detector(NAME)); lbp reproduces the figures "
+                         "measured before MTCNN")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
 
@@ -114,7 +117,8 @@ def main(argv=None):
     train_s = time.perf_counter() - t0
     from shapekit.asm.model import default_detector
 
-    detector = default_detector()
+    detector = default_detector(args.detector)
+    asm.detector_ = detector.name
     cache = {}
     if args.detections and Path(args.detections).exists():
         with np.load(args.detections) as z:
