@@ -16,6 +16,23 @@ def _umask():
     return mask
 
 
+def _remove_stale_temporaries(path, suffix):
+    """Remove the temporary files of writes to ``path`` whose process no longer runs (a
+    write killed before its rename)."""
+    import re
+
+    pattern = re.compile(r"^\." + re.escape(path.stem) + r"\.(\d+)\.[^.]+\.tmp" + re.escape(suffix) + "$")
+    try:
+        entries = os.listdir(path.parent)
+    except OSError:
+        return
+    for name in entries:
+        m = pattern.match(name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(path.parent / name)
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=None):
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
@@ -23,13 +40,16 @@ def atomic_path(path, suffix=None):
     The temporary name keeps the destination's suffix (or ``suffix``) so that
     writers which pick a format from the extension (``np.savez``, ``savefig``)
     behave as they would on the final name. On an exception the temporary file is
-    removed and ``path`` is left untouched.
+    removed and ``path`` is left untouched; temporary files that killed writes to
+    ``path`` left behind are removed by the next write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
+    _remove_stale_temporaries(path, suffix)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + suffix, dir=path.parent)
+        # the process id in the name lets a later write find what a killed one left
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}.", suffix=".tmp" + suffix, dir=path.parent)
     except OSError as exc:
         # name the destination, not the temporary file the caller never asked for
         raise type(exc)(exc.errno, f"cannot write here ({exc.strerror})", str(path)) from None

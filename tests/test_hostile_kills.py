@@ -277,3 +277,21 @@ def test_an_error_leaves_the_old_folder_and_no_leftover(tmp_path):
     with _files.atomic_folder(dest, carry_old=True) as stage:
         (stage / "b.txt").write_text("new")
     assert sorted(snapshot(dest)) == ["a.txt", "b.txt"]  # carried over, as an in-place write keeps it
+
+
+def test_a_killed_file_write_leaves_a_temporary_that_the_next_write_removes(tmp_path):
+    path = tmp_path / "model.npz"
+
+    def killed():
+        _files.FAULT_HOOK = lambda label: os._exit(0)  # killed between writing and renaming
+        with _files.atomic_path(path) as tmp:
+            tmp.write_bytes(b"half")
+
+    os.waitpid(_fork(killed), 0)
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".model.") and left[0].endswith(".tmp.npz")
+    (tmp_path / f".model.{os.getpid()}.abcdefgh.tmp.npz").write_bytes(b"a live write of this process")
+    with _files.atomic_path(path) as tmp:
+        tmp.write_bytes(b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".model.{os.getpid()}.abcdefgh.tmp.npz", "model.npz"]
+    assert path.read_bytes() == b"whole"
