@@ -215,6 +215,15 @@ def atomic_folder(dest, carry_old=None):
     import secrets
 
     dest = Path(dest)
+    if dest.is_symlink():
+        dest = Path(os.path.realpath(dest))  # the folder it points to is the output
+    here = Path.cwd().resolve()
+    full = dest.resolve()
+    if full == here or full in here.parents or full == Path.home().resolve() or full.parent == full:
+        from shapekit.errors import ShapekitError
+
+        raise ShapekitError(f"{dest}: an output folder is replaced whole when complete; give a folder of its own "
+                            "(not the current folder, one above it, the home folder or a root)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     repair_folder(dest)
     if os.path.lexists(dest) and not dest.is_dir():

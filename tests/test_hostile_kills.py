@@ -295,3 +295,24 @@ def test_a_killed_file_write_leaves_a_temporary_that_the_next_write_removes(tmp_
         tmp.write_bytes(b"whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".model.{os.getpid()}.abcdefgh.tmp.npz", "model.npz"]
     assert path.read_bytes() == b"whole"
+
+
+def test_folders_that_cannot_be_swapped_whole_are_refused(tmp_path, monkeypatch):
+    from shapekit.errors import ShapekitError
+
+    work = tmp_path / "work" / "sub"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    for dest in (".", "..", str(work), "/"):
+        with pytest.raises(ShapekitError, match="a folder of its own"):
+            with _files.atomic_folder(dest):
+                pass
+    # a symbolic link to a folder: the folder it points to is swapped, the link stays
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.txt").write_text("old")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with _files.atomic_folder(link) as stage:
+        (stage / "a.txt").write_text("new")
+    assert link.is_symlink() and (link / "a.txt").read_text() == "new" and leftovers(real) == []
