@@ -208,6 +208,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     result = {"install": "skipped (--no-install)" if args.no_install else install()}
+    if str(REPO) not in sys.path:
+        # a failed install (say, setuptools without bdist_wheel) still runs from the checkout
+        sys.path.insert(0, str(REPO))
 
     import torch
 
