@@ -620,16 +620,31 @@ def test_sniff_and_folder_skips_unknown_text(tmp_path):
 
 
 def test_read_800_pts_is_fast(shared_data):
+    """Reading a folder of .pts costs at most a few times a bare parse of the same files (same run)."""
     import time
 
     folder = shared_data("lfpw68/train")
+    files = sorted(folder.glob("*.pts"))
     read(folder)  # warm the file cache
-    t = time.perf_counter()
-    ann = read(folder)
-    seconds = time.perf_counter() - t
-    assert len(ann) == 805
-    # measured 0.16-0.20 s on the shared 2-core machine, as fast as a bare np.loadtxt loop
-    assert seconds < 2.0, seconds
+
+    def bare():
+        for f in files:
+            lines = f.read_text().splitlines()
+            np.array([[float(v) for v in ln.split()] for ln in lines[3:-1]])
+
+    def timed(fn):
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    baseline = timed(bare)
+    seconds = timed(lambda: read(folder))
+    assert len(read(folder)) == 805
+    # measured 1.5-1.6x the bare parse (validation of every number and line included)
+    assert seconds < 4.0 * baseline, (seconds, baseline)
 
 
 def test_read_image(shared_data, tmp_path):
