@@ -21,11 +21,13 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tqdm import tqdm
 
 from shapekit import _files
 
@@ -111,6 +113,9 @@ KINDS = ("soften", "convert", "prepare", "synth")
 def _fork(fn):
     pid = os.fork()
     if pid == 0:  # the child: run, and leave without any cleanup
+        # tqdm's write lock is a multiprocessing semaphore shared across fork: a child killed
+        # while holding it would leave the parent's next progress bar waiting forever
+        tqdm.set_lock(threading.RLock())
         try:
             fn()
         finally:
