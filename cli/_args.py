@@ -22,36 +22,23 @@ def _number(kind, text):
     return value
 
 
-def positive_int(text):
-    """An integer >= 1."""
-    value = _number(int, text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _bounded(kind, ok, expected, doc):
+    """Return an argparse type: a number of ``kind`` for which ``ok(value)`` holds."""
+
+    def check(text):
+        value = _number(kind, text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    check.__doc__ = doc
+    return check
 
 
-def nonnegative_int(text):
-    """An integer >= 0."""
-    value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text):
-    """A finite number > 0."""
-    value = _number(float, text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def nonnegative_float(text):
-    """A finite number >= 0."""
-    value = _number(float, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+positive_int = _bounded(int, lambda v: v >= 1, "a positive integer", "An integer >= 1.")
+nonnegative_int = _bounded(int, lambda v: v >= 0, "an integer >= 0", "An integer >= 0.")
+positive_float = _bounded(float, lambda v: v > 0, "a positive number", "A finite number > 0.")
+nonnegative_float = _bounded(float, lambda v: v >= 0, "a number >= 0", "A finite number >= 0.")
 
 
 def fraction(text):
