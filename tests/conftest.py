@@ -1,8 +1,10 @@
-"""Shared fixtures: the real data in ../shared/data, and the --slow switch."""
+"""Shared fixtures: the real data in ../shared/data, the --slow switch, and a per-test time limit."""
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,34 @@ def shared_data_root():
 
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", default=False, help="also run the long end-to-end tests")
+
+
+#: Seconds one test may run before the run stops with every thread's traceback: a hang
+#: fails at once and says where, instead of holding CI until its own limit. No limit with
+#: --slow; SHAPEKIT_TEST_TIMEOUT sets it (0: none).
+TEST_TIMEOUT_S = 900
+_watchdog = {}
+
+
+def pytest_configure(config):
+    env = os.environ.get("SHAPEKIT_TEST_TIMEOUT")
+    limit = float(env) if env else (0 if config.getoption("--slow") else TEST_TIMEOUT_S)
+    if limit > 0:
+        # a copy of stderr taken before any test runs: output capture does not swallow the traceback
+        _watchdog["file"] = open(os.dup(sys.stderr.fileno()), "w")
+        _watchdog["limit"] = limit
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not _watchdog:
+        yield
+        return
+    faulthandler.dump_traceback_later(_watchdog["limit"], exit=True, file=_watchdog["file"])
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -110,17 +110,61 @@ def scenario(kind, root):
 KINDS = ("soften", "convert", "prepare", "synth")
 
 
+def _own_progress_locks():
+    """Give every tqdm class of this process a lock of its own.
+
+    tqdm's write lock holds a multiprocessing semaphore that a fork shares with the parent,
+    and each class that made a bar before the fork (``tqdm.auto``'s as well as the base
+    class) has its own. A child killed while holding one would leave the parent's next
+    progress bar, even a disabled one, waiting forever.
+    """
+    classes = [tqdm]
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        if cls is tqdm or "_lock" in vars(cls):
+            cls.set_lock(threading.RLock())
+
+
 def _fork(fn):
     pid = os.fork()
     if pid == 0:  # the child: run, and leave without any cleanup
-        # tqdm's write lock is a multiprocessing semaphore shared across fork: a child killed
-        # while holding it would leave the parent's next progress bar waiting forever
-        tqdm.set_lock(threading.RLock())
+        _own_progress_locks()
         try:
             fn()
         finally:
             os._exit(0)
     return pid
+
+
+def test_a_child_killed_holding_the_progress_lock_leaves_the_parents_bars_working():
+    """The kill tests fork children that make progress bars (shapekit's come from
+    ``tqdm.auto``). Run in a subprocess: a regression hangs there, not the suite."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os, signal, sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from tqdm.auto import tqdm as auto_tqdm
+        from test_hostile_kills import _fork
+
+        auto_tqdm(range(2), disable=True).close()  # the parent's tqdm.auto class gets its own lock
+
+        def hold():
+            with auto_tqdm.get_lock():
+                time.sleep(60)
+
+        pid = _fork(hold)
+        time.sleep(0.5)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        auto_tqdm(range(2), disable=True).close()
+        print("bars work")
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "bars work" in res.stdout, res.stderr
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ def _check_outputs(out, summary, trained=True):
 
 
 def test_demo_tiny(tmp_path):
-    cfg = DemoConfig.quick(n_train=16, n_val=4, image_size=64, input_size=32, asm=False)
+    # random starts: the suite never downloads (the ImageNet path is tested below without a network)
+    cfg = DemoConfig.quick(n_train=16, n_val=4, image_size=64, input_size=32, asm=False, pretrained="none")
     summary = run_demo(tmp_path / "demo", cfg, verbose=False)
     _check_outputs(tmp_path / "demo", summary)
 
@@ -93,6 +94,46 @@ def test_interpretation_reads_the_table():
     text = _interpretation(_summary([0.3, 0.3, 0.25, 0.4], [2, 2, 2, 2], asm=0.1))
     assert "No network beats the mean-shape baseline" in text
     assert "better than every network here" in text and "before its last epoch" in text
+
+
+class _Said:
+    def __init__(self):
+        self.lines = []
+
+    def say(self, text):
+        self.lines.append(text)
+
+
+def test_demo_imagenet_starts_fetch_or_fall_back_as_asked(monkeypatch, tmp_path):
+    from shapekit import pipeline, weights
+
+    asked = []
+
+    def unavailable(name, log=None, **kw):
+        asked.append(name)
+        raise weights.WeightsUnavailable(f"weights {name}: no network here")
+
+    monkeypatch.setattr(weights, "get_weights", unavailable)
+    said = _Said()
+    assert pipeline._imagenet_starts(DemoConfig(pretrained="auto"), said) == {}
+    assert sorted(asked) == ["efficientnet_lite0", "mobilenetv2"]  # the student and the default teacher
+    assert any("starts from random weights" in line and "no network here" in line for line in said.lines)
+    with pytest.raises(weights.WeightsUnavailable, match="no network here"):
+        pipeline._imagenet_starts(DemoConfig(pretrained="imagenet"), _Said())
+    asked.clear()
+    assert pipeline._imagenet_starts(DemoConfig(pretrained="none"), _Said()) == {} and asked == []
+
+    files = {}
+
+    def present(name, log=None, **kw):
+        files[name] = tmp_path / f"{name}.pth"
+        return files[name]
+
+    monkeypatch.setattr(weights, "get_weights", present)
+    starts = pipeline._imagenet_starts(DemoConfig.quick(pretrained="auto"), _Said())
+    assert starts == {"mobilenetv2": str(files["mobilenetv2"])}  # the quick demo's teacher is a MobileNetV2 too
+    # a network with no installable ImageNet file (resnet18 here) starts from random weights, unasked
+    assert pipeline._imagenet_starts(DemoConfig.quick(teacher="resnet18"), _Said()).keys() == {"mobilenetv2"}
 
 
 @pytest.mark.slow
