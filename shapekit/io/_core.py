@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
 
-from shapekit.errors import ShapekitError
+from shapekit.errors import FormatError, ShapekitError
+from shapekit.io.images import image_size
+
+#: Image extensions looked for beside a one-sample-per-file annotation, in this order.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
 
 #: Keys every ``meta`` dict carries (readers may add more, e.g. ``relpath``, ``format``).
 META_KEYS = ("source", "line", "image", "name", "box", "attributes")
+
+
+def find_image(folder, stem, listing):
+    """Return the image named ``stem`` plus one of :data:`IMAGE_EXTENSIONS` (any case) in
+    ``folder`` as a path string, or None. ``listing`` maps the lower-case names of the
+    folder's files to their real names (one listing per folder, not one stat per
+    candidate)."""
+    for ext in IMAGE_EXTENSIONS:
+        real = listing.get((stem + ext).lower())
+        if real is not None:
+            return os.path.join(folder, real)
+    return None
 
 
 def new_meta(source=None, line=None, image=None, name=None, box=None, attributes=None, **extra):
@@ -101,9 +118,6 @@ class Annotations:
         if self.images is not None:
             out[:] = (self.images.shape[2], self.images.shape[1])
             return out
-        from shapekit.errors import FormatError
-        from shapekit.io.images import image_size
-
         for i, m in enumerate(self.meta):
             path = m.get("image")
             if not path:
@@ -174,9 +188,6 @@ def reader(func):
     turns whatever a damaged file still provokes in a library below (zlib, zipfile,
     csv, json, NumPy's header parser, memory, recursion) into the one error family.
     """
-    import functools
-
-    from shapekit.errors import FormatError
 
     @functools.wraps(func)
     def wrapper(path, *args, **kwargs):
@@ -195,3 +206,21 @@ def reader(func):
             raise FormatError(path, f"unreadable ({type(exc).__name__}: {str(exc)[:200]})") from exc
 
     return wrapper
+
+
+def image_names(dest, meta, what):
+    """Return one image name per sample for a line-based file written at ``dest``: the
+    sample's image relative to ``dest``'s folder when it exists (so that the lines find
+    it), else ``meta[i]['name']`` or the image as given. ``what`` names the format in the
+    error raised when a sample has neither."""
+    folder = os.path.dirname(os.path.abspath(dest))
+    names = []
+    for m in meta:
+        img = m.get("image")
+        if img and os.path.isfile(img):
+            names.append(os.path.relpath(img, folder).replace(os.sep, "/"))
+        else:
+            names.append(m.get("name") or img)
+    if any(not n for n in names):
+        raise ShapekitError(f"{what} lines need an image name per shape: pass meta with 'name' or 'image'")
+    return names

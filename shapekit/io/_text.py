@@ -8,12 +8,15 @@ reads to exactly the values it holds, or raises :class:`~shapekit.errors.FormatE
 from __future__ import annotations
 
 import codecs
+import csv
+import io
 import math
 import re
 from pathlib import Path
 
 import numpy as np
 
+from shapekit import schemas
 from shapekit.errors import FormatError, ShapekitError
 
 #: Largest coordinate magnitude a reader accepts, in pixels. Real images are far
@@ -84,9 +87,6 @@ def csv_rows(text, path, line=None):
 
     ``line`` fixes the number reported (for text that is one line of a larger file).
     """
-    import csv
-    import io
-
     rows = csv.reader(io.StringIO(text))
     while True:
         try:
@@ -99,13 +99,23 @@ def csv_rows(text, path, line=None):
         yield (line if line is not None else rows.line_num), row
 
 
+def csv_cells(text):
+    """Return the cells of one CSV line (as the csv module splits it)."""
+    return next(csv.reader([text]))
+
+
+def csv_line(cells):
+    """Return ``cells`` as one CSV line, quoted where needed (no line end)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(cells)
+    return buf.getvalue()
+
+
 def check_known_count(n, path, what, line=None, counts=None):
     """Refuse ``n`` points in a file without header (``what`` names it) unless a known
     schema has that many (or ``n`` is in ``counts``, the counts the format allows): with
     no header to say the count, a truncated file is recognised by its count."""
     if counts is None:
-        from shapekit import schemas
-
         counts = sorted({schemas.get(name).n_points for name in schemas.available()})
         which = "which no known schema has"
     else:

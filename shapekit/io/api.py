@@ -9,23 +9,36 @@ from pathlib import Path
 import numpy as np
 
 from shapekit import schemas as _schemas
+from shapekit._files import atomic_folder, atomic_open
 from shapekit._progress import progress as _progress
 from shapekit.errors import FormatError, ShapekitError
-from shapekit.io._core import Annotations, new_meta
+from shapekit.io import registry
+from shapekit.io._core import Annotations, find_image, new_meta
+from shapekit.io._text import read_text
+from shapekit.io.registry import sniff_format
 
-#: Formats with one sample per file (read in batch, found recursively in folders).
-PER_FILE_FORMATS = ("pts", "ljson")
-#: Every format :func:`read` knows.
-FORMATS = ("pts", "ljson", "wflw", "mtfl", "kaggle", "muct", "npy", "csv")
-#: Formats :func:`write` can produce, by file extension.
-WRITE_EXTENSIONS = {".pts": "pts", ".ljson": "ljson", ".npz": "npz", ".npy": "npy", ".csv": "csv"}
+# The built-in formats register themselves on import, in this order: the order in which
+# formats are listed (CLI choices, messages).
+from shapekit.io import pts, ljson, wflw, mtfl, kaggle, muct, arrays  # noqa: F401  isort: skip
 
-_EXT_FORMAT = {".pts": "pts", ".ljson": "ljson", ".npy": "npy", ".npz": "npy"}
-_SNIFFED = (".csv", ".txt")
-#: Extensions a forced format picks up inside folders and glob matches.
-_FORMAT_FILES = {"pts": (".pts",), "ljson": (".ljson",), "npy": (".npy", ".npz"), "csv": (".csv",),
-                 "kaggle": (".csv",), "muct": (".csv",), "wflw": (".txt",), "mtfl": (".txt",)}
 _GLOB_CHARS = set("*?[")
+
+#: Names kept for code that imports them, each a view of the registry at the time of the
+#: access: FORMATS (readable), WRITE_FORMATS, PER_FILE_FORMATS, WRITE_EXTENSIONS
+#: ({suffix: format}) and READ_OPTIONS ({option: formats}).
+_VIEWS = {
+    "FORMATS": registry.read_formats,
+    "WRITE_FORMATS": registry.write_formats,
+    "PER_FILE_FORMATS": registry.per_file_formats,
+    "WRITE_EXTENSIONS": registry.default_writers,
+    "READ_OPTIONS": registry.read_options,
+}
+
+
+def __getattr__(name):
+    if name in _VIEWS:
+        return _VIEWS[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------
@@ -54,85 +67,27 @@ def _expand(source):
 
 
 def _scan_folder(folder):
-    """Return the annotation files of ``folder``: .pts/.ljson recursively, other
-    formats at the top level only (sorted by relative path, hidden files skipped)."""
+    """Return the annotation files of ``folder``: those of one-sample-per-file formats
+    recursively, those of other formats at the top level only (sorted by relative path,
+    hidden files skipped)."""
+    deep = registry.read_extensions(per_file=True)
+    top_level = registry.read_extensions()
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel = os.path.relpath(dirpath, folder)
         parts = () if rel == "." else tuple(rel.split(os.sep))
-        top = not parts
+        wanted = deep if parts else top_level
         for name in filenames:
-            if name.startswith("."):
-                continue
-            ext = os.path.splitext(name)[1].lower()
-            if ext in (".pts", ".ljson") or (top and ext in (".npy", ".npz", ".csv", ".txt")):
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in wanted:
                 found.append((parts + (name,), os.path.join(dirpath, name)))
     found.sort()
     return [f for _, f in found]
 
 
-def sniff_format(path):
-    """Return the format name of an annotation file, from its extension and content.
-
-    ``.csv``: ``kaggle`` (header with ``left_eye_center_x``), ``muct`` (header
-    ``name,tag,x00,y00,...``) or ``csv`` (plain); ``.txt``: ``wflw`` (207 fields per line)
-    or ``mtfl`` (a path and 10 numbers, optionally 4 attribute codes). Returns None when the file is not recognised.
-    """
-    path = Path(path)
-    ext = path.suffix.lower()
-    if ext in _EXT_FORMAT:
-        return _EXT_FORMAT[ext]
-    if ext not in _SNIFFED:
-        return None
-    try:
-        # a UTF-8 byte-order mark is removed before looking (utf-8-sig), so that a file
-        # saved by a spreadsheet program is recognised as what it is
-        with open(path, "r", encoding="utf-8-sig", errors="replace") as fh:
-            first = ""
-            for line in fh:
-                # the first line with content, as the CSV readers see it (a row of
-                # empty cells is skipped there too)
-                if line.replace(",", "").strip():
-                    first = line.strip().lstrip("\ufeff")
-                    break
-    except OSError:
-        return None
-    if ext == ".csv":
-        head = [c.strip().strip('"').lower() for c in first.split(",")]
-        if "left_eye_center_x" in head or head == ["imageid", "image"]:
-            return "kaggle"
-        if len(head) >= 4 and head[:4] == ["name", "tag", "x00", "y00"]:
-            return "muct"
-        return "csv"
-    fields = first.split()
-    if len(fields) == 207:
-        return "wflw"
-    if len(fields) in (11, 15):
-        try:
-            float(fields[0])
-        except ValueError:
-            return "mtfl"  # an image path, then 10 coordinates (and 4 MTFL attributes)
-    return None
-
-
 # ----------------------------------------------------------------------------------
 # reading
 # ----------------------------------------------------------------------------------
-def _reader(fmt):
-    from shapekit.io import arrays, kaggle, ljson, mtfl, muct, wflw  # noqa: F401 (lazy: keep import light)
-
-    return {
-        "ljson": ljson.read_ljson_file,
-        "wflw": wflw.read_wflw,
-        "mtfl": mtfl.read_mtfl,
-        "kaggle": kaggle.read_kaggle,
-        "muct": muct.read_muct,
-        "npy": arrays.read_array,
-        "csv": arrays.read_csv,
-    }[fmt]
-
-
 def _image_folder(path, root, image_root):
     """Return the folder to look for ``path``'s image in: beside it, or the same
     relative place under ``image_root``."""
@@ -152,25 +107,20 @@ def _listing(listings, folder):
     return listings[folder]
 
 
-def _read_pts_files(items, show, image_root=None):
-    from shapekit.io.pts import IMAGE_EXTENSIONS, read_pts
-
+def _read_per_file(fmt, items, disable, image_root, options):
+    """Return the :class:`Annotations` of consecutive files ``items`` ([(path, root)]) of
+    the one-sample-per-file format ``fmt``, with the image of each found beside it (or
+    under ``image_root``)."""
     listings = {}
     shapes, meta = [], []
     # plain strings, not pathlib, on this path: it runs once per file of large folders
-    for path, root in _progress(items, desc="reading .pts", disable=show):
+    for path, root in _progress(items, desc=f"reading {fmt.suffix}", disable=disable):
         folder = _image_folder(path, root, image_root)
-        listing = _listing(listings, folder)
         stem = os.path.splitext(os.path.basename(path))[0]
-        image = None
-        for ext in IMAGE_EXTENSIONS:
-            real = listing.get((stem + ext).lower())
-            if real is not None:
-                image = os.path.join(folder, real)
-                break
-        shapes.append(read_pts(path))
-        meta.append(new_meta(source=path, line=None, image=image, name=stem, format="pts",
-                             relpath=_relpath(path, root)))
+        points, attributes = fmt.read(path, **options)
+        shapes.append(points)
+        meta.append(new_meta(source=path, line=None, image=find_image(folder, stem, _listing(listings, folder)),
+                             name=stem, attributes=attributes, format=fmt.name, relpath=_relpath(path, root)))
     counts = {len(s) for s in shapes}
     if len(counts) > 1:
         by = {}
@@ -179,10 +129,10 @@ def _read_pts_files(items, show, image_root=None):
         # the odd file out is named: a truncated file among many good ones
         common = max(by, key=lambda k: len(by[k]))
         n_odd, odd = next((k, srcs[0]) for k, srcs in sorted(by.items()) if k != common)
-        raise FormatError(odd, f"{n_odd} points, but the .pts files read with it have different numbers of points: "
-                          + ", ".join(f"{k} ({len(v)} files, e.g. {v[0]})" for k, v in sorted(by.items())
-                                      if k != n_odd))
-    return Annotations(np.stack(shapes), meta, format="pts")
+        raise FormatError(odd, f"{n_odd} points, but the {fmt.suffix} files read with it have different numbers of "
+                          "points: " + ", ".join(f"{k} ({len(v)} files, e.g. {v[0]})" for k, v in sorted(by.items())
+                                                 if k != n_odd))
+    return Annotations(np.stack(shapes), meta, format=fmt.name)
 
 
 def _relpath(path, root):
@@ -202,36 +152,36 @@ def _progress_disable(progress):
     return not progress
 
 
-#: Keyword options of :func:`read` and the formats that use them.
-READ_OPTIONS = {"group": ("ljson",), "image_root": ("wflw", "mtfl", "pts", "ljson"), "images": ("kaggle",),
-                "n_points": ("muct",)}
-
-
 def read(source, format="auto", schema=None, progress=None, **options):
     """Return the landmark :class:`Annotations` of ``source``: shapes (N, L, 2) in 0-based
     pixel-centre coordinates (NaN = missing point) and one metadata dict per sample.
 
     ``source`` is a file, a folder, a glob pattern (``**`` recurses), or a list of
-    these. A folder yields every readable file inside it, sorted: ``.pts``/``.ljson``
-    recursively, line-based files (``.txt``, ``.csv``) and arrays (``.npy``/``.npz``) at
-    its top level. ``format="auto"`` picks each file's format from its extension and
-    content; any other value (one of :data:`FORMATS`) forces it for files named
-    explicitly and, in folders and glob matches, takes only the files with that
-    format's extensions. ``schema`` (a name or
-    :class:`~shapekit.schemas.Schema`) is checked against the number of points;
-    when None it is guessed from the format or the point count. ``progress``: None
-    shows a bar for long reads on a terminal, True/False force it.
+    these. A folder yields every readable file inside it, sorted: files of
+    one-sample-per-file formats (``.pts``/``.ljson``) recursively, the others (``.txt``,
+    ``.csv``, ``.npy``/``.npz``) at its top level. ``format="auto"`` picks each file's
+    format from its extension and content (:func:`~shapekit.io.registry.sniff_format`);
+    any other value (one of :func:`~shapekit.io.registry.read_formats`) forces it for
+    files named explicitly and, in folders and glob matches, takes only the files with
+    that format's extensions. ``schema`` (a name or :class:`~shapekit.schemas.Schema`)
+    is checked against the number of points; when None it is guessed from the format or
+    the point count. ``progress``: None shows a bar for long reads on a terminal,
+    True/False force it.
 
-    ``options`` go to the format readers that take them: ``group`` (LJSON group name),
+    ``options`` go to the format readers that take them
+    (:func:`~shapekit.io.registry.read_options`): ``group`` (LJSON group name),
     ``image_root`` (folder the WFLW/MTFL image names are relative to; for ``.pts`` and
     ``.ljson``, the folder holding the images in the same relative places), ``images``
     (False: skip the Kaggle pixels), ``n_points`` (76: pad a 68-point MUCT file).
     """
-    unknown = sorted(set(options) - set(READ_OPTIONS))
+    known_options = registry.read_options()
+    unknown = sorted(set(options) - set(known_options))
     if unknown:
-        raise ShapekitError(f"read() got unknown option(s) {', '.join(unknown)}; known: {', '.join(READ_OPTIONS)}")
-    if format not in ("auto", *FORMATS):
-        raise ShapekitError(f"format must be 'auto' or one of {', '.join(FORMATS)}; got {format!r}")
+        raise ShapekitError(f"read() got unknown option(s) {', '.join(unknown)}; known: {', '.join(known_options)}")
+    readable = registry.read_formats()
+    if format not in ("auto", *readable):
+        raise ShapekitError(f"format must be 'auto' or one of {', '.join(readable)}; got {format!r}")
+    forced = None if format == "auto" else registry.get_format(format)
     items = source if isinstance(source, (list, tuple)) else [source]
     if not items:
         raise ShapekitError("source: empty list")
@@ -239,71 +189,52 @@ def read(source, format="auto", schema=None, progress=None, **options):
     for item in items:
         explicit = os.path.isfile(os.fspath(item))
         for path, root in _expand(item):
-            if format != "auto":
-                if not explicit and os.path.splitext(path)[1].lower() not in _FORMAT_FILES[format]:
+            if forced is not None:
+                if not explicit and os.path.splitext(path)[1].lower() not in forced.extensions:
                     continue  # a forced format takes only its own files from folders and globs
-                fmt = format
+                fmt = forced
             else:
-                fmt = _EXT_FORMAT.get(os.path.splitext(path)[1].lower()) or sniff_format(path)
+                fmt = registry.detect(path)
             if fmt is None:
                 if explicit:
-                    raise FormatError(path, "unknown annotation format: expected .pts, .ljson, .npy/.npz, "
-                                            "a Kaggle/MUCT/plain .csv, or a WFLW/MTFL .txt")
+                    raise FormatError(path, "unknown annotation format: expected one of "
+                                      f"{registry.describe_readers()}; or pass format=")
                 continue  # folders may hold other text files (README.txt, lists)
             files.append((path, root, fmt))
     if not files:
         raise ShapekitError(f"source: no annotation file found in {', '.join(map(os.fspath, items))}")
 
     disable = _progress_disable(progress)
+    image_root = options.get("image_root")
     parts = []
-    listings = {}
-    batch = []  # consecutive .pts files are read together
-
-    def flush():
-        if batch:
-            parts.append(_read_pts_files(list(batch), disable, options.get("image_root")))
-            batch.clear()
-
-    per_file = [(p, r) for p, r, f in files if f == "ljson"]
-    if len(per_file) > 1:
-        files_iter = _progress(files, desc="reading", disable=disable)
-    else:
-        files_iter = files
-    for path, root, fmt in files_iter:
-        if fmt == "pts":
-            batch.append((path, root))
+    k = 0
+    while k < len(files):
+        path, root, fmt = files[k]
+        mine = {o: v for o, v in options.items() if o in fmt.options}  # image_root: per-file ones resolve it here
+        if fmt.per_file:  # consecutive files of one such format are read together
+            j = k
+            while j < len(files) and files[j][2] is fmt:
+                j += 1
+            parts.append(_read_per_file(fmt, [(p, r) for p, r, _ in files[k:j]], disable, image_root, mine))
+            k = j
             continue
-        flush()
-        if fmt == "ljson":
-            from shapekit.io.ljson import read_ljson_file
-
-            folder = _image_folder(path, root, options.get("image_root"))
-            part = read_ljson_file(Path(path), listing=_listing(listings, folder), image_folder=folder,
-                                   **_options_for(fmt, options))
-        elif fmt == "kaggle":
-            part = _reader(fmt)(Path(path), progress=progress, **_options_for(fmt, options))
-        else:
-            part = _reader(fmt)(Path(path), **_options_for(fmt, options))
+        if fmt.takes_progress:
+            mine["progress"] = progress
+        part = fmt.read(Path(path), **mine)
         for m in part.meta:
-            m.setdefault("format", fmt)
+            m.setdefault("format", fmt.name)
             m.setdefault("relpath", _relpath(path, root))
         parts.append(part)
-    flush()
-    used = {f for _, _, f in files}
-    idle = sorted(k for k in options if not used & set(READ_OPTIONS[k]))
+        k += 1
+    used = {f.name for _, _, f in files}
+    idle = sorted(k for k in options if not used & set(known_options[k]))
     if idle:
         raise ShapekitError(f"read(): option(s) {', '.join(idle)} apply to "
-                            f"{', '.join(sorted({f for k in idle for f in READ_OPTIONS[k]}))} files, "
+                            f"{', '.join(sorted({f for k in idle for f in known_options[k]}))} files, "
                             f"but the source holds {', '.join(sorted(used))}")
     ann = Annotations.concatenate(parts)
     ann.schema = _resolve_schema(ann, schema)
     return ann
-
-
-def _options_for(fmt, options):
-    # pts and ljson resolve image_root here, with their folder structure
-    return {k: v for k, v in options.items()
-            if fmt in READ_OPTIONS[k] and not (k == "image_root" and fmt in PER_FILE_FORMATS)}
 
 
 def _resolve_schema(ann, schema):
@@ -323,11 +254,6 @@ def _resolve_schema(ann, schema):
 # ----------------------------------------------------------------------------------
 # writing
 # ----------------------------------------------------------------------------------
-_FORMAT_EXT = {"pts": ".pts", "ljson": ".ljson", "npz": ".npz", "npy": ".npy", "csv": ".csv",
-               "kaggle": ".csv", "muct": ".csv", "mtfl": ".txt", "wflw": ".txt"}
-WRITE_FORMATS = tuple(_FORMAT_EXT)
-
-
 def _safe_name(name, i):
     name = str(name) if name not in (None, "") else f"{i:06d}"
     name = name.replace("\\", "/").strip("/")
@@ -341,15 +267,17 @@ def _safe_name(name, i):
 def write(dest, shapes, format=None, meta=None, schema=None, decimals=6):
     """Write ``shapes`` ((N, L, 2) or (L, 2), 0-based pixels) and return the written paths.
 
-    ``format`` defaults to ``dest``'s extension (``.pts``, ``.ljson``, ``.npz``, ``.npy``,
-    ``.csv``); ``kaggle``, ``muct``, ``mtfl`` and ``wflw`` are written when named.
-    MTFL and WFLW lines name each image relative to ``dest`` when the image exists, else
-    by ``meta[i]['name']``. One-file-per-shape formats (``pts``, ``ljson``) write ``dest`` itself for a single
-    shape with that extension, else one file per shape inside the folder ``dest``,
-    named after ``meta[i]['name']`` (or the index). ``meta`` is a list of dicts as in
+    ``format`` (one of :func:`~shapekit.io.registry.write_formats`) defaults to the one
+    ``dest``'s extension names (``.pts``, ``.ljson``, ``.npz``, ``.npy``, ``.csv``:
+    :func:`~shapekit.io.registry.default_writers`); ``kaggle``, ``muct``, ``mtfl`` and
+    ``wflw`` are written when named. MTFL and WFLW lines name each image relative to
+    ``dest`` when the image exists, else by ``meta[i]['name']``. One-file-per-shape
+    formats (``pts``, ``ljson``) write ``dest`` itself for a single shape with that
+    extension, else one file per shape inside the folder ``dest``, named after
+    ``meta[i]['name']`` (or the index). ``meta`` is a list of dicts as in
     :class:`Annotations` (``name``, ``image``, ``box``, ``attributes``); ``shapes`` may
-    also be an :class:`Annotations`, whose meta and schema are then used. ``.pts`` and
-    text formats keep ``decimals`` places; ``.ljson``/``.npz``/``.npy`` are exact.
+    also be an :class:`Annotations`, whose meta, schema and images are then used.
+    ``.pts`` and text formats keep ``decimals`` places; ``.ljson``/``.npz``/``.npy`` are exact.
     """
     if isinstance(shapes, Annotations):
         meta = shapes.meta if meta is None else meta
@@ -369,73 +297,36 @@ def write(dest, shapes, format=None, meta=None, schema=None, decimals=6):
     meta = list(meta) if meta is not None else [{} for _ in range(n)]
     dest = Path(dest)
     ext = dest.suffix.lower()
+    writable = registry.write_formats()
     if format is None:
-        format = WRITE_EXTENSIONS.get(ext)
-        if format is None:
+        fmt = registry.writer_for(ext)
+        if fmt is None:
             raise ShapekitError(f"dest: cannot tell the format from {dest.name!r}; pass format= one of "
-                                f"{', '.join(WRITE_FORMATS)}")
-    if format not in WRITE_FORMATS:
-        raise ShapekitError(f"format must be one of {', '.join(WRITE_FORMATS)}; got {format!r}")
+                                f"{', '.join(writable)}")
+    elif format in writable:
+        fmt = registry.get_format(format)
+    else:
+        raise ShapekitError(f"format must be one of {', '.join(writable)}; got {format!r}")
+    if not fmt.per_file:
+        return [fmt.write(dest, shapes, meta, schema, images_array, decimals)]
 
-    from shapekit.io import arrays, kaggle, ljson, mtfl, muct, pts, wflw
-
-    if format in ("pts", "ljson"):
-        suffix = _FORMAT_EXT[format]
-        if n == 1 and ext == suffix:
-            targets = [dest]
-        else:
-            if ext == suffix:
-                raise ShapekitError(f"dest: {n} shapes go into a folder, not one {suffix} file ({dest})")
-            targets, seen = [], set()
-            for i, m in enumerate(meta):
-                rel = _safe_name(m.get("name"), i)
-                if rel in seen:
-                    rel = f"{rel}_{i:06d}"
-                seen.add(rel)
-                targets.append(dest / (rel + suffix))
-        def write_all(folder):
-            for target, points, m in zip(targets, shapes, meta):
-                target = target if folder is None else folder / target.relative_to(dest)
-                if format == "pts":
-                    pts.write_pts(target, points, decimals=decimals)
-                else:
-                    ljson.write_ljson(target, points, schema=schema if schema is not None
-                                      else _schemas.for_n_points(points.shape[0]))
-
-        if targets == [dest]:
-            write_all(None)
-        else:
-            # the folder is built aside and swapped in: a kill leaves the old folder or the new one
-            from shapekit._files import atomic_folder
-
-            with atomic_folder(dest, carry_old=True) as folder:
-                write_all(folder)
-        return targets
-    if format == "npz":
-        return [arrays.write_npz(dest, shapes, meta, schema=schema)]
-    if format == "npy":
-        return [arrays.write_npy(dest, shapes)]
-    if format == "csv":
-        return [arrays.write_csv(dest, shapes, meta, decimals)]
-    if format == "kaggle":
-        return [kaggle.write_kaggle(dest, shapes, images_array, decimals)]
-    if format == "muct":
-        return [muct.write_muct(dest, shapes, [m.get("name") or str(i) for i, m in enumerate(meta)],
-                                [m.get("attributes", {}).get("tag", "0") for m in meta], decimals)]
-    # an existing image is named relative to the new file, so that the lines find it
-    images = []
-    for m in meta:
-        img = m.get("image")
-        if img and os.path.isfile(img):
-            images.append(os.path.relpath(img, os.path.dirname(os.path.abspath(dest))).replace(os.sep, "/"))
-        else:
-            images.append(m.get("name") or img)
-    if any(not im for im in images):
-        raise ShapekitError(f"{format} lines need an image name per shape: pass meta with 'name' or 'image'")
-    if format == "mtfl":
-        return [mtfl.write_mtfl(dest, shapes, images, [m.get("attributes") for m in meta], decimals)]
-    return [wflw.write_wflw(dest, shapes, images, [m.get("box") for m in meta],
-                            [m.get("attributes") for m in meta], decimals)]
+    if n == 1 and ext == fmt.suffix:
+        fmt.write(dest, shapes[0], meta[0], schema, decimals)
+        return [dest]
+    if ext == fmt.suffix:
+        raise ShapekitError(f"dest: {n} shapes go into a folder, not one {fmt.suffix} file ({dest})")
+    names, seen = [], set()
+    for i, m in enumerate(meta):
+        rel = _safe_name(m.get("name"), i)
+        if rel in seen:
+            rel = f"{rel}_{i:06d}"
+        seen.add(rel)
+        names.append(rel + fmt.suffix)
+    # the folder is built aside and swapped in: a kill leaves the old folder or the new one
+    with atomic_folder(dest, carry_old=True) as folder:
+        for name, points, m in zip(names, shapes, meta):
+            fmt.write(folder / name, points, m, schema, decimals)
+    return [dest / name for name in names]
 
 
 def write_like(ann, shapes, outdir, decimals=6):
@@ -457,9 +348,10 @@ def write_like(ann, shapes, outdir, decimals=6):
     written = []
     by_source = {}
     for i, m in enumerate(ann.meta):
-        fmt = m.get("format") or ann.format
-        if fmt is None or fmt == "mixed":
+        name = m.get("format") or ann.format
+        if name is None or name == "mixed":
             raise ShapekitError(f"sample {i}: unknown source format; write_like needs annotations from read()")
+        fmt = registry.get_format(name)
         src = m.get("source")
         rel = m.get("relpath") or (Path(src).name if src else None)
         if rel is None:
@@ -470,7 +362,7 @@ def write_like(ann, shapes, outdir, decimals=6):
         by_source.setdefault((fmt, src, target), []).append(i)
     owners = {}
     for fmt, src, target in by_source:
-        if fmt in PER_FILE_FORMATS:
+        if fmt.per_file:
             continue
         if target in owners and owners[target] != src:
             raise ShapekitError(f"write_like: {owners[target]} and {src} would both be written to {target}; "
@@ -478,14 +370,12 @@ def write_like(ann, shapes, outdir, decimals=6):
         owners[target] = src
     per_file_targets = {}
     for (fmt, src, target), idx in by_source.items():
-        if fmt in PER_FILE_FORMATS:
+        if fmt.per_file:
             for i in idx:
                 if target in per_file_targets or target in owners:
                     raise ShapekitError(f"write_like: two samples would be written to {target} "
                                         "(same relative name from different sources); write them in separate calls")
                 per_file_targets[target] = i
-
-    from shapekit._files import atomic_folder
 
     # built aside and swapped in: a kill leaves the old folder or the new one, never a mixture
     with atomic_folder(outdir, carry_old=True) as stage:
@@ -496,99 +386,42 @@ def write_like(ann, shapes, outdir, decimals=6):
 def _write_like_into(ann, shapes, outdir, stage, by_source, decimals, written):
     """Write what :func:`write_like` planned, into ``stage`` in place of ``outdir``; append
     the final paths (under ``outdir``) to ``written``."""
-    from shapekit.io import arrays, ljson, pts
 
     def staged(target):
         written.append(target)
         return stage / target.relative_to(outdir)
 
     for (fmt, src, target), idx in by_source.items():
-        if fmt == "pts":
+        if fmt.per_file:
             for i in idx:
-                pts.write_pts(staged(target), shapes[i], decimals=decimals)
-        elif fmt == "ljson":
-            for i in idx:
-                attributes = ann.meta[i].get("attributes", {})
-                groups = ljson.read_ljson_groups(src) if src and Path(src).exists() else {}
-                name = attributes.get("group") or next(iter(groups), "LJSON")
-                g = groups.get(name, {})
-                extra = {k: v for k, v in groups.items() if k != name}
-                ljson.write_ljson(staged(target), shapes[i], labels=g.get("labels", attributes.get("labels")),
-                                  connectivity=g.get("connectivity"), group=name, extra_groups=extra)
-        elif fmt == "npy":
-            if Path(src).suffix.lower() == ".npz":
-                arrays.write_npz(staged(target), shapes[idx], [ann.meta[i] for i in idx], schema=ann.schema)
-            else:
-                arrays.write_npy(staged(target), shapes[idx])
-        else:
+                if fmt.write_like is not None:
+                    fmt.write_like(staged(target), shapes[i], ann.meta[i], src, decimals)
+                else:
+                    fmt.write(staged(target), shapes[i], ann.meta[i], None, decimals)
+        elif fmt.rewrite_line is not None:
             _rewrite_lines(fmt, src, staged(target), [(ann.meta[i]["line"], shapes[i]) for i in idx], decimals)
+        else:
+            # written by the format that writes the source's extension (.npz -> npz), when
+            # this format reads that extension; else by its own writer
+            ext = Path(src).suffix.lower() if src else ""
+            writer = registry.writer_for(ext) if ext in fmt.extensions else None
+            images = None if ann.images is None else ann.images[idx]
+            (writer or fmt).write(staged(target), shapes[idx], [ann.meta[i] for i in idx], ann.schema, images,
+                                  decimals)
 
 
 def _rewrite_lines(fmt, src, target, items, decimals):
-    """Rewrite the line-based file ``src`` into ``target`` with new coordinates."""
-    import csv
-    import io
-
-    from shapekit._files import atomic_open
-    from shapekit.io import arrays, kaggle, muct
-    from shapekit.io._text import fmt_num, read_text
-
+    """Rewrite the line-based file ``src`` of format ``fmt`` into ``target``, with the
+    coordinates of the lines ``items`` ([(1-based line number, points)]) replaced and the
+    other data lines left out."""
     lines = read_text(src, "the annotation file read before").splitlines()
     new = dict(items)
     if len(new) != len(items) or any(k is None for k in new):
         raise ShapekitError(f"{src}: samples without distinct line numbers cannot be rewritten")
-    out = []
-
-    def cells(text):
-        return next(csv.reader([text]))
-
-    def row_text(row):
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="").writerow(row)
-        return buf.getvalue()
-
-    header = None
-    if fmt in ("muct", "kaggle") or (fmt == "csv" and not all(arrays._is_number(c) for c in cells(lines[0]))):
-        header = cells(lines[0])
-        out.append(lines[0])
+    header = fmt.header(lines[0]) if fmt.header is not None else None
+    out = [] if header is None else [lines[0]]
     for lineno in sorted(new):
-        points = new[lineno]
-        text = lines[lineno - 1]
-        if fmt in ("mtfl", "wflw"):
-            fields = text.split()
-            if fmt == "mtfl":
-                fields[1:11] = [fmt_num(v, decimals) for v in points[:, 0]] + [fmt_num(v, decimals)
-                                                                              for v in points[:, 1]]
-            else:
-                fields[:196] = [fmt_num(v, decimals) for v in points.ravel()]
-            out.append(" ".join(fields))
-        elif fmt == "muct":
-            row = cells(text)
-            n_file = (len(row) - 2) // 2
-            if len(points) > n_file and not np.isnan(points[n_file:]).all():
-                raise ShapekitError(f"{src}: the file has {n_file} points; points {n_file}.. cannot be written")
-            row[2:] = muct.format_muct_row("", "", points[:n_file], decimals).split(",")[2:]
-            out.append(row_text(row))
-        elif fmt == "kaggle":
-            row = cells(text)
-            flat = kaggle.format_kaggle_row(points, None, decimals)
-            for j, h in enumerate(header):
-                h = h.strip()
-                if h in kaggle.COLUMNS:
-                    row[j] = flat[kaggle.COLUMNS.index(h)]
-            out.append(row_text(row))
-        else:  # plain csv
-            row = cells(text)
-            vals = arrays.csv_row(points, "", None, decimals)[2:]
-            if header is None:
-                row = vals
-            else:
-                for j, h in enumerate(header):
-                    mm = arrays._XY.match(h.strip())
-                    if mm:
-                        k, c = int(mm.group(2)), 0 if mm.group(1).lower() == "x" else 1
-                        row[j] = vals[2 * k + c]
-            out.append(row_text(row))
+        out.append(fmt.rewrite_line(lines[lineno - 1], new[lineno], header, src, decimals))
     with atomic_open(target, "w", encoding="utf-8", newline="\n") as fh:
         fh.write("\n".join(out) + "\n")
     return Path(target)

@@ -16,11 +16,14 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npformat
 
-from shapekit._files import atomic_path, atomic_open
+from shapekit._files import atomic_open, atomic_path
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.io._core import Annotations, new_meta, reader
-from shapekit.io._text import check_complete, check_coords, check_known_count, csv_rows, fmt_num, read_text, to_float
+from shapekit.io._text import (check_complete, check_coords, check_known_count, csv_cells, csv_line, csv_rows, fmt_num,
+                               read_text, to_float)
+from shapekit.io.registry import register_format
 
 NPZ_VERSION = 1
 _XY = re.compile(r"^([xy])_?(\d+)$", re.IGNORECASE)
@@ -297,3 +300,41 @@ def write_csv(path, shapes, meta=None, decimals=6):
         for i, (pts, m) in enumerate(zip(shapes, meta)):
             w.writerow(csv_row(pts, m.get("name") if m.get("name") is not None else i, m.get("image"), decimals))
     return Path(path)
+
+
+def _write_npz(path, shapes, meta, schema, images, decimals):
+    return write_npz(path, shapes, meta, schema=schema)
+
+
+def _write_npy(path, shapes, meta, schema, images, decimals):
+    return write_npy(path, shapes)
+
+
+def _write_csv(path, shapes, meta, schema, images, decimals):
+    return write_csv(path, shapes, meta, decimals)
+
+
+def _csv_header(first):
+    # a first row of numbers (or empty cells) is data: the file has no header
+    cells = csv_cells(first)
+    return None if all(_is_number(c) for c in cells) else cells
+
+
+def _rewrite_csv_line(text, points, header, source, decimals):
+    vals = csv_row(points, "", None, decimals)[2:]
+    if header is None:
+        return csv_line(vals)
+    row = csv_cells(text)
+    for j, h in enumerate(header):
+        m = _XY.match(h.strip())
+        if m:
+            k, c = int(m.group(2)), 0 if m.group(1).lower() == "x" else 1
+            row[j] = vals[2 * k + c]
+    return csv_line(row)
+
+
+# .npy and .npz read as one format; write() tells them apart by the extension
+register_format("npy", read=read_array, write=_write_npy, extensions=(".npy", ".npz"))
+register_format("npz", write=_write_npz, suffix=".npz")
+register_format("csv", read=read_csv, write=_write_csv, rewrite_line=_rewrite_csv_line, header=_csv_header,
+                extensions=(".csv",))

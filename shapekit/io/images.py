@@ -26,6 +26,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from shapekit.errors import FormatError, ShapekitError
 
@@ -75,8 +76,6 @@ def read_image(path, grey=False, max_pixels=None):
 
 def image_size(path):
     """Return ``(height, width)`` of an image file in pixels, reading only its header."""
-    from PIL import Image
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -168,8 +167,6 @@ def to_grey(arr):
 
 def _load(path, max_pixels):
     """Return the decoded pixels, uint8 (H, W) or (H, W, 3): Pillow, else imageio."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with warnings.catch_warnings():
             # the size is checked here against our own limit, before decoding
@@ -194,7 +191,7 @@ def _load(path, max_pixels):
     except Exception as exc:  # noqa: BLE001 -- truncated or corrupt file Pillow recognised
         raise FormatError(path, f"cannot read the image ({exc.__class__.__name__}: {str(exc)[:200]})") from None
     try:
-        import imageio.v3 as iio
+        import imageio.v3 as iio  # local: the fallback reader, not a declared dependency
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -20,7 +20,8 @@ from shapekit._files import atomic_open
 from shapekit._progress import progress as _progress
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.io._core import Annotations, new_meta, reader
-from shapekit.io._text import check_complete, csv_rows, fmt_num, read_text, to_float
+from shapekit.io._text import check_complete, csv_cells, csv_line, csv_rows, fmt_num, read_text, to_float
+from shapekit.io.registry import register_format
 from shapekit.schemas import KAGGLE15_NAMES
 
 SIZE = 96
@@ -68,7 +69,7 @@ def read_kaggle(path, images=True, progress=None):
     """Return the :class:`Annotations` of a Kaggle facial-keypoints CSV: (N, 15, 2) pixels
     (NaN where a cell is empty) and, when ``images`` and the file has an ``Image``
     column, the (N, 96, 96) uint8 images. ``progress`` as in :func:`shapekit.io.read`
-    (the full training file takes seconds)."""
+    (a bar over the rows while the pixels are parsed)."""
     path = Path(path)
     text = read_text(path, "a Kaggle facial-keypoints CSV (header with left_eye_center_x, ..., Image)")
     check_complete(text, path)
@@ -151,3 +152,26 @@ def write_kaggle(path, shapes, images=None, decimals=6):
         for i, pts in enumerate(shapes):
             w.writerow(format_kaggle_row(pts, None if images is None else images[i], decimals))
     return Path(path)
+
+
+def _write(path, shapes, meta, schema, images, decimals):
+    return write_kaggle(path, shapes, images, decimals)
+
+
+def _rewrite_line(text, points, header, source, decimals):
+    row = csv_cells(text)
+    flat = format_kaggle_row(points, None, decimals)
+    for j, h in enumerate(header):
+        h = h.strip()
+        if h in COLUMNS:
+            row[j] = flat[COLUMNS.index(h)]
+    return csv_line(row)
+
+
+def _sniff(first):
+    head = [c.strip().strip('"').lower() for c in first.split(",")]
+    return "left_eye_center_x" in head or head == ["imageid", "image"]
+
+
+register_format("kaggle", read=read_kaggle, write=_write, rewrite_line=_rewrite_line, header=csv_cells,
+                extensions=(".csv",), sniff=_sniff, options=("images",))

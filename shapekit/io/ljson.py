@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from shapekit import schemas
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
-from shapekit.io._core import Annotations, new_meta, reader
+from shapekit.io._core import reader
 from shapekit.io._text import _NONZERO_MANTISSA, MAX_COORD, check_coords, read_text
+from shapekit.io.registry import register_format
 
 
 def _points(raw, path, where):
@@ -146,6 +148,7 @@ def read_ljson_groups(path):
         raise FormatError(path, f"bad JSON: {str(exc)[:200]}") from None
     return parse_ljson(data, path)
 
+
 def _json_float(token):
     v = float(token)
     if v == 0.0 and _NONZERO_MANTISSA.match(token):
@@ -173,25 +176,16 @@ def read_ljson(path, group=None):
 
 
 @reader
-def read_ljson_file(path, group=None, listing=None, image_folder=None):
-    """Return the :class:`Annotations` of one LJSON file (one sample: the chosen group).
-
-    ``attributes`` holds the group's ``labels`` and the other groups' points
-    (``groups``: {name: (k, 2) array}). ``listing`` is an optional cache of the folder's
-    file names (see :func:`shapekit.io.pts.find_image`); ``image_folder`` is where to
-    look for the image (default: beside the file).
-    """
-    path = Path(path)
+def read_ljson_sample(path, group=None):
+    """Return ``(points, attributes)`` of one LJSON file: the chosen group's (L, 2) points
+    (0-based pixels, x then y) and ``{'group': name, 'labels': {label: indices},
+    'groups': {other name: (k, 2) points}}`` (what :func:`shapekit.io.read` puts in
+    ``meta['attributes']``)."""
     groups = read_ljson_groups(path)
     name = _pick(groups, group, path)
-    from shapekit.io.pts import find_image
-
     g = groups[name]
-    attributes = {"group": name, "labels": g["labels"],
-                  "groups": {k: v["points"] for k, v in groups.items() if k != name}}
-    where = path if image_folder is None else Path(image_folder) / path.name
-    meta = new_meta(source=path, image=find_image(where, listing), name=path.stem, attributes=attributes)
-    return Annotations(g["points"][None], [meta], format="ljson")
+    return g["points"], {"group": name, "labels": g["labels"],
+                         "groups": {k: v["points"] for k, v in groups.items() if k != name}}
 
 
 def ljson_dict(points, labels=None, connectivity=None, group="LJSON", extra_groups=None):
@@ -225,8 +219,6 @@ def write_ljson(path, points, labels=None, connectivity=None, group="LJSON", ext
     precision, so a read gives back exactly the same array.
     """
     if schema is not None:
-        from shapekit import schemas
-
         s = schemas.get(schema)
         labels = s.groups if labels is None else labels
         connectivity = s.edges if connectivity is None else connectivity
@@ -235,3 +227,23 @@ def write_ljson(path, points, labels=None, connectivity=None, group="LJSON", ext
         json.dump(data, fh, indent=1, allow_nan=False)
         fh.write("\n")
     return Path(path)
+
+
+def _write_sample(path, points, meta, schema, decimals):
+    # labels and edges from the schema (guessed from the point count when not given)
+    return write_ljson(path, points, schema=schema if schema is not None else schemas.for_n_points(len(points)))
+
+
+def _write_like(path, points, meta, source, decimals):
+    # the source's groups, labels and edges are kept; only the read group's points change
+    attributes = meta.get("attributes", {})
+    groups = read_ljson_groups(source) if source and Path(source).exists() else {}
+    name = attributes.get("group") or next(iter(groups), "LJSON")
+    g = groups.get(name, {})
+    extra = {k: v for k, v in groups.items() if k != name}
+    return write_ljson(path, points, labels=g.get("labels", attributes.get("labels")),
+                       connectivity=g.get("connectivity"), group=name, extra_groups=extra)
+
+
+register_format("ljson", read=read_ljson_sample, write=_write_sample, write_like=_write_like,
+                extensions=(".ljson",), per_file=True, options=("group",))

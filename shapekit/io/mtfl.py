@@ -2,8 +2,8 @@
 MTFL attributes ``gender smile glasses pose``).
 
 Points: left eye centre, right eye centre, nose tip, left and right mouth corners, with
-left/right on the image (schema ``mtfl5``). Coordinates are read as 0-based pixels
-(the shared-data check puts the labels within 0.1-0.2 px of 0-based pixel centres).
+left/right on the image (schema ``mtfl5``). Coordinates are used as stored, as 0-based
+pixel centres (MTFL does not document its origin).
 Image paths are relative to the label file's folder; Windows ``\\`` separators are
 accepted.
 """
@@ -16,8 +16,9 @@ import numpy as np
 
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
-from shapekit.io._core import Annotations, new_meta, reader
+from shapekit.io._core import Annotations, image_names, new_meta, reader
 from shapekit.io._text import check_complete, check_missing_pairs, fmt_num, read_text, to_floats
+from shapekit.io.registry import register_format
 
 #: Names of the four optional MTFL attribute columns (1-based codes as in MTFL).
 ATTRIBUTES = ("gender", "smile", "glasses", "pose")
@@ -92,3 +93,29 @@ def write_mtfl(path, shapes, images, attributes=None, decimals=6):
         for pts, img, att in zip(shapes, images, attributes):
             fh.write(format_mtfl_line(img, pts, att, decimals) + "\n")
     return Path(path)
+
+
+def _write(path, shapes, meta, schema, images, decimals):
+    return write_mtfl(path, shapes, image_names(path, meta, "mtfl"), [m.get("attributes") for m in meta], decimals)
+
+
+def _rewrite_line(text, points, header, source, decimals):
+    fields = text.split()
+    fields[1:11] = [fmt_num(v, decimals) for v in points[:, 0]] + [fmt_num(v, decimals) for v in points[:, 1]]
+    return " ".join(fields)
+
+
+def _sniff(first):
+    # an image path, then 10 coordinates (and 4 MTFL attributes)
+    fields = first.split()
+    if len(fields) not in (11, 15):
+        return False
+    try:
+        float(fields[0])
+    except ValueError:
+        return True
+    return False
+
+
+register_format("mtfl", read=read_mtfl, write=_write, rewrite_line=_rewrite_line, extensions=(".txt",),
+                sniff=_sniff, options=("image_root",))

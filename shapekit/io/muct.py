@@ -22,7 +22,8 @@ import numpy as np
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.io._core import Annotations, new_meta, reader
-from shapekit.io._text import check_complete, csv_rows, fmt_num, read_text, to_floats
+from shapekit.io._text import check_complete, csv_cells, csv_line, csv_rows, fmt_num, read_text, to_floats
+from shapekit.io.registry import register_format
 
 _NAME = re.compile(r"^i(r?)(\d{3})")
 
@@ -117,3 +118,26 @@ def write_muct(path, shapes, names, tags=None, decimals=6):
         for pts, name, tag in zip(shapes, names, tags):
             fh.write(format_muct_row(name, tag, pts, decimals) + "\n")
     return Path(path)
+
+
+def _write(path, shapes, meta, schema, images, decimals):
+    return write_muct(path, shapes, [m.get("name") or str(i) for i, m in enumerate(meta)],
+                      [m.get("attributes", {}).get("tag", "0") for m in meta], decimals)
+
+
+def _rewrite_line(text, points, header, source, decimals):
+    row = csv_cells(text)
+    n_file = (len(row) - 2) // 2
+    if len(points) > n_file and not np.isnan(points[n_file:]).all():
+        raise ShapekitError(f"{source}: the file has {n_file} points; points {n_file}.. cannot be written")
+    row[2:] = format_muct_row("", "", points[:n_file], decimals).split(",")[2:]
+    return csv_line(row)
+
+
+def _sniff(first):
+    head = [c.strip().strip('"').lower() for c in first.split(",")]
+    return head[:4] == ["name", "tag", "x00", "y00"]
+
+
+register_format("muct", read=read_muct, write=_write, rewrite_line=_rewrite_line, header=csv_cells,
+                extensions=(".csv",), sniff=_sniff, options=("n_points",))

@@ -11,7 +11,6 @@ truncated. ``nan nan`` marks a missing point (300-W itself has none).
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 
@@ -20,15 +19,13 @@ import numpy as np
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.io._core import reader
-from shapekit.io._text import MAX_COORD, check_complete, check_known_count, decode_text, to_float
+from shapekit.io._text import MAX_COORD, check_complete, check_known_count, decode_text, fmt_num, to_float
+from shapekit.io.registry import register_format
 
 _TWO_FIELDS = re.compile(r"^[ \t]*\S+[ \t]+\S+[ \t]*\r?$", re.MULTILINE)
 
 #: Point counts a ``.pts`` file without header may hold (300-W mirrors ship 68-point ones).
 HEADERLESS_COUNTS = (68,)
-
-#: Image extensions looked for beside a ``.pts`` file, in this order.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
 
 
 def parse_pts(text, path="<string>", n_points=None, one_based=True):
@@ -243,18 +240,9 @@ def format_pts(points, one_based=True, decimals=6):
     offset = 1.0 if one_based else 0.0
     out = [f"version: 1\nn_points: {len(points)}\n{{\n"]
     for x, y in points + offset:
-        out.append(f"{_num(x, decimals)} {_num(y, decimals)}\n")
+        out.append(f"{fmt_num(x, decimals)} {fmt_num(y, decimals)}\n")
     out.append("}\n")
     return "".join(out)
-
-
-def _num(v, decimals):
-    if v != v:
-        return "nan"
-    s = f"{v:.{decimals}f}"
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    return "0" if s == "-0" else s
 
 
 def write_pts(path, points, one_based=True, decimals=6):
@@ -269,22 +257,12 @@ def write_pts(path, points, one_based=True, decimals=6):
     return Path(path)
 
 
-def find_image(path, listing=None):
-    """Return the image beside annotation ``path`` with the same stem, or None.
+def _read_sample(path):
+    return read_pts(path), {}
 
-    ``listing`` (optional) maps lower-case file names of the folder to real names, to
-    avoid one ``stat`` per candidate when reading many files from one folder.
-    """
-    path = Path(path)
-    folder = path.parent
-    if listing is None:
-        try:
-            listing = {e.lower(): e for e in os.listdir(folder)}
-        except OSError:
-            return None
-    for ext in IMAGE_EXTENSIONS:
-        for cand in (path.stem + ext, path.stem + ext.upper()):
-            real = listing.get(cand.lower())
-            if real is not None:
-                return folder / real
-    return None
+
+def _write_sample(path, points, meta, schema, decimals):
+    return write_pts(path, points, decimals=decimals)
+
+
+register_format("pts", read=_read_sample, write=_write_sample, extensions=(".pts",), per_file=True)

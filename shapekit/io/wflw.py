@@ -14,8 +14,9 @@ import numpy as np
 
 from shapekit._files import atomic_open
 from shapekit.errors import FormatError, ShapekitError
-from shapekit.io._core import Annotations, new_meta, reader
+from shapekit.io._core import Annotations, image_names, new_meta, reader
 from shapekit.io._text import check_complete, check_missing_pairs, fmt_num, read_text, to_floats
+from shapekit.io.registry import register_format
 
 N_POINTS = 98
 #: The six attribute flags, in file order.
@@ -115,3 +116,18 @@ def write_wflw(path, shapes, images, boxes=None, attributes=None, decimals=6):
         for pts, box, att, img in zip(shapes, boxes, attributes, images):
             fh.write(format_wflw_line(pts, box, att, img, decimals) + "\n")
     return Path(path)
+
+
+def _write(path, shapes, meta, schema, images, decimals):
+    return write_wflw(path, shapes, image_names(path, meta, "wflw"), [m.get("box") for m in meta],
+                      [m.get("attributes") for m in meta], decimals)
+
+
+def _rewrite_line(text, points, header, source, decimals):
+    fields = text.split()
+    fields[:2 * N_POINTS] = [fmt_num(v, decimals) for v in points.ravel()]
+    return " ".join(fields)
+
+
+register_format("wflw", read=read_wflw, write=_write, rewrite_line=_rewrite_line, extensions=(".txt",),
+                sniff=lambda first: len(first.split()) == N_FIELDS, options=("image_root",))
