@@ -1,12 +1,11 @@
 """shapekit convert: read landmark annotations in one format and write them in another.
 
-  shapekit convert SRC... -o DEST [--to pts|ljson|npz|npy|csv|kaggle|muct|mtfl|wflw]
-                                  [--from auto|pts|ljson|wflw|mtfl|kaggle|muct|npy|csv]
-                                  [--layout SCHEMA]
+  shapekit convert SRC... -o DEST [--to FORMAT] [--from auto|FORMAT] [--layout SCHEMA]
 
-SRC is a file, a folder or a glob pattern (several may be given). DEST is a file for
-npz/npy/csv/kaggle/muct/mtfl/wflw, or a folder of one file per shape for pts/ljson;
---to defaults to DEST's extension. Coordinates stay 0-based pixel centres in memory;
+SRC is a file, a folder or a glob pattern (several may be given). DEST is a file, or a
+folder of one file per shape for the one-file-per-shape formats (pts, ljson); --to
+defaults to DEST's extension. The formats are those of shapekit.io.registry (listed
+under --to and --from below). Coordinates stay 0-based pixel centres in memory;
 each format's own convention (1-based .pts, [y, x] LJSON, 0,0 = missing in MUCT) is
 applied on the way in and out. --layout re-expresses the points in another schema
 (wflw98 -> ibug68, ibug68 -> mtfl5 or kaggle15, muct68 -> mtfl5, ...).
@@ -17,16 +16,16 @@ import json
 
 
 def register(sub):
-    from shapekit.io.api import FORMATS, WRITE_FORMATS
+    from shapekit.io.registry import read_formats, write_formats
     from shapekit_cli._args import int_range
 
     p = sub.add_parser("convert", help="convert landmark files between formats (pts, ljson, npz, csv, ...)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="+", metavar="SRC", help="annotation file, folder or glob pattern")
     p.add_argument("-o", "--output", required=True, metavar="DEST", help="output file or folder")
-    p.add_argument("--to", dest="to_format", default=None, choices=WRITE_FORMATS,
+    p.add_argument("--to", dest="to_format", default=None, choices=write_formats(),
                    help="output format (default: from DEST's extension)")
-    p.add_argument("--from", dest="from_format", default="auto", choices=("auto",) + FORMATS,
+    p.add_argument("--from", dest="from_format", default="auto", choices=("auto",) + read_formats(),
                    help="input format (default: guessed per file)")
     p.add_argument("--schema", default=None, help="landmark schema of the input (default: guessed)")
     p.add_argument("--group", default=None, help="LJSON landmark group to read (default: the first)")
@@ -81,13 +80,15 @@ def _refuse_overwriting_inputs(ann, output, to_format):
     from pathlib import Path
 
     from shapekit.errors import ShapekitError
+    from shapekit.io.registry import get_format, writer_for
 
     inputs = {Path(m["source"]).resolve() for m in ann.meta if m.get("source")}
     dest = Path(output).resolve()
     clash = dest if dest in inputs else None
-    fmt = to_format or {".pts": "pts", ".ljson": "ljson"}.get(dest.suffix.lower())
-    if clash is None and (fmt in ("pts", "ljson") or dest.is_dir()):
-        suffix = {"pts": ".pts", "ljson": ".ljson"}.get(fmt)
+    fmt = get_format(to_format) if to_format else writer_for(dest.suffix)
+    per_file = fmt is not None and fmt.per_file
+    if clash is None and (per_file or dest.is_dir()):
+        suffix = fmt.suffix if per_file else None
         clash = next((f for f in sorted(inputs) if f.parent == dest and (suffix is None or f.suffix == suffix)),
                      None)
     if clash is not None:

@@ -1,7 +1,7 @@
 """shapekit fit: fit a point distribution model (Procrustes + PCA) on landmark files.
 
   shapekit fit SOURCE... -o MODEL.npz [--variance F | --modes N]
-               [--format auto|pts|ljson|wflw|mtfl|kaggle|muct|npy|csv] [--plot OUT.png]
+               [--format auto|FORMAT] [--plot OUT.png]
 
 SOURCE is a folder, a file or a glob pattern (several may be given). Shapes with missing
 points (NaN, e.g. MUCT's 0,0) still contribute: the model is fitted by EM / iterative
@@ -13,7 +13,7 @@ import json
 
 
 def register(sub):
-    from shapekit.io.api import FORMATS
+    from shapekit.io.registry import read_formats
     from shapekit_cli._args import fraction, positive_int
 
     p = sub.add_parser("fit", help="fit a point distribution model (shape model) on landmark files",
@@ -24,7 +24,7 @@ def register(sub):
     g.add_argument("--variance", type=fraction, default=None, metavar="F",
                    help="keep the modes explaining this fraction of the variance (default 0.95)")
     g.add_argument("--modes", type=positive_int, default=None, metavar="N", help="keep N modes")
-    p.add_argument("--format", default="auto", choices=("auto",) + FORMATS, help="input format (default: guessed)")
+    p.add_argument("--format", default="auto", choices=("auto",) + read_formats(), help="input format (default: guessed)")
     p.add_argument("--schema", default=None, help="landmark schema (default: guessed from the input)")
     p.add_argument("--plot", default=None, metavar="OUT.png",
                    help="write the mean shape, ±3√λ along the first modes and the cumulative variance")

@@ -14,7 +14,7 @@ import json
 
 
 def register(sub):
-    from shapekit.io.api import FORMATS
+    from shapekit.io.registry import read_formats
     from shapekit_cli._args import fraction, positive_float, positive_int
 
     p = sub.add_parser("soften", help="write soft landmarks (projections onto a shape model)",
@@ -30,7 +30,7 @@ def register(sub):
                    help="clip mode weights to ±K√λ (default 3)")
     p.add_argument("--unaligned", action="store_true",
                    help="the authors' unaligned form (needs a model from shapekit fit --unaligned)")
-    p.add_argument("--format", default="auto", choices=("auto",) + FORMATS, help="input format (default: guessed)")
+    p.add_argument("--format", default="auto", choices=("auto",) + read_formats(), help="input format (default: guessed)")
     p.add_argument("--schema", default=None, help="landmark schema (default: guessed)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=run)
