@@ -52,8 +52,9 @@ class Annotations:
     shapes : ndarray (N, L, 2) float64, x then y, pixels.
     meta : list of N dicts with keys ``source``, ``line``, ``image``, ``name``, ``box``,
         ``attributes`` (and, from :func:`shapekit.io.read`, ``format`` and ``relpath``).
-    format : the format name (``'pts'``, ``'ljson'``, ``'wflw'``, ``'mtfl'``, ``'kaggle'``,
-        ``'muct'``, ``'npy'``, ``'csv'``), or ``'mixed'`` when one call read several.
+    format : the name of a registered format (:mod:`shapekit.io.registry`; built in:
+        ``'pts'``, ``'ljson'``, ``'wflw'``, ``'mtfl'``, ``'kaggle'``, ``'muct'``, ``'npy'``,
+        ``'csv'``), or ``'mixed'`` when one call read several.
     schema : the schema name or None.
     images : None, or an (N, H, W) uint8 array of images stored in the annotation file
         itself (the Kaggle CSV).

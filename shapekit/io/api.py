@@ -13,7 +13,7 @@ from shapekit._files import atomic_folder, atomic_open
 from shapekit._progress import progress as _progress
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.io import registry
-from shapekit.io._core import Annotations, find_image, new_meta
+from shapekit.io._core import IMAGE_EXTENSIONS, Annotations, find_image, new_meta
 from shapekit.io._text import read_text
 from shapekit.io.registry import sniff_format
 
@@ -259,7 +259,7 @@ def _safe_name(name, i):
     name = name.replace("\\", "/").strip("/")
     # names like 'lfw_5590/x.jpg' become a relative path without the image extension
     stem = os.path.splitext(name)[0] if os.path.splitext(name)[1].lower() in (
-        ".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pts", ".ljson") else name
+        *IMAGE_EXTENSIONS, *registry.read_extensions(per_file=True)) else name
     parts = [p for p in stem.split("/") if p not in ("", ".", "..")]
     return "/".join(parts) or f"{i:06d}"
 

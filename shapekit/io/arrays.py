@@ -49,8 +49,6 @@ def _check_npy_header(fh, size, path, where):
     """Read the ``.npy`` header at ``fh`` and refuse one whose array would not fit in
     ``size`` bytes (the file or zip member): NumPy would otherwise allocate what the
     header claims before finding the data short."""
-    from numpy.lib import format as npformat
-
     try:
         version = npformat.read_magic(fh)
         if version not in ((1, 0), (2, 0), (3, 0)):

@@ -64,6 +64,8 @@ class Format:
     ``options``
         keyword options of :func:`~shapekit.io.read` the reader takes. Per-file formats
         take ``image_root`` as well, resolved by :func:`~shapekit.io.read`.
+    ``takes_progress``
+        set by :func:`register_format`: the whole-file reader has a ``progress`` keyword.
     """
 
     name: str
