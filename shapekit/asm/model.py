@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from shapekit import schemas as _schemas
+from shapekit._estimator import Estimator, factors, integer, integers, number, one_of, optional
 from shapekit._files import atomic_path
 from shapekit._progress import progress
 from shapekit.asm.profiles import contour_neighbours, extract_profiles, profile_costs, shape_normals
@@ -85,7 +86,7 @@ def kmeans(x, n_clusters, seed=0, n_iter=50):
     return centres
 
 
-class ActiveShapeModel:
+class ActiveShapeModel(Estimator):
     """A multi-resolution active shape model with normalised derivative profiles.
 
     Parameters (stored only; :meth:`fit` learns):
@@ -154,6 +155,29 @@ class ActiveShapeModel:
     :class:`~shapekit.asm.verify.FaceVerifier`), ``rescue_quality_`` and ``prior_box_``
     (when learned: see the rescue stage), ``n_train_``, ``schema_``.
     """
+
+    _constraints = {
+        "n_levels": integer(1),
+        "profile_half": integer(1),
+        "max_iter": integer(1),
+        "search_half": optional(integers(0, "(one, or one per level)")),
+        "face_size": number(16),
+        "clip": number(0, low_open=True, finite=False),
+        "mode": one_of("box", "ellipsoid"),
+        "level_modes": optional(integers(1, "(one per level, finest first)")),
+        "start_shapes": integer(1),
+        "start_scales": factors(empty=False),
+        "max_boxes": optional(integer(1)),
+        "verify_boxes": integer(0),
+        "box_accept": optional(number(0, 1, low_open=True)),
+        "rescue_quantile": optional(number(0, 1, low_open=True)),
+        "rescue_scales": optional(factors()),
+        "rescue_angles": optional(factors(positive=False)),
+        "rescue_shift": optional(number(0)),
+        "quality_shape_weight": number(0),
+        "regularization": number(0),
+    }
+    _fitted_attribute = "profile_icov_"
 
     def __init__(
         self,
@@ -225,77 +249,18 @@ class ActiveShapeModel:
         self.rescue_shift = rescue_shift
         self.prior_box = prior_box
 
-    # ------------------------------------------------------------------ params
-    _PARAMS = ("n_levels", "profile_half", "search_half", "n_components", "clip", "face_size", "margin",
-               "regularization", "max_iter", "converge_fraction", "flip", "weighted", "mode", "schema", "starts", "refine_start", "template_size", "template_radius",
-               "start_shapes", "start_scales", "max_boxes", "quality_shape_weight", "level_modes",
-               "quality_template_weight", "quality_background", "quality_levels",
-               "box_accept", "verify_boxes", "rescue_quantile", "rescue_scales", "rescue_angles", "rescue_shift",
-               "prior_box")
-
-    def get_params(self):
-        """Return the constructor parameters as a dict."""
-        return {p: getattr(self, p) for p in self._PARAMS}
-
-    def set_params(self, **params):
-        """Set constructor parameters (search parameters take effect at the next search); return self."""
-        for key, value in params.items():
-            if key not in self._PARAMS:
-                raise ShapekitError(f"unknown ActiveShapeModel parameter {key!r}; known: {', '.join(self._PARAMS)}")
-            setattr(self, key, value)
-        return self
-
-    def _validate(self):
-        halves = self._halves()
-        if self.search_half is not None and np.ndim(self.search_half) and len(halves) != self.n_levels:
-            raise ShapekitError(f"search_half: expected one value or {self.n_levels} (one per level), got {self.search_half!r}")
-        if any(int(h) != h or h < 0 for h in halves):
-            raise ShapekitError(f"search_half: expected integers >= 0, got {self.search_half!r}")
-        for name in ("n_levels", "profile_half", "max_iter"):
-            v = getattr(self, name)
-            if int(v) != v or v < (0 if name == "search_half" else 1):
-                raise ShapekitError(f"{name}: expected a positive integer, got {v!r}")
-        if not self.face_size >= 16:
-            raise ShapekitError(f"face_size: expected at least 16 pixels, got {self.face_size!r}")
-        if self.face_size / 2 ** (self.n_levels - 1) < 8:
+    def _check_relations(self):
+        n_levels = int(self.n_levels)
+        if np.ndim(self.search_half) and len(self.search_half) != n_levels:
+            raise ShapekitError(f"search_half: expected one value or {n_levels} (one per level), got {self.search_half!r}")
+        if self.face_size / 2 ** (n_levels - 1) < 8:
             raise ShapekitError(
                 f"n_levels={self.n_levels}: the face would be under 8 pixels at the coarsest level "
                 f"(face_size={self.face_size}); use fewer levels or a larger face_size"
             )
-        if not self.clip > 0:
-            raise ShapekitError(f"clip: expected a positive number of standard deviations, got {self.clip!r}")
-        if self.mode not in ("box", "ellipsoid"):
-            raise ShapekitError(f"mode: expected 'box' or 'ellipsoid', got {self.mode!r}")
-        if self.level_modes is not None and (len(self.level_modes) != self.n_levels
-                                             or any(int(x) != x or x < 1 for x in self.level_modes)):
-            raise ShapekitError(f"level_modes: expected {self.n_levels} positive mode counts (finest level first), "
+        if self.level_modes is not None and len(self.level_modes) != n_levels:
+            raise ShapekitError(f"level_modes: expected {n_levels} positive mode counts (finest level first), "
                                 f"got {self.level_modes!r}")
-        if int(self.start_shapes) != self.start_shapes or self.start_shapes < 1:
-            raise ShapekitError(f"start_shapes: expected a positive integer, got {self.start_shapes!r}")
-        if self.box_accept is not None and not 0 < self.box_accept <= 1:
-            raise ShapekitError(f"box_accept: expected a quantile in (0, 1] or None, got {self.box_accept!r}")
-        if self.rescue_quantile is not None and not 0 < self.rescue_quantile <= 1:
-            raise ShapekitError(f"rescue_quantile: expected a quantile in (0, 1] or None, got {self.rescue_quantile!r}")
-        rs = np.atleast_1d(np.asarray(self.rescue_scales if self.rescue_scales is not None else (), dtype=np.float64))
-        if not np.all(np.isfinite(rs) & (rs > 0)):
-            raise ShapekitError(f"rescue_scales: expected positive scale factors, got {self.rescue_scales!r}")
-        ra = np.atleast_1d(np.asarray(self.rescue_angles if self.rescue_angles is not None else (), dtype=np.float64))
-        if not np.all(np.isfinite(ra)):
-            raise ShapekitError(f"rescue_angles: expected angles in degrees, got {self.rescue_angles!r}")
-        if not (self.rescue_shift is None or (np.isfinite(self.rescue_shift) and self.rescue_shift >= 0)):
-            raise ShapekitError(f"rescue_shift: expected a fraction of the box size >= 0 or None, "
-                                f"got {self.rescue_shift!r}")
-        if int(self.verify_boxes) != self.verify_boxes or self.verify_boxes < 0:
-            raise ShapekitError(f"verify_boxes: expected an integer >= 0, got {self.verify_boxes!r}")
-        if self.max_boxes is not None and (int(self.max_boxes) != self.max_boxes or self.max_boxes < 1):
-            raise ShapekitError(f"max_boxes: expected a positive integer, got {self.max_boxes!r}")
-        scales = np.atleast_1d(np.asarray(self.start_scales, dtype=np.float64))
-        if scales.size == 0 or not np.all(np.isfinite(scales) & (scales > 0)):
-            raise ShapekitError(f"start_scales: expected positive scale factors, got {self.start_scales!r}")
-        if not self.quality_shape_weight >= 0:
-            raise ShapekitError(f"quality_shape_weight: expected >= 0, got {self.quality_shape_weight!r}")
-        if not self.regularization >= 0:
-            raise ShapekitError(f"regularization: expected >= 0, got {self.regularization!r}")
 
     # ------------------------------------------------------------------ training
     def fit(self, images, shapes, pdm=None, progress_bar=None):
@@ -421,8 +386,7 @@ class ActiveShapeModel:
         shapes (N, L, 2) pixels; return self. ``C = n_shapes`` (default ``start_shapes``):
         the mean shape, then the centres of ``C - 1`` k-means clusters (drawn with
         ``seed``) of the shapes' weights whitened by √λ and clipped to the constraint."""
-        if not hasattr(self, "mean_"):
-            raise ShapekitError("this ActiveShapeModel is not fitted: call fit() or load() first")
+        self._check_fitted()
         n_shapes = int(self.start_shapes if n_shapes is None else n_shapes)
         if n_shapes < 1:
             raise ShapekitError(f"n_shapes: expected a positive integer, got {n_shapes}")
@@ -487,10 +451,6 @@ class ActiveShapeModel:
         return np.array([math.hypot(a, b) / size, math.atan2(b, a), (tx - centre[0]) / size, (ty - centre[1]) / size])
 
     # ------------------------------------------------------------------ search
-    def _check_fitted(self):
-        if not hasattr(self, "profile_icov_"):
-            raise ShapekitError("this ActiveShapeModel is not fitted: call fit() or load() first")
-
     def fit_box_start(self, boxes, shapes, kind="detector"):
         """Learn how the mean shape sits in the boxes of a face detector; return self.
 
@@ -971,7 +931,7 @@ class ActiveShapeModel:
         """Write the model to one versioned ``.npz`` (atomic) and return its path."""
         self._check_fitted()
         path = Path(path)
-        meta = {"kind": _KIND, "version": FILE_VERSION, "params": self.get_params(), "schema_": self.schema_,
+        meta = {"kind": _KIND, "version": FILE_VERSION, "params": self.json_params(), "schema_": self.schema_,
                 "n_train_": int(self.n_train_),
                 "box_starts_": getattr(self, "box_starts_", {"landmarks": np.asarray(self.box_pose_).tolist()}),
                 "accept_quality_": getattr(self, "accept_quality_", None),
@@ -1012,15 +972,7 @@ class ActiveShapeModel:
         if int(meta.get("version", 0)) > FILE_VERSION:
             raise FormatError(path, f"written by a newer shapekit (file version {meta['version']}, "
                                     f"this one reads up to {FILE_VERSION})")
-        params = dict(meta["params"])
-        # JSON turns tuples into lists
-        if isinstance(params.get("search_half"), list):
-            params["search_half"] = tuple(params["search_half"])
-        params["starts"] = tuple(tuple(x) for x in params.get("starts", ()))
-        for name in ("start_scales", "level_modes", "rescue_scales", "rescue_angles"):
-            if isinstance(params.get(name), list):
-                params[name] = tuple(params[name])
-        model = cls(**params)
+        model = cls(**cls.from_json_params(meta["params"]))
         for name, value in arrays.items():
             setattr(model, name, value)
         if not hasattr(model, "start_shapes_"):

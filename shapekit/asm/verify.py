@@ -32,12 +32,9 @@ import math
 
 import numpy as np
 
+from shapekit._estimator import Estimator, integer, number, one_of
 from shapekit.asm.pyramid import resample_grey, to_grey
 from shapekit.errors import ShapekitError
-
-#: The parameters of a :class:`FaceVerifier`, in the order the model file stores them.
-_PARAMS = ("size", "cell", "bins", "context", "use_score", "use_framing", "jitter", "n_jitter", "n_random", "C",
-           "hog_weight", "loss", "seed")
 
 
 def hog_features(windows, cell=6, bins=9):
@@ -111,7 +108,7 @@ def _box_iou(a, b):
     return box_iou(a, b)
 
 
-class FaceVerifier:
+class FaceVerifier(Estimator):
     """A face / non-face scorer of candidate face boxes (see the module docstring).
 
     ``size``: window side in pixels; ``cell``: HOG cell side; ``bins``: orientation bins;
@@ -137,6 +134,18 @@ class FaceVerifier:
     ``intercept_``; ``n_pos_``, ``n_neg_`` (training samples).
     """
 
+    _constraints = {
+        "size": integer(1),
+        "cell": integer(1),
+        "bins": integer(2),
+        "context": number(0, low_open=True),
+        "loss": one_of("logistic", "rank"),
+        "hog_weight": number(0, low_open=True),
+        "C": number(0, low_open=True),
+    }
+    _fitted_attribute = "coef_"
+    _fit_hint = "fit()"
+
     def __init__(self, size=48, cell=6, bins=9, context=1.2, use_score=True, use_framing=True, jitter=0.08,
                  n_jitter=4, n_random=4, C=1.0, hog_weight=0.1, loss="logistic", seed=0):
         self.size = size
@@ -153,25 +162,10 @@ class FaceVerifier:
         self.C = C
         self.seed = seed
 
-    def get_params(self):
-        """Return the constructor parameters as a dict."""
-        return {p: getattr(self, p) for p in _PARAMS}
-
-    def _validate(self):
-        size, cell = self.size, self.cell
-        if int(size) != size or int(cell) != cell or size % cell or size // cell < 2:
+    def _check_relations(self):
+        if self.size % self.cell or self.size // self.cell < 2:
             raise ShapekitError(f"size, cell: the window side ({self.size!r}) must be a multiple of the cell side "
                                 f"({self.cell!r}) with at least 2 cells")
-        if int(self.bins) != self.bins or self.bins < 2:
-            raise ShapekitError(f"bins: expected an integer >= 2, got {self.bins!r}")
-        if not self.context > 0:
-            raise ShapekitError(f"context: expected a positive factor, got {self.context!r}")
-        if self.loss not in ("rank", "logistic"):
-            raise ShapekitError(f"loss: expected 'rank' or 'logistic', got {self.loss!r}")
-        if not self.hog_weight > 0:
-            raise ShapekitError(f"hog_weight: expected a positive factor, got {self.hog_weight!r}")
-        if not self.C > 0:
-            raise ShapekitError(f"C: expected a positive regularisation constant, got {self.C!r}")
 
     def features(self, image, boxes, best_score=None):
         """Return the feature rows ``(B, D)`` of ``boxes`` ``(B, 4+)`` in ``image``: HOG of
@@ -325,10 +319,6 @@ class FaceVerifier:
         self.n_pos_, self.n_neg_ = int((y == 1).sum()), int((y == 0).sum())
         return self
 
-    def _check_fitted(self):
-        if not hasattr(self, "coef_"):
-            raise ShapekitError("this FaceVerifier is not fitted: call fit() first")
-
     def decision(self, features):
         """Return the log-odds ``(B,)`` that each feature row is a face."""
         self._check_fitted()
@@ -354,13 +344,13 @@ class FaceVerifier:
         self._check_fitted()
         arrays = {prefix + "mean": self.feature_mean_, prefix + "scale": self.feature_scale_,
                   prefix + "coef": self.coef_, prefix + "intercept": np.array([self.intercept_])}
-        meta = {"params": self.get_params(), "n_pos": self.n_pos_, "n_neg": self.n_neg_}
+        meta = {"params": self.json_params(), "n_pos": self.n_pos_, "n_neg": self.n_neg_}
         return arrays, meta
 
     @classmethod
     def from_arrays(cls, arrays, meta, prefix="verifier_"):
         """Return the verifier stored by :meth:`to_arrays`."""
-        v = cls(**meta["params"])
+        v = cls(**cls.from_json_params(meta["params"]))
         v.feature_mean_ = np.asarray(arrays[prefix + "mean"], dtype=np.float64)
         v.feature_scale_ = np.asarray(arrays[prefix + "scale"], dtype=np.float64)
         v.coef_ = np.asarray(arrays[prefix + "coef"], dtype=np.float64)

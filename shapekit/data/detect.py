@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shapekit._estimator import Estimator, factors, integers, number, optional
 from shapekit.data import crops as _crops
 from shapekit.data.images import load_image
 from shapekit.errors import FormatError, ShapekitError
@@ -328,7 +329,7 @@ class Detector:
         return np.column_stack([_crops.box_from_square(sq[:, :3]), sq[:, 3]]) if len(sq) else np.zeros((0, 5))
 
 
-class FaceDetector(Detector):
+class FaceDetector(Estimator, Detector):
     """Multi-scale LBP-cascade face detector with grouping, NMS and an optional learned correction.
 
     Parameters
@@ -362,45 +363,55 @@ class FaceDetector(Detector):
 
     name = "lbp"
 
+    _constraints = {
+        "scale_factor": number(1, low_open=True),
+        "step_ratio": number(0, low_open=True),
+        "min_size": number(8),  # the cascade window is 24 pixels
+        "max_side": optional(number(1)),
+        "min_neighbours": number(0),
+        "merge_iou": number(0, 1),
+        "nms_iou": number(0, 1),
+        "angles": factors(positive=False, empty=False),
+        "extra_sides": factors(),
+    }
+
     def __init__(self, scale_factor=1.1, step_ratio=1.0, min_size=20, max_side=480, min_neighbours=1,
                  merge_iou=0.4, nms_iou=0.3, angles=(0.0, -25.0, 25.0), mirror=False, correction=None, cascade=None,
                  extra_sides=()):
         super().__init__(correction=correction)
-        if scale_factor <= 1.0:
-            raise ShapekitError(f"scale_factor: must be > 1, got {scale_factor}")
-        if min_size < 8:
-            raise ShapekitError(f"min_size: at least 8 pixels (the cascade window is 24), got {min_size}")
-        self.scale_factor = float(scale_factor)
-        self.step_ratio = float(step_ratio)
-        self.min_size = int(min_size)
-        self.max_side = None if max_side is None else int(max_side)
-        self.min_neighbours = int(min_neighbours)
-        self.merge_iou = float(merge_iou)
-        self.nms_iou = float(nms_iou)
-        self.angles = tuple(float(a) for a in angles)
-        if not self.angles:
-            raise ShapekitError("angles: give at least one angle (0 for the upright image)")
-        self.mirror = bool(mirror)
-        self.extra_sides = tuple(int(x) for x in extra_sides)
-        if any(x < self.min_size for x in self.extra_sides):
-            raise ShapekitError(f"extra_sides: each side must be at least min_size={self.min_size}, got {extra_sides}")
-        self.cascade_file = cascade
-        self._cascade = None
+        # stored as given (converted where used), so that get_params / clone give them back
+        self.scale_factor = scale_factor
+        self.step_ratio = step_ratio
+        self.min_size = min_size
+        self.max_side = max_side
+        self.min_neighbours = min_neighbours
+        self.merge_iou = merge_iou
+        self.nms_iou = nms_iou
+        self.angles = angles
+        self.mirror = mirror
+        self.extra_sides = extra_sides
+        self.cascade = cascade
+        self._cascade_model = None
+        self._validate()
+
+    def _check_relations(self):
+        if any(int(x) < int(self.min_size) for x in np.atleast_1d(self.extra_sides)):
+            raise ShapekitError(f"extra_sides: each side must be at least min_size={int(self.min_size)}, "
+                                f"got {self.extra_sides}")
 
     def __getstate__(self):
         # the Cython cascade does not pickle; each worker process loads its own
         state = dict(self.__dict__)
-        state["_cascade"] = None
+        state["_cascade_model"] = None
         return state
 
-    @property
-    def cascade(self):
-        if self._cascade is None:
+    def _cascade(self):
+        if self._cascade_model is None:
             from skimage import data
             from skimage.feature import Cascade
 
-            self._cascade = Cascade(self.cascade_file or data.lbp_frontal_face_cascade_filename())
-        return self._cascade
+            self._cascade_model = Cascade(self.cascade or data.lbp_frontal_face_cascade_filename())
+        return self._cascade_model
 
     def detect(self, image):
         """Return raw face boxes ``(K, 5)``: ``x0, y0, x1, y1, score`` in original pixels, best first.
@@ -409,12 +420,14 @@ class FaceDetector(Detector):
         covering pixels 10..33 is ``9.5 .. 33.5``).
         """
         img = load_image(image, grey=True)
-        boxes = self._detect_at(img, self.max_side)
-        if not self.extra_sides:
+        max_side = None if self.max_side is None else int(self.max_side)
+        boxes = self._detect_at(img, max_side)
+        extra = [int(x) for x in np.atleast_1d(self.extra_sides)]
+        if not extra:
             return boxes
-        work = max(img.shape) if self.max_side is None else min(max(img.shape), self.max_side)
-        passes = [boxes] + [self._detect_at(img, side) for side in self.extra_sides if side < work]
-        return non_max_suppression(np.concatenate(passes), self.nms_iou)
+        work = max(img.shape) if max_side is None else min(max(img.shape), max_side)
+        passes = [boxes] + [self._detect_at(img, side) for side in extra if side < work]
+        return non_max_suppression(np.concatenate(passes), float(self.nms_iou))
 
     def _detect_at(self, img, max_side):
         """Raw face boxes ``(K, 5)`` of one pass on the grey image reduced to ``max_side``."""
@@ -430,9 +443,9 @@ class FaceDetector(Detector):
         else:
             fx = fy = 1.0
         hh, ww = img.shape
-        if min(hh, ww) < self.min_size:
+        if min(hh, ww) < int(self.min_size):
             return np.zeros((0, 5))
-        windows = [self._windows(img, angle) for angle in self.angles]
+        windows = [self._windows(img, float(angle)) for angle in np.atleast_1d(self.angles)]
         if self.mirror:
             m = self._windows(np.ascontiguousarray(img[:, ::-1]), 0.0)
             windows.append(np.column_stack([ww - m[:, 2], m[:, 1], ww - m[:, 0], m[:, 3]]))
@@ -441,8 +454,8 @@ class FaceDetector(Detector):
             return np.zeros((0, 5))
         # window pixel edges in the working image (corner frame) -> centre frame of the original
         win = win * np.array([fx, fy, fx, fy]) - 0.5
-        grouped = group_windows(win, self.merge_iou, self.min_neighbours)
-        return non_max_suppression(grouped, self.nms_iou)
+        grouped = group_windows(win, float(self.merge_iou), int(self.min_neighbours))
+        return non_max_suppression(grouped, float(self.nms_iou))
 
     def _windows(self, img, angle):
         """Raw cascade windows ``(M, 4)`` in corner coordinates of ``img``, searched in ``img`` turned by ``angle`` degrees."""
@@ -453,9 +466,10 @@ class FaceDetector(Detector):
         else:
             rot = img
         hh, ww = rot.shape
-        raw = self.cascade.detect_multi_scale(rot, self.scale_factor, self.step_ratio,
-                                              (self.min_size, self.min_size), (min(hh, ww), min(hh, ww)),
-                                              min_neighbor_number=1, intersection_score_threshold=2.0)
+        size = int(self.min_size)
+        raw = self._cascade().detect_multi_scale(rot, float(self.scale_factor), float(self.step_ratio),
+                                                 (size, size), (min(hh, ww), min(hh, ww)),
+                                                 min_neighbor_number=1, intersection_score_threshold=2.0)
         if not raw:
             return np.zeros((0, 4))
         win = np.array([[d["c"], d["r"], d["c"] + d["width"], d["r"] + d["height"]] for d in raw], dtype=np.float64)

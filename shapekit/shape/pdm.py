@@ -30,6 +30,7 @@ import warnings
 
 import numpy as np
 
+from shapekit._estimator import Constraint, Estimator, integer, number
 from shapekit._files import atomic_path
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.shape._blas import one_blas_thread
@@ -243,7 +244,17 @@ class _Fitter:
         return pose_rows(np.broadcast_to(inst, xc.shape), xc, w, self.scale)
 
 
-class PointDistributionModel:
+def _n_components_ok(v):
+    if v is None:
+        return True
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, (int, np.integer)):
+        return v >= 1
+    return 0 < float(v) <= 1
+
+
+class PointDistributionModel(Estimator):
     """Point distribution model: Procrustes-aligned mean shape and principal modes of variation.
 
     Parameters
@@ -280,6 +291,16 @@ class PointDistributionModel:
     ``reference_`` (unit-norm Procrustes mean: the alignment target), ``schema_``.
     """
 
+    _constraints = {
+        "n_components": Constraint(_n_components_ok, "a count >= 1, a variance fraction in (0, 1] or None"),
+        "tol": number(0, low_open=True),
+        "max_iter": integer(1),
+        "em_tol": number(0, low_open=True),
+        "em_max_iter": integer(1),
+    }
+    _fitted_attribute = "components_"
+    _fit_hint = "fit(shapes)"
+
     def __init__(self, n_components=0.95, align=True, scale=True, tol=1e-7, max_iter=100,
                  em_tol=2e-4, em_max_iter=50, tangent=True, schema=None, strict=False):
         self.n_components = n_components
@@ -304,7 +325,7 @@ class PointDistributionModel:
         n, n_points = x.shape
         if n < 2:
             raise ShapekitError(f"shapes: need at least 2 shapes to fit a model, got {n}")
-        resolve_n_components(self.n_components, np.ones(1))  # validate early
+        self._validate()
         if self.align:
             gpa = _gpa(a, scale=self.scale, tol=self.tol, max_iter=self.max_iter, weights=w,
                        tangent=self._uses_tangent())
@@ -365,7 +386,7 @@ class PointDistributionModel:
         n, n_points = int(shape[0]), int(shape[1])
         if n < 2:
             raise ShapekitError(f"shapes: need at least 2 shapes to fit a model, got {n}")
-        resolve_n_components(self.n_components, np.ones(1))
+        self._validate()
         cs = int(chunk_size)
         ref = None
         if self.align:
@@ -601,10 +622,6 @@ class PointDistributionModel:
         return F, start
 
     # -- using the model --------------------------------------------------------------------
-    def _check_fitted(self):
-        if not hasattr(self, "components_"):
-            raise ShapekitError("this PointDistributionModel is not fitted yet: call fit(shapes) first")
-
     def n_modes_for(self, variance):
         """Return the number of modes explaining ``variance`` (fraction) of the total, or a count as given."""
         self._check_fitted()
@@ -793,18 +810,11 @@ class PointDistributionModel:
         return e[0] if single else e
 
     # -- persistence ----------------------------------------------------------------------
-    def get_params(self):
-        """Return the constructor parameters as a dict."""
-        return {"n_components": self.n_components, "align": self.align, "scale": self.scale, "tol": self.tol,
-                "max_iter": self.max_iter, "em_tol": self.em_tol, "em_max_iter": self.em_max_iter,
-                "tangent": self.tangent, "schema": self.schema}
-
     def save(self, path):
         """Write the fitted model to one versioned ``.npz`` file (atomic write); return the path."""
         self._check_fitted()
-        params = self.get_params()
-        if isinstance(params["n_components"], np.generic):
-            params["n_components"] = params["n_components"].item()
+        params = self.json_params()
+        params.pop("strict")  # a fitting rule, not part of the model
         info = {"format": FILE_FORMAT, "version": FILE_VERSION, "params": params,
                 "schema": self.schema_, "n_shapes": int(self.n_shapes_),
                 "n_components": int(self.n_components_), "n_points": int(self.n_points_),
@@ -850,7 +860,7 @@ class PointDistributionModel:
                     arrays["reference"] = np.array(data["reference"])
             except KeyError as exc:
                 raise FormatError(path, f"missing array {exc}") from None
-        obj = cls(**info["params"])
+        obj = cls(**cls.from_json_params(info["params"]))
         k = int(info["n_components"])
         L = int(info["n_points"])
         if arrays["mean"].shape != (L, 2) or arrays["components"].shape != (k, 2 * L):
