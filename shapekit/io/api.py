@@ -207,16 +207,16 @@ def read(source, format="auto", schema=None, progress=None, **options):
     disable = _progress_disable(progress)
     image_root = options.get("image_root")
     parts = []
-    k = 0
-    while k < len(files):
-        path, root, fmt = files[k]
+    at = 0
+    while at < len(files):
+        path, root, fmt = files[at]
         mine = {o: v for o, v in options.items() if o in fmt.options}  # image_root: per-file ones resolve it here
         if fmt.per_file:  # consecutive files of one such format are read together
-            j = k
+            j = at
             while j < len(files) and files[j][2] is fmt:
                 j += 1
-            parts.append(_read_per_file(fmt, [(p, r) for p, r, _ in files[k:j]], disable, image_root, mine))
-            k = j
+            parts.append(_read_per_file(fmt, [(p, r) for p, r, _ in files[at:j]], disable, image_root, mine))
+            at = j
             continue
         if fmt.takes_progress:
             mine["progress"] = progress
@@ -225,7 +225,7 @@ def read(source, format="auto", schema=None, progress=None, **options):
             m.setdefault("format", fmt.name)
             m.setdefault("relpath", _relpath(path, root))
         parts.append(part)
-        k += 1
+        at += 1
     used = {f.name for _, _, f in files}
     idle = sorted(k for k in options if not used & set(known_options[k]))
     if idle:
