@@ -25,6 +25,7 @@ import os
 import warnings
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -191,8 +192,6 @@ def _load(path, max_pixels):
     except Exception as exc:  # noqa: BLE001 -- truncated or corrupt file Pillow recognised
         raise FormatError(path, f"cannot read the image ({exc.__class__.__name__}: {str(exc)[:200]})") from None
     try:
-        import imageio.v3 as iio  # local: the fallback reader, not a declared dependency
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             props = iio.improps(path)
