@@ -30,20 +30,12 @@ from shapekit.asm.search import (
     search_pyramid,
 )
 from shapekit.asm.template import candidate_poses, ncc_scores, sample_template_reference, template_grid
+from shapekit.data.images import load_image
 from shapekit.errors import FormatError, ShapekitError
 
 #: Version of the .npz layout written by :meth:`ActiveShapeModel.save`.
 FILE_VERSION = 1
 _KIND = "shapekit.asm.ActiveShapeModel"
-
-
-def load_image(image):
-    """Return an image array: ``image`` itself, or the file it names read as uint8."""
-    if isinstance(image, np.ndarray):
-        return image
-    from shapekit.io import read_image  # the package's one image reader (FormatError naming the file)
-
-    return read_image(image)
 
 
 def _disable(progress_bar):
@@ -252,7 +244,8 @@ class ActiveShapeModel(Estimator):
     def _check_relations(self):
         n_levels = int(self.n_levels)
         if np.ndim(self.search_half) and len(self.search_half) != n_levels:
-            raise ShapekitError(f"search_half: expected one value or {n_levels} (one per level), got {self.search_half!r}")
+            raise ShapekitError(f"search_half: expected one value or {n_levels} (one per level), "
+                                f"got {self.search_half!r}")
         if self.face_size / 2 ** (n_levels - 1) < 8:
             raise ShapekitError(
                 f"n_levels={self.n_levels}: the face would be under 8 pixels at the coarsest level "
@@ -320,7 +313,7 @@ class ActiveShapeModel(Estimator):
             ok = np.isfinite(points).all(axis=1)
             if ok.sum() < 3:
                 continue
-            image = load_image(image)
+            image = load_image(image, convert=False)
             frame = SearchFrame.around(points[ok], self.face_size, self.margin)
             grey = frame.sample(image)
             views = [(grey, frame.to_frame(points))]
@@ -559,7 +552,7 @@ class ActiveShapeModel(Estimator):
         ``kernels="numpy"`` matches profiles with the NumPy reference (for comparison).
         """
         self._check_fitted()
-        image = load_image(image)
+        image = load_image(image, convert=False)
         accept = getattr(self, "accept_quality_", None) if self.box_accept is not None else None
         results, box_list, box_kind = self._search_starts(image, box=box, start=start, box_kind=box_kind, boxes=boxes,
                                                           kernels=kernels, accept=accept)
@@ -731,7 +724,7 @@ class ActiveShapeModel(Estimator):
         n = self._n_verify()
         if n and len(boxes) > 1:
             boxes = boxes[:n]
-            order, _ = self.verifier_.rank(load_image(image), boxes)
+            order, _ = self.verifier_.rank(load_image(image, convert=False), boxes)
             boxes = boxes[order]
         return boxes
 
@@ -760,7 +753,7 @@ class ActiveShapeModel(Estimator):
         qualities = []
         for image, b in zip(images, boxes):
             if np.all(np.isfinite(b[:4])):
-                results, _, _ = self._search_starts(load_image(image), box=b[:4], box_kind=kind)
+                results, _, _ = self._search_starts(load_image(image, convert=False), box=b[:4], box_kind=kind)
                 qualities.append(min(r[1].quality for r in results))
         if len(qualities) < 3:
             raise ShapekitError(f"boxes: the quality level needs at least 3 usable boxes, got {len(qualities)}")
@@ -800,7 +793,7 @@ class ActiveShapeModel(Estimator):
         rel = []
         for image, b in zip(images, boxes):
             if np.all(np.isfinite(b[:4])):
-                h, w = load_image(image).shape[:2]
+                h, w = load_image(image, convert=False).shape[:2]
                 s = float(min(h, w))
                 rel.append([0.5 * (b[0] + b[2]) / w, 0.5 * (b[1] + b[3]) / h, (b[2] - b[0]) / s, (b[3] - b[1]) / s])
         if len(rel) < 3:
@@ -1110,7 +1103,7 @@ def detector_boxes(images, shapes, detector=None, progress_bar=None, return_dete
         pts = np.asarray(shapes[i], dtype=np.float64)
         pts = pts[np.isfinite(pts).all(axis=1)]
         lo, hi = pts.min(axis=0), pts.max(axis=0)
-        boxes = np.asarray(detector.detect(load_image(images[i])), dtype=np.float64).reshape(-1, 5)
+        boxes = np.asarray(detector.detect(load_image(images[i], convert=False)), dtype=np.float64).reshape(-1, 5)
         raw.append(boxes)
         j = match_detection(boxes, (*(0.5 * (lo + hi)), float((hi - lo).max())))
         if j >= 0:
@@ -1131,7 +1124,7 @@ def fit_images(model, images, box=None, out_dir=None):
         model = ActiveShapeModel.load(model)
     results = {}
     for path in images:
-        image = load_image(path)
+        image = load_image(path, convert=False)
         try:
             points = model.search(image, box=box)
         except ShapekitError as exc:

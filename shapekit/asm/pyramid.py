@@ -17,9 +17,8 @@ try:
 except ImportError:  # pragma: no cover - until shapekit._numba exists
     from numba import njit
 
+from shapekit.data.images import LUMA
 from shapekit.errors import ShapekitError
-
-_GREY = np.array([0.299, 0.587, 0.114])
 
 
 @njit(cache=True, nogil=True)
@@ -37,18 +36,11 @@ def _bilinear_tap(v, n):
 
 
 @njit(cache=True, nogil=True)
-def _resample_nb(img, x0, y0, step, out_h, out_w, sub):
-    # img (H, W, C) float32; each output pixel averages sub x sub bilinear samples
+def _resample_nb(img, x0, y0, step, out_h, out_w, sub, wts):
+    # img (H, W, C) uint8 or float32, wts (C,) the grey weights of the channels; each
+    # output pixel averages sub x sub bilinear samples
     h, w, nc = img.shape
     out = np.empty((out_h, out_w), dtype=np.float32)
-    wts = np.empty(nc)
-    if nc == 3:
-        wts[0] = 0.299
-        wts[1] = 0.587
-        wts[2] = 0.114
-    else:
-        for c in range(nc):
-            wts[c] = 1.0 / nc
     inv = 1.0 / (sub * sub)
     for r in range(out_h):
         for c in range(out_w):
@@ -65,27 +57,16 @@ def _resample_nb(img, x0, y0, step, out_h, out_w, sub):
     return out
 
 
-def to_grey(image):
-    """Return the image as a float32 grey array (H, W) on the scale of its input values."""
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = image[..., :3]
-    if image.ndim == 3 and image.shape[2] == 3:
-        return (image.astype(np.float32) @ _GREY.astype(np.float32)).astype(np.float32)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[..., 0]
-    if image.ndim != 2:
-        raise ShapekitError(f"image: expected (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
-    return image.astype(np.float32)
-
-
 def resample_grey(image, origin, step, size):
     """Return a grey float32 image ``size = (H, W)`` whose pixel ``(r, c)`` shows the input
     point ``origin + step * (c, r)`` (pixels of the input; ``step > 1`` shrinks).
 
-    Colour input is converted to grey (ITU-R 601 weights) on the fly; when shrinking,
-    each output pixel averages ``n^2`` bilinear samples, ``n = round(step)``, so that
-    fine texture does not alias. Outside the input the border value is repeated.
+    Colour input is converted to grey on the fly (the package's one set of weights,
+    :data:`shapekit.data.images.LUMA`, ITU-R BT.601, unrounded); when shrinking, each
+    output pixel averages ``n^2`` bilinear samples, ``n = round(step)``, so that fine
+    texture does not alias. Outside the input the border value is repeated.
+    ``resample_grey(image, (0, 0), 1.0, image.shape[:2])`` is the image in grey, on the
+    scale of its input values.
     """
     image = np.asarray(image)
     if image.ndim == 2:
@@ -105,7 +86,10 @@ def resample_grey(image, origin, step, size):
         image = image.astype(np.float32)
     img = np.ascontiguousarray(image)
     h, w = int(size[0]), int(size[1])
-    return _resample_nb(img, float(origin[0]), float(origin[1]), step, h, w, sub)
+    nc = img.shape[2]
+    # LUMA is float32; its float64 values rounded to the standard's 3 decimals
+    wts = np.round(LUMA.astype(np.float64), 3) if nc == 3 else np.full(nc, 1.0 / nc)
+    return _resample_nb(img, float(origin[0]), float(origin[1]), step, h, w, sub, wts)
 
 
 @njit(cache=True, nogil=True)

@@ -33,7 +33,7 @@ import math
 import numpy as np
 
 from shapekit._estimator import Estimator, integer, number, one_of
-from shapekit.asm.pyramid import resample_grey, to_grey
+from shapekit.asm.pyramid import resample_grey
 from shapekit.errors import ShapekitError
 
 
@@ -89,7 +89,7 @@ def box_windows(image, boxes, size=48, context=1.2):
         raise ShapekitError(f"boxes: expected (B, 4+) boxes x0, y0, x1, y1, got shape {boxes.shape}")
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] in (3, 4) and len(boxes) > 1:
-        image = to_grey(image)  # once for all boxes
+        image = resample_grey(image, (0, 0), 1.0, image.shape[:2])  # grey once for all boxes
     out = np.empty((len(boxes), int(size), int(size)), dtype=np.float32)
     for i, b in enumerate(boxes):
         side = 0.5 * ((b[2] - b[0]) + (b[3] - b[1])) * float(context)
@@ -265,7 +265,7 @@ class FaceVerifier(Estimator):
         from sklearn.linear_model import LogisticRegression
 
         from shapekit._progress import progress
-        from shapekit.asm.model import load_image
+        from shapekit.data.images import load_image
 
         self._validate()
         if not (len(images) == len(shapes) == len(detections)):
@@ -276,7 +276,7 @@ class FaceVerifier(Estimator):
         disable = None if progress_bar is None else not progress_bar
         for image, shape, det in progress(zip(images, shapes, detections), total=len(images),
                                           desc="face verifier samples", disable=disable):
-            x, y = self.training_samples(load_image(image), shape, det, rng=rng)
+            x, y = self.training_samples(load_image(image, convert=False), shape, det, rng=rng)
             xs.append(x)
             ys.append(y)
         x = np.concatenate(xs) if xs else np.zeros((0, self.n_features))

@@ -20,15 +20,19 @@ from shapekit.io.images import to_uint8 as _to_uint8
 __all__ = ["LUMA", "image_size", "load_image", "to_grey", "to_rgb", "to_tensor", "to_uint8"]
 
 
-def load_image(image, grey=False, max_pixels=None):
+def load_image(image, grey=False, max_pixels=None, convert=True):
     """Return the image as a uint8 array: ``(H, W, 3)`` RGB, or ``(H, W)`` when ``grey``.
 
     ``image`` is a path (read by :func:`shapekit.io.read_image`, with its
     ``max_pixels`` limit) or an array (``(H, W)``, ``(H, W, 1|3|4)``; converted by
-    :func:`to_uint8`). Unreadable files raise :class:`FormatError` naming the file.
+    :func:`to_uint8`; with ``convert=False`` returned as it is, for code that works on
+    any numeric image scale, such as the active shape model). Unreadable files raise
+    :class:`FormatError` naming the file.
     """
     if isinstance(image, (str, os.PathLike)):
         return read_image(image, grey=grey, max_pixels=max_pixels)
+    if not convert:
+        return np.asarray(image)
     arr = to_uint8(np.asarray(image), "image")
     return to_grey(arr) if grey else to_rgb(arr)
 
