@@ -35,13 +35,16 @@ class DemoConfig:
     (:mod:`shapekit.weights`) from it, fetching the file on first use, and starts from
     random weights, saying so, when the file cannot be had; ``"imagenet"`` makes a missing
     file an error; ``"none"`` always starts from random weights. ``teacher`` defaults to
-    EfficientNet-Lite0 with ImageNet starts (a larger network than the MobileNetV2
-    student, as in the paper, where the teachers are EfficientNet-B3) and to ResNet-18
-    without them (a teacher must be better than its student; see benchmarks/RESULTS.md).
+    the student's network (MobileNetV2) with ImageNet starts and to ResNet-18 without
+    them (a teacher trained from random weights must be larger than its student to be
+    better than it; see benchmarks/RESULTS.md). When the teacher is the student's network,
+    the tough teacher is also the plain model: same network, start, labels, loss and seed,
+    so training it twice would give the same weights; it is trained once and reported in
+    both rows.
     """
 
-    n_train: int = 800
-    n_val: int = 200
+    n_train: int = 512
+    n_val: int = 128
     image_size: int = 160
     input_size: int = 96
     epochs: int = 6
@@ -81,7 +84,7 @@ class DemoConfig:
 
     @classmethod
     def full(cls, **kw):
-        """Return the longer run: three times the faces and four times the epochs of the default."""
+        """Return the longer run: about five times the faces and four times the epochs of the default."""
         base = dict(n_train=2400, n_val=400, epochs=4 * cls.epochs)
         base.update(kw)
         return cls(**base)
@@ -149,7 +152,7 @@ def run_demo(out, config=None, verbose=True):
         resolve_device(cfg.device)  # a bad --device is refused before any work
         from shapekit.nn import list_models
 
-        for name in (cfg.teacher or "resnet18", cfg.student):
+        for name in (cfg.teacher or "resnet18", cfg.student):  # (the teacher default is one of these)
             if name not in list_models():
                 raise ShapekitError(f"model: unknown network {name!r} (expected one of {', '.join(list_models())})")
     out = Path(out)
@@ -256,29 +259,35 @@ def _train_all(cfg, train_ann, val_ann, soft, out, log, files):
         baseline, base_errors = _mean_shape_baseline(train_ds, val_ds)
         log.say(f"validation NME {_pct(baseline['nme'])} when every face gets the training mean shape")
     starts = _imagenet_starts(cfg, log)
-    teacher = cfg.teacher or ("efficientnet_lite0" if starts.get("efficientnet_lite0") else "resnet18")
+    teacher = _teacher_name(cfg, starts)
     roles = [("tough", teacher), ("tolerant", teacher), ("plain", cfg.student), ("student", cfg.student)]
     results, rows, errors = {}, {}, {"mean shape (baseline)": base_errors}
     for role, model_name in roles:
-        with log.stage(f"training the {role} {'teacher' if role in ('tough', 'tolerant') else 'model'} "
-                       f"({model_name}, {cfg.epochs} epochs)"):
-            teachers = (results["tough"].model, results["tolerant"].model) if role == "student" else None
-            res = fit_role(role, train_ds, val_ds, _train_config(cfg, model_name, log.verbose, starts.get(model_name)),
-                           teachers=teachers,
-                           out=out / "runs" / role)
+        shared = role == "plain" and teacher == cfg.student
+        what = "the tough teacher, trained once" if shared else f"{cfg.epochs} epochs"
+        with log.stage(f"{'reusing' if shared else 'training'} the {role} "
+                       f"{'teacher' if role in ('tough', 'tolerant') else 'model'} ({model_name}, {what})"):
+            if shared:
+                res = results["tough"]
+            else:
+                teachers = (results["tough"].model, results["tolerant"].model) if role == "student" else None
+                res = fit_role(role, train_ds, val_ds,
+                               _train_config(cfg, model_name, log.verbose, starts.get(model_name)),
+                               teachers=teachers, out=out / "runs" / role)
             results[role] = res
             ev = evaluate(res.model, val_ds, device=cfg.device)
             label = {"tough": "tough teacher (hard)", "tolerant": "tolerant teacher (soft)",
                      "plain": "plain student (L2)", "student": "KD-Loss student"}[role]
             errors[label] = ev.errors
             rows[role] = {"model": model_name, "start": "ImageNet" if starts.get(model_name) else "random",
+                          "trained_as": "tough" if shared else role,
                           "nme": ev.metrics["nme"], _FR: ev.metrics[_FR],
                           _AUC: ev.metrics[_AUC], "best_epoch": res.best_epoch,
                           "epochs": len(res.history), "first_nme": _first_val_nme(res.history),
                           "nme_asm_faces": float(np.mean(ev.errors[:ASM_FACES])),
                           "checkpoint": str(res.best_path) if res.best_path else None,
                           "n_parameters": int(sum(p.numel() for p in res.model.parameters()))}
-            if res.history:
+            if res.history and not shared:
                 files.append(plot_training_curves(res.history, out / f"curves_{role}.png", title=label))
             log.say(f"validation NME {_pct(ev.metrics['nme'])}")
     # predictions of the KD student on a few validation faces
@@ -301,7 +310,7 @@ def _imagenet_starts(cfg, log):
 
     if cfg.pretrained == "none":
         return {}
-    names = {cfg.student, cfg.teacher or "efficientnet_lite0"}
+    names = {cfg.student, cfg.teacher or cfg.student}
     starts = {}
     for name in sorted(names):
         spec = weights.WEIGHTS.get(name)
@@ -316,6 +325,13 @@ def _imagenet_starts(cfg, log):
     return starts
 
 
+def _teacher_name(cfg, starts):
+    """The teachers' network: ``cfg.teacher``, else the student's when it starts from ImageNet, else ResNet-18."""
+    if cfg.teacher:
+        return cfg.teacher
+    return cfg.student if starts.get(cfg.student) else "resnet18"
+
+
 def _train_config(cfg, model_name, verbose, pretrained=None):
     """Return the :class:`TrainConfig` of one demo network: where every network of the demo is set up.
 
@@ -326,7 +342,7 @@ def _train_config(cfg, model_name, verbose, pretrained=None):
     return TrainConfig(model=model_name, model_kwargs={"pretrained": pretrained} if pretrained else {},
                        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=1e-3 if pretrained else 2e-3,
                        warmup_epochs=0.5, seed=cfg.seed, device=cfg.device, input_size=cfg.input_size,
-                       progress=verbose)
+                       channels_last=True, progress=verbose)
 
 
 def _first_val_nme(history):
@@ -397,7 +413,9 @@ def _asm_stage(cfg, train_ann, val_ann, pdm, out, log, files):
                                       labels=("ground truth", "active shape model"),
                                       suptitle="active shape model search from the landmark box"))
         log.say(f"ASM NME {_pct(np.mean(e))} on {n} faces, {1000 * per_face:.0f} ms per face")
+        clip = asm.get_params().get("clip")  # the search's shape constraint, in standard deviations
         return {"nme": float(np.mean(e)), "median_nme": float(np.median(e)), "n_images": int(n),
+                "clip": None if clip is None else float(clip),
                 _FR: metrics.failure_rate(e, THRESHOLD), _AUC: metrics.auc(e, THRESHOLD),
                 "ms_per_face": 1000 * per_face}, e
 
@@ -470,15 +488,22 @@ def _write_report(out, s):
             a = s["asm"]
             lines.append(f"| classical | active shape model ({a['n_images']} faces) | – | – | {_pct(a['nme'])} | "
                          f"{_pct(a[_FR])} | {a[_AUC]:.3f} |")
+        shared = [role for role, r in s["models"].items() if r.get("trained_as", role) != role]
+        if shared:
+            lines += ["", f"The {', '.join(shared)} row is the {s['models'][shared[0]]['trained_as']} teacher itself: "
+                          "the teachers use the student's network, so that model would be the same network with "
+                          "the same start, labels, loss and seed; it was trained once."]
         lines += ["", _interpretation(s), "", "![ced](ced.png)", "", "![predictions](predictions.png)", ""]
-        for role in s["models"]:
-            lines += [f"![{role}](curves_{role}.png)", ""]
+        for role, r in s["models"].items():
+            if r.get("trained_as", role) == role:
+                lines += [f"![{role}](curves_{role}.png)", ""]
     if "asm" in s:
         a = s["asm"]
         lines += [
             "## Active shape model",
             "",
-            f"Classical search (grey-level profiles, image pyramid, shape constrained to ±3√λ) from the "
+            "Classical search (grey-level profiles, image pyramid, shape constrained to "
+            + (f"±{a['clip']:g}√λ" if a.get("clip") else "the shape model") + ") from the "
             f"landmark box on {a['n_images']} validation faces: mean NME {_pct(a['nme'])}, median "
             f"{_pct(a['median_nme'])}, {a['ms_per_face']:.0f} ms per face.",
             "",

@@ -35,6 +35,19 @@ def test_demo_tiny(tmp_path):
     cfg = DemoConfig.quick(n_train=16, n_val=4, image_size=64, input_size=32, asm=False, pretrained="none")
     summary = run_demo(tmp_path / "demo", cfg, verbose=False)
     _check_outputs(tmp_path / "demo", summary)
+    # the teachers use the student's network here: the plain model is the tough teacher, trained once
+    models = summary["models"]
+    assert models["plain"]["trained_as"] == "tough" and models["plain"]["nme"] == models["tough"]["nme"]
+    assert models["student"]["trained_as"] == "student" and not (tmp_path / "demo" / "runs" / "plain").exists()
+    assert "row is the tough teacher itself" in (tmp_path / "demo" / "report.md").read_text()
+
+
+def test_demo_teacher_is_the_students_network_with_imagenet_starts_else_resnet18():
+    from shapekit.pipeline import _teacher_name
+
+    assert _teacher_name(DemoConfig(), {"mobilenetv2": "mbv2.pth"}) == "mobilenetv2"
+    assert _teacher_name(DemoConfig(), {}) == "resnet18"  # random starts: a larger teacher
+    assert _teacher_name(DemoConfig(teacher="efficientnet_lite0"), {}) == "efficientnet_lite0"
 
 
 def test_demo_cli_shapes_only(tmp_path, capsys):
@@ -116,7 +129,7 @@ def test_demo_imagenet_starts_fetch_or_fall_back_as_asked(monkeypatch, tmp_path)
     monkeypatch.setattr(weights, "get_weights", unavailable)
     said = _Said()
     assert pipeline._imagenet_starts(DemoConfig(pretrained="auto"), said) == {}
-    assert sorted(asked) == ["efficientnet_lite0", "mobilenetv2"]  # the student and the default teacher
+    assert asked == ["mobilenetv2"]  # the student, whose network the teachers use by default
     assert any("starts from random weights" in line and "no network here" in line for line in said.lines)
     with pytest.raises(weights.WeightsUnavailable, match="no network here"):
         pipeline._imagenet_starts(DemoConfig(pretrained="imagenet"), _Said())

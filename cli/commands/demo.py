@@ -2,7 +2,7 @@
 
 Renders synthetic faces (procedurally generated, not photographs), fits a shape model,
 writes soft landmarks, trains the tough and tolerant teachers, a plain student and the
-KD-Loss student briefly, evaluates them, fits an active shape model, and writes
+KD-Loss student briefly (from ImageNet starts when the weight files can be had), evaluates them, fits an active shape model, and writes
 OUT/report.md with its plots.
 """
 
@@ -10,21 +10,24 @@ import json
 
 
 def register(sub):
+    from shapekit.pipeline import DemoConfig
     from shapekit_cli._args import positive_int
 
+    d, full = DemoConfig(), DemoConfig.full()
     p = sub.add_parser("demo", help="run the whole pipeline on generated synthetic faces", description=__doc__)
     p.add_argument("--out", "-o", default="shapekit-demo", help="output folder (default: shapekit-demo)")
-    p.add_argument("--n-train", type=positive_int, help="synthetic training faces (default 800)")
-    p.add_argument("--n-val", type=positive_int, help="synthetic validation faces (default 200)")
-    p.add_argument("--epochs", type=positive_int, help="epochs per network (default 6)")
-    p.add_argument("--input-size", type=positive_int, help="network input size in pixels (default 96)")
+    p.add_argument("--n-train", type=positive_int, help=f"synthetic training faces (default {d.n_train})")
+    p.add_argument("--n-val", type=positive_int, help=f"synthetic validation faces (default {d.n_val})")
+    p.add_argument("--epochs", type=positive_int, help=f"epochs per network (default {d.epochs})")
+    p.add_argument("--input-size", type=positive_int, help=f"network input size in pixels (default {d.input_size})")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--workers", type=positive_int, help="processes rendering faces (default 1)")
+    p.add_argument("--workers", type=positive_int, help=f"processes rendering faces (default {d.workers})")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a tiny run (tens of seconds) to check the installation")
     size.add_argument("--full", action="store_true",
-                      help="the longer run: 2400 + 400 faces, four times the epochs (several times the default's time)")
+                      help=f"the longer run: {full.n_train} + {full.n_val} faces, {full.epochs} epochs "
+                           "(several times the default's time)")
     p.add_argument("--pretrained", choices=("auto", "imagenet", "none"), default="auto",
                    help="ImageNet starts: auto (when the weight files can be had, fetched on first use; default), "
                         "imagenet (required), none (random weights)")
