@@ -278,6 +278,9 @@ def _train_all(cfg, train_ann, val_ann, soft, out, log, files):
             ev = evaluate(res.model, val_ds, device=cfg.device)
             label = {"tough": "tough teacher (hard)", "tolerant": "tolerant teacher (soft)",
                      "plain": "plain student (L2)", "student": "KD-Loss student"}[role]
+            if shared:  # one curve for the one model, not two drawn on top of each other
+                del errors["tough teacher (hard)"]
+                label = "tough teacher = plain student (hard, L2)"
             errors[label] = ev.errors
             rows[role] = {"model": model_name, "start": "ImageNet" if starts.get(model_name) else "random",
                           "trained_as": "tough" if shared else role,
