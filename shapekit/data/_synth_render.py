@@ -23,6 +23,7 @@ from scipy import ndimage
 from shapekit.data import _synth_geometry as geo
 from shapekit.data._synth_raster import (blend, bilinear, catmull_rom, resample, ellipse_polygon, gaussian_blob,
                                          multiply, polygon_alpha, soft_polygon, stroke_polygon)
+from shapekit.io.images import LUMA
 
 # ----------------------------------------------------------------------------------
 # Appearance
@@ -869,7 +870,7 @@ def _finish(img, app, size, rng):
     contrast = np.float32(app["contrast"])
     img *= np.asarray(app["light_colour"], np.float32) * np.float32(app["brightness"] * 255.0)
     if app["grey"]:
-        g = img @ np.array([0.299, 0.587, 0.114], np.float32)
+        g = img @ LUMA
         img = np.repeat(g[..., None], 3, axis=2)
     # contrast about the mean, in place (the image is in 0..255 from here on)
     mean = np.float32(img.mean())

@@ -28,6 +28,7 @@ import numpy as np
 from shapekit import schemas as _schemas
 from shapekit.data import crops as _crops
 from shapekit.errors import ShapekitError
+from shapekit.io.images import LUMA
 
 
 def _pair(value, name, around=None, positive=False):
@@ -177,7 +178,7 @@ class ToGrey(Op):
 
     def apply(self, image, rng):
         if image.shape[2] == 3:
-            g = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            g = image @ LUMA
             image[...] = g[..., None]
         return image
 
