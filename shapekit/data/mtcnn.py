@@ -491,7 +491,8 @@ def _stage_two_three(nets, imgs, boxes, img_of, thresholds, crops):
     if len(boxes) == 0:
         return empty
     # R-Net
-    reg, prob = rnet(crops(24, boxes, img_of).to(dev))
+    # channels-last: the 3x3 ceil-mode max-pooling of R-Net and O-Net is several times faster on the CPU
+    reg, prob = rnet(crops(24, boxes, img_of).to(dev).contiguous(memory_format=torch.channels_last))
     reg, prob = reg.cpu().double().numpy(), prob.cpu().double().numpy()
     ok = prob > thresholds[1]
     boxes, img_of, reg, prob = boxes[ok], img_of[ok], reg[ok], prob[ok]
@@ -501,7 +502,7 @@ def _stage_two_three(nets, imgs, boxes, img_of, thresholds, crops):
     if len(boxes) == 0:
         return empty
     # O-Net
-    reg, pts, prob = onet(crops(48, boxes, img_of).to(dev))
+    reg, pts, prob = onet(crops(48, boxes, img_of).to(dev).contiguous(memory_format=torch.channels_last))
     reg, pts, prob = reg.cpu().double().numpy(), pts.cpu().double().numpy(), prob.cpu().double().numpy()
     ok = prob > thresholds[2]
     boxes, img_of, reg, pts, prob = boxes[ok], img_of[ok], reg[ok], pts[ok], prob[ok]
