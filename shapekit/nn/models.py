@@ -20,7 +20,6 @@ from torch import nn
 
 from shapekit.errors import ShapekitError
 from shapekit.nn.heads import DSNTHead, RegressionHead
-from shapekit.nn.registry import register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -563,7 +562,21 @@ def _build(backbone, stride, n_points, in_channels, input_size, head, pretrained
     return LandmarkModel(backbone, h, in_channels, backbone_channels, imagenet_norm, norm)
 
 
-@register_model("mobilenetv2", family="mobilenetv2", description="MobileNetV2, width multiplier `width` (student)")
+#: The built-in builders as ``(name, builder, family, description)``, in the order they are
+#: defined; :mod:`shapekit.nn.registry` registers them (see ``register_model`` for the
+#: builder contract).
+BUILTIN_MODELS: list = []
+
+
+def _builtin(name, family, description):
+    def deco(fn):
+        BUILTIN_MODELS.append((name, fn, family, description))
+        return fn
+
+    return deco
+
+
+@_builtin("mobilenetv2", "mobilenetv2", "MobileNetV2, width multiplier `width` (student)")
 def mobilenetv2(n_points=68, in_channels=3, input_size=224, head="regression", width=1.0, **kw):
     return _build(MobileNetV2(width=width), 32, n_points, in_channels, input_size, head, **kw)
 
@@ -572,43 +585,41 @@ for _v in _EFFNET:
     def _eff(n_points=68, in_channels=3, input_size=224, head="regression", _v=_v, stochastic_depth=0.2, **kw):
         return _build(EfficientNet(_v, stochastic_depth=stochastic_depth), 32, n_points, in_channels, input_size,
                       head, **kw)
-    register_model(f"efficientnet_{_v}", family="efficientnet",
-                   description=f"EfficientNet-{_v.upper()} (compound scaling; teacher)")(_eff)
+    _builtin(f"efficientnet_{_v}", "efficientnet", f"EfficientNet-{_v.upper()} (compound scaling; teacher)")(_eff)
 
 for _v in _EFFNET_LITE:
     def _lite(n_points=68, in_channels=3, input_size=224, head="regression", _v=_v, stochastic_depth=0.2, **kw):
         return _build(EfficientNetLite(_v, stochastic_depth=stochastic_depth), 32, n_points, in_channels,
                       input_size, head, norm=(LITE_MEAN, LITE_STD), **kw)
-    register_model(f"efficientnet_{_v}", family="efficientnet_lite",
-                   description=f"EfficientNet-{_v.capitalize()} (no squeeze-excitation, ReLU6; "
-                               f"native {_EFFNET_LITE[_v][3]} px)")(_lite)
+    _builtin(f"efficientnet_{_v}", "efficientnet_lite",
+             f"EfficientNet-{_v.capitalize()} (no squeeze-excitation, ReLU6; native {_EFFNET_LITE[_v][3]} px)")(_lite)
 
 _RESNETS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet34": (BasicBlock, (3, 4, 6, 3)),
             "resnet50": (Bottleneck, (3, 4, 6, 3))}
 for _n, (_b, _l) in _RESNETS.items():
     def _res(n_points=68, in_channels=3, input_size=224, head="regression", _b=_b, _l=_l, **kw):
         return _build(ResNet(_b, _l), 32, n_points, in_channels, input_size, head, **kw)
-    register_model(_n, family="resnet", description=f"{_n} (torchvision layout; ImageNet weights loadable)")(_res)
+    _builtin(_n, "resnet", f"{_n} (torchvision layout; ImageNet weights loadable)")(_res)
 
 
-@register_model("densenet121", family="densenet", description="DenseNet-121 (ImageNet weights loadable)")
+@_builtin("densenet121", "densenet", "DenseNet-121 (ImageNet weights loadable)")
 def densenet121(n_points=68, in_channels=3, input_size=224, head="regression", **kw):
     return _build(DenseNet(), 32, n_points, in_channels, input_size, head, **kw)
 
 
-@register_model("inception_cnn", family="small", description="inception-module CNN for 96x96 grey faces")
+@_builtin("inception_cnn", "small", "inception-module CNN for 96x96 grey faces")
 def inception_cnn(n_points=15, in_channels=1, input_size=96, head="regression", **kw):
     return _build(InceptionCNN(in_channels), 16, n_points, in_channels, input_size, head,
                   backbone_channels=in_channels, imagenet_norm=False, **kw)
 
 
-@register_model("simple_cnn", family="small", description="baseline CNN: 4 conv stages")
+@_builtin("simple_cnn", "small", "baseline CNN: 4 conv stages")
 def simple_cnn(n_points=68, in_channels=3, input_size=96, head="regression", channels=(32, 64, 128, 256), **kw):
     return _build(SimpleCNN(in_channels, tuple(channels)), 2 ** len(channels), n_points, in_channels, input_size, head,
                   backbone_channels=in_channels, imagenet_norm=False, **kw)
 
 
-@register_model("mlp", family="small", description="one-hidden-layer baseline (flattened pixels)")
+@_builtin("mlp", "small", "one-hidden-layer baseline (flattened pixels)")
 def mlp(n_points=68, in_channels=1, input_size=96, head="regression", hidden=100, **kw):
     if head != "regression":
         raise ShapekitError("head: the mlp model has no feature map, so only head='regression' is possible")
@@ -631,7 +642,7 @@ class _TimmBackbone(nn.Module):
 def build_timm(name, n_points=68, in_channels=3, input_size=224, head="regression", pretrained=None, **kw):
     """Return a landmark model on a timm backbone (``pretrained`` = local weights file of that timm model)."""
     try:
-        import timm
+        import timm  # local: an optional dependency (the timm extra)
     except ImportError:
         raise ShapekitError(f"model timm/{name}: timm is not installed (pip install shapekit[timm])") from None
     try:

