@@ -12,17 +12,13 @@ so the landmarks sit on the features by construction.
 
 from __future__ import annotations
 
-import json
-import sys
-import time
-from pathlib import Path
-
 import numpy as np
+import skimage.data
 from scipy import ndimage
 
 from shapekit.data import _synth_geometry as geo
-from shapekit.data._synth_raster import (blend, bilinear, catmull_rom, resample, ellipse_polygon, gaussian_blob,
-                                         multiply, polygon_alpha, soft_polygon, stroke_polygon)
+from shapekit.data._synth_raster import (bilinear, blend, catmull_rom, ellipse_polygon, gaussian_blob, multiply,
+                                         polygon_alpha, resample, soft_polygon, stroke_polygon)
 from shapekit.io.images import LUMA
 
 # ----------------------------------------------------------------------------------
@@ -140,8 +136,6 @@ def draw_appearance(rng, occlusion):
 def _background_image(name):
     img = _BG_CACHE.get(name)
     if img is None:
-        import skimage.data
-
         raw = np.asarray(getattr(skimage.data, name)())
         if raw.dtype == bool:
             raw = raw.astype(np.uint8) * 255
@@ -888,109 +882,3 @@ def _finish(img, app, size, rng):
     # gamma through a lookup table on the quantised image: one gather instead of a power
     lut = (np.linspace(0.0, 1.0, 256) ** app["gamma"] * 255.0 + 0.5).astype(np.uint8)
     return lut[out]
-
-
-# ----------------------------------------------------------------------------------
-# Many faces: processes and files
-# ----------------------------------------------------------------------------------
-
-def _render_index(args):
-    seed, index, size, kw = args
-    from shapekit.data.synth import FaceParams, _Layout
-
-    params = FaceParams.sample(seed, index, **kw)
-    image, points, visible = render(params, size, _Layout(params.shape_values(), size))
-    return index, image, points, visible, params
-
-
-def _iterate(seed, indices, size, kw, workers, progress, desc):
-    from shapekit._progress import progress as bar
-
-    indices = list(indices)
-    jobs = [(seed, i, size, kw) for i in indices]
-    disable = None if progress is None else (not progress)
-    if workers <= 1 or len(jobs) < 2:
-        for job in bar(jobs, total=len(jobs), desc=desc, disable=disable):
-            yield _render_index(job)
-        return
-    import multiprocessing as mp
-
-    # fork is cheap and safe here on Linux (workers use numpy/scipy only); elsewhere spawn
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ctx.Pool(workers) as pool:
-        chunk = max(1, min(32, len(jobs) // (4 * workers)))
-        for out in bar(pool.imap(_render_index, jobs, chunksize=chunk), total=len(jobs), desc=desc,
-                       disable=disable):
-            yield out
-
-
-def render_many(seed, indices, size, kw, workers, progress):
-    """Yield ``(index, image, points)`` for the faces ``indices`` of run ``seed``."""
-    for index, image, points, visible, _ in _iterate(seed, indices, size, kw, workers, progress, "synth"):
-        yield index, image, points, visible
-
-
-def _stale_faces(outdir, indices):
-    """Return the NNNNN.png / NNNNN.pts files in ``outdir`` that a run of ``indices`` would not write."""
-    import re
-
-    if not outdir.is_dir():
-        return []
-    keep = set(indices)
-    pattern = re.compile(r"(\d{5,})\.(png|pts)")
-    return sorted(f for f in outdir.iterdir()
-                  if (m := pattern.fullmatch(f.name)) and int(m.group(1)) not in keep)
-
-
-def write_many(outdir, seed, indices, size, kw, workers, progress, overwrite=False):
-    """Write faces as PNG + .pts with a README.txt and manifest.json; return the image paths.
-
-    Faces of an earlier run left in ``outdir`` would be read as part of this data set
-    without being in its manifest: they are removed when the folder is an earlier
-    synthetic output (or ``overwrite``), and are an error otherwise.
-    """
-    from skimage.io import imsave
-
-    from shapekit._files import atomic_open, atomic_path
-    from shapekit.data.synth import SYNTHETIC_NOTE, is_synthetic
-    from shapekit.errors import ShapekitError
-    from shapekit.io import write_pts
-
-    outdir = Path(outdir)
-    indices = list(indices)
-    stale = _stale_faces(outdir, indices)
-    if stale and not (overwrite or is_synthetic(outdir)):
-        raise ShapekitError(
-            f"outdir {outdir} already holds {len(stale)} image/landmark files this run would not replace "
-            f"(e.g. {stale[0].name}); use an empty folder, or overwrite=True (--overwrite) to delete them")
-    for f in stale:
-        f.unlink()
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths, faces = [], []
-    t0 = time.perf_counter()
-    for index, image, points, visible, params in _iterate(seed, indices, size, kw, workers, progress, "synth"):
-        png = outdir / f"{index:05d}.png"
-        with atomic_path(png) as tmp:
-            imsave(tmp, image, check_contrast=False)
-        write_pts(outdir / f"{index:05d}.pts", points)
-        paths.append(png)
-        occ = params.appearance.get("occluder")
-        faces.append(dict(image=png.name, index=index, yaw=round(params.yaw, 3), pitch=round(params.pitch, 3),
-                          roll=round(params.roll, 3), occluder=occ["kind"] if occ else None,
-                          hidden=[int(k) for k in np.flatnonzero(~visible)],
-                          expression={k: round(float(v), 4) for k, v in
-                                      zip(geo.EXPRESSION_NAMES, params.expression)}))
-    manifest = dict(synthetic=True, note=SYNTHETIC_NOTE, generator="shapekit.data.synth", schema="ibug68",
-                    n_points=geo.N_POINTS, coordinates="pts files are 300-W .pts, 1-based on disk",
-                    seed=seed, size=size, first_index=indices[0] if indices else 0, count=len(indices),
-                    options=kw, seconds=round(time.perf_counter() - t0, 3), faces=faces)
-    with atomic_open(outdir / "manifest.json", "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=1)
-    with atomic_open(outdir / "README.txt", "w", encoding="utf-8") as fh:
-        fh.write(SYNTHETIC_NOTE + "\n\n")
-        fh.write(f"{len(indices)} faces, {size}x{size} px, seed {seed}, faces {indices[0] if indices else 0}.."
-                 f"{indices[-1] if indices else -1}.\nNNNNN.png is the image, NNNNN.pts its 68 landmarks "
-                 "(300-W format, 1-based pixel coordinates; every point is given, hidden ones too). "
-                 "manifest.json lists the pose, expression, occluder and hidden landmarks (0-based "
-                 "indices) of each face.\nRegenerate with: shapekit synth -n N -o OUTDIR --seed S --size S\n")
-    return paths

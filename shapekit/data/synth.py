@@ -23,12 +23,23 @@ Coordinates are 0-based pixel centres (x, y) in a ``size`` x ``size`` image.
 from __future__ import annotations
 
 import dataclasses
+import json
+import multiprocessing as mp
+import re
+import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+from skimage.io import imsave
 
+from shapekit._files import atomic_folder, atomic_open, atomic_path
+from shapekit._progress import progress as progress_bar
 from shapekit.data import _synth_geometry as geo
+from shapekit.data import _synth_render as _render
 from shapekit.errors import ShapekitError
+from shapekit.io import write_pts
 
 __all__ = ["FaceParams", "sample_shapes", "render_face", "generate", "write_dataset", "is_synthetic",
            "SYNTHETIC_NOTE", "DEFAULT_POSE_RANGE"]
@@ -164,7 +175,7 @@ class FaceParams:
     def mean(cls, **overrides):
         """Return the parameters of the mean frontal face (neutral, no jitter), with overrides."""
         p = cls(identity=np.zeros(_N_ID), expression=np.zeros(len(geo.EXPRESSION_NAMES)),
-                jitter=np.zeros((geo.N_POINTS, 3)), appearance=_default_appearance())
+                jitter=np.zeros((geo.N_POINTS, 3)), appearance=_render.default_appearance())
         return p.replace(**overrides)
 
     @classmethod
@@ -181,9 +192,7 @@ class FaceParams:
         rng = _rng(seed, index)
         ident, u, g, jitter = _draw_shape(rng)
         v = _shape_values(ident[None], u[None], g[None], jitter[None], pose_range)
-        from shapekit.data._synth_render import draw_appearance
-
-        appearance, texture_seed = draw_appearance(rng, occlusion)
+        appearance, texture_seed = _render.draw_appearance(rng, occlusion)
         return cls(identity=v["identity"][0], expression=v["expression"][0], jitter=v["jitter"][0],
                    yaw=float(v["yaw"][0]), pitch=float(v["pitch"][0]), roll=float(v["roll"][0]),
                    distance=float(v["distance"][0]), box=float(v["box"][0]),
@@ -207,12 +216,6 @@ class FaceParams:
                     pitch=np.array([self.pitch], float), roll=np.array([self.roll], float),
                     distance=np.array([self.distance], float), box=np.array([self.box], float),
                     centre=np.asarray(self.centre, float)[None])
-
-
-def _default_appearance():
-    from shapekit.data._synth_render import default_appearance
-
-    return default_appearance()
 
 
 class _Layout:
@@ -290,14 +293,12 @@ def render_face(seed_or_params, size=256, with_visibility=False):
     False where hair or an occluder covers the landmark (or it is outside the image);
     the points themselves are always given, as 300-W gives occluded points.
     """
-    from shapekit.data._synth_render import render
-
     if isinstance(seed_or_params, FaceParams):
         params = seed_or_params
     else:
         params = FaceParams.sample(_check_int("seed_or_params", seed_or_params), 0)
     size = _check_size(size)
-    image, points, visible = render(params, size, _Layout(params.shape_values(), size))
+    image, points, visible = _render.render(params, size, _Layout(params.shape_values(), size))
     return (image, points, visible) if with_visibility else (image, points)
 
 
@@ -312,8 +313,6 @@ def generate(n, seed=0, size=256, progress=None, *, start=0, occlusion=0.15, wor
     None shows a bar for long runs on a terminal, False never, True always. ``workers``
     > 1 renders in that many processes (the result does not depend on it).
     """
-    from shapekit.data._synth_render import render_many
-
     n = _check_int("n", n)
     seed = _check_int("seed", seed)
     start = _check_int("start", start)
@@ -348,8 +347,6 @@ def write_dataset(outdir, n, seed=0, size=256, progress=None, *, start=0, occlus
     swapped in when complete (:func:`shapekit._files.atomic_folder`), so a kill leaves
     the old folder or the new one.
     """
-    from shapekit.data._synth_render import write_many
-
     n = _check_int("n", n)
     seed = _check_int("seed", seed)
     start = _check_int("start", start)
@@ -358,12 +355,6 @@ def write_dataset(outdir, n, seed=0, size=256, progress=None, *, start=0, occlus
     _pose_range(max_yaw, max_pitch, max_roll)
     occlusion = _check_occlusion(occlusion)
     kw = dict(occlusion=occlusion, max_yaw=max_yaw, max_pitch=max_pitch, max_roll=max_roll)
-    from pathlib import Path
-
-    from shapekit._files import atomic_folder
-    from shapekit.data._synth_render import _stale_faces
-    from shapekit.errors import ShapekitError
-
     outdir = Path(outdir)
     indices = range(start, start + n)
     stale = {f.name for f in _stale_faces(outdir, indices)}
@@ -381,9 +372,6 @@ def write_dataset(outdir, n, seed=0, size=256, progress=None, *, start=0, occlus
 def is_synthetic(path):
     """Return True when ``path`` (a folder, or a file inside one) holds faces written by
     :func:`write_dataset`: its ``manifest.json`` says ``"synthetic": true``."""
-    import json
-    from pathlib import Path
-
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     manifest = folder / "manifest.json"
@@ -394,3 +382,95 @@ def is_synthetic(path):
             return json.load(fh).get("synthetic") is True
     except (OSError, ValueError, AttributeError):
         return False
+
+
+# ----------------------------------------------------------------------------------
+# Many faces: processes and files
+# ----------------------------------------------------------------------------------
+
+def _render_index(args):
+    seed, index, size, kw = args
+    params = FaceParams.sample(seed, index, **kw)
+    image, points, visible = _render.render(params, size, _Layout(params.shape_values(), size))
+    return index, image, points, visible, params
+
+
+def _iterate(seed, indices, size, kw, workers, progress, desc):
+    indices = list(indices)
+    jobs = [(seed, i, size, kw) for i in indices]
+    disable = None if progress is None else (not progress)
+    if workers <= 1 or len(jobs) < 2:
+        for job in progress_bar(jobs, total=len(jobs), desc=desc, disable=disable):
+            yield _render_index(job)
+        return
+    # fork is cheap and safe here on Linux (workers use numpy/scipy only); elsewhere spawn
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with ctx.Pool(workers) as pool:
+        chunk = max(1, min(32, len(jobs) // (4 * workers)))
+        for out in progress_bar(pool.imap(_render_index, jobs, chunksize=chunk), total=len(jobs), desc=desc,
+                                disable=disable):
+            yield out
+
+
+def render_many(seed, indices, size, kw, workers, progress):
+    """Yield ``(index, image, points, visible)`` for the faces ``indices`` of run ``seed``
+    (``visible`` as in :func:`render_face` with ``with_visibility=True``)."""
+    for index, image, points, visible, _ in _iterate(seed, indices, size, kw, workers, progress, "synth"):
+        yield index, image, points, visible
+
+
+def _stale_faces(outdir, indices):
+    """Return the NNNNN.png / NNNNN.pts files in ``outdir`` that a run of ``indices`` would not write."""
+    if not outdir.is_dir():
+        return []
+    keep = set(indices)
+    pattern = re.compile(r"(\d{5,})\.(png|pts)")
+    return sorted(f for f in outdir.iterdir()
+                  if (m := pattern.fullmatch(f.name)) and int(m.group(1)) not in keep)
+
+
+def write_many(outdir, seed, indices, size, kw, workers, progress, overwrite=False):
+    """Write faces as PNG + .pts with a README.txt and manifest.json; return the image paths.
+
+    Faces of an earlier run left in ``outdir`` would be read as part of this data set
+    without being in its manifest: they are removed when the folder is an earlier
+    synthetic output (or ``overwrite``), and are an error otherwise.
+    """
+    outdir = Path(outdir)
+    indices = list(indices)
+    stale = _stale_faces(outdir, indices)
+    if stale and not (overwrite or is_synthetic(outdir)):
+        raise ShapekitError(
+            f"outdir {outdir} already holds {len(stale)} image/landmark files this run would not replace "
+            f"(e.g. {stale[0].name}); use an empty folder, or overwrite=True (--overwrite) to delete them")
+    for f in stale:
+        f.unlink()
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths, faces = [], []
+    t0 = time.perf_counter()
+    for index, image, points, visible, params in _iterate(seed, indices, size, kw, workers, progress, "synth"):
+        png = outdir / f"{index:05d}.png"
+        with atomic_path(png) as tmp:
+            imsave(tmp, image, check_contrast=False)
+        write_pts(outdir / f"{index:05d}.pts", points)
+        paths.append(png)
+        occ = params.appearance.get("occluder")
+        faces.append(dict(image=png.name, index=index, yaw=round(params.yaw, 3), pitch=round(params.pitch, 3),
+                          roll=round(params.roll, 3), occluder=occ["kind"] if occ else None,
+                          hidden=[int(k) for k in np.flatnonzero(~visible)],
+                          expression={k: round(float(v), 4) for k, v in
+                                      zip(geo.EXPRESSION_NAMES, params.expression)}))
+    manifest = dict(synthetic=True, note=SYNTHETIC_NOTE, generator="shapekit.data.synth", schema="ibug68",
+                    n_points=geo.N_POINTS, coordinates="pts files are 300-W .pts, 1-based on disk",
+                    seed=seed, size=size, first_index=indices[0] if indices else 0, count=len(indices),
+                    options=kw, seconds=round(time.perf_counter() - t0, 3), faces=faces)
+    with atomic_open(outdir / "manifest.json", "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=1)
+    with atomic_open(outdir / "README.txt", "w", encoding="utf-8") as fh:
+        fh.write(SYNTHETIC_NOTE + "\n\n")
+        fh.write(f"{len(indices)} faces, {size}x{size} px, seed {seed}, faces {indices[0] if indices else 0}.."
+                 f"{indices[-1] if indices else -1}.\nNNNNN.png is the image, NNNNN.pts its 68 landmarks "
+                 "(300-W format, 1-based pixel coordinates; every point is given, hidden ones too). "
+                 "manifest.json lists the pose, expression, occluder and hidden landmarks (0-based "
+                 "indices) of each face.\nRegenerate with: shapekit synth -n N -o OUTDIR --seed S --size S\n")
+    return paths
