@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import torch
+
 from shapekit.errors import ShapekitError
 
 
 def resolve_device(device="auto"):
     """Return a ``torch.device``: ``auto`` picks CUDA when available, else CPU."""
-    import torch
-
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -4,10 +4,16 @@ fails or the process is killed, and no reader ever sees half of one."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
+import re
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
+
+from shapekit.errors import ShapekitError
 
 
 def _umask():
@@ -19,8 +25,6 @@ def _umask():
 def _remove_stale_temporaries(path, suffix):
     """Remove the temporary files of writes to ``path`` whose process no longer runs (a
     write killed before its rename)."""
-    import re
-
     pattern = re.compile(r"^\." + re.escape(path.stem) + r"\.(\d+)\.[^.]+\.tmp" + re.escape(suffix) + "$")
     try:
         entries = os.listdir(path.parent)
@@ -96,9 +100,6 @@ def exchange(a, b):
     """Swap the names ``a`` and ``b`` (two existing paths on one file system) in one atomic
     step; return False where the system cannot (not Linux, or a file system without
     ``renameat2(RENAME_EXCHANGE)``)."""
-    import ctypes
-    import errno
-
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2
@@ -130,8 +131,6 @@ _COMPLETE = ".shapekit-complete"
 
 
 def _leftovers(dest):
-    import re
-
     pattern = re.compile(r"^\." + re.escape(dest.name) + r"\.(\d+)\.([0-9a-z]+)\.(new|old)$")
     legacy = re.compile(r"^\." + re.escape(dest.name) + r"\.old-(\d+)$")  # prepare's earlier two-rename swap
     found = []
@@ -212,16 +211,12 @@ def atomic_folder(dest, carry_old=None):
     Folders get the permissions of a plain ``mkdir`` (the umask applies). On an
     exception the temporary folder is removed and ``dest`` is untouched.
     """
-    import secrets
-
     dest = Path(dest)
     if dest.is_symlink():
         dest = Path(os.path.realpath(dest))  # the folder it points to is the output
     here = Path.cwd().resolve()
     full = dest.resolve()
     if full == here or full in here.parents or full == Path.home().resolve() or full.parent == full:
-        from shapekit.errors import ShapekitError
-
         raise ShapekitError(f"{dest}: an output folder is replaced whole when complete; give a folder of its own "
                             "(not the current folder, one above it, the home folder or a root)")
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from skimage.draw import polygon as fill
 
 from shapekit import schemas as _schemas
+from shapekit.asm.model import ActiveShapeModel, load_image
+from shapekit.asm.search import apply_similarity, fit_similarity
 from shapekit.errors import ShapekitError
+from shapekit.io import read_pts
+from shapekit.viz.overlay import as_rgb, save_png
 
 #: Mouth centre below the eye line in the canonical frame (half eye distances). A
 #: design constant: a typical adult frontal face has the mouth about one eye-centre
@@ -145,15 +150,11 @@ def face_anchors(points, schema=None):
 
 def accessory_pose(points, schema=None):
     """Return ``(a, b, tx, ty)``: the similarity from the canonical frame to image pixels."""
-    from shapekit.asm.search import fit_similarity
-
     return fit_similarity(canonical_anchors(), face_anchors(points, schema))
 
 
 def _coverage(polygon, shape, holes=(), supersample=3):
     # anti-aliased coverage: rasterise at ``supersample`` x resolution inside the bounding box
-    from skimage.draw import polygon as fill
-
     h, w = shape
     lo = np.floor(np.min(polygon, axis=0)).astype(int) - 1
     hi = np.ceil(np.max(polygon, axis=0)).astype(int) + 2
@@ -180,9 +181,6 @@ def _coverage(polygon, shape, holes=(), supersample=3):
 
 def draw_layers(image, layers, pose):
     """Return an RGB uint8 copy of ``image`` with the ``layers`` drawn, mapped by ``pose``."""
-    from shapekit.asm.search import apply_similarity
-    from shapekit.viz.overlay import as_rgb
-
     out = as_rgb(image).astype(np.float64)
     for layer in layers:
         poly = apply_similarity(pose, layer.polygon)
@@ -234,8 +232,6 @@ def landmarks_from_pts(image_path):
     pts = Path(image_path).with_suffix(".pts")
     if not pts.exists():
         return None
-    from shapekit.io import read_pts
-
     return np.asarray(read_pts(pts), dtype=np.float64)
 
 
@@ -249,9 +245,6 @@ def filter_images(sources, out_dir, items=("glasses", "moustache", "hat"), asm=N
     from the face detector. An image with no landmark source raises
     :class:`ShapekitError` naming it.
     """
-    from shapekit.asm.model import ActiveShapeModel, load_image
-    from shapekit.viz.overlay import save_png
-
     if asm is not None and not isinstance(asm, ActiveShapeModel):
         asm = ActiveShapeModel.load(asm)
     out_dir = Path(out_dir)

@@ -11,6 +11,7 @@ Every stage writes its files atomically into ``out``; ``report.md`` is written l
 
 from __future__ import annotations
 
+import copy
 import json
 import platform
 import time
@@ -19,8 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from shapekit import metrics, weights
 from shapekit._files import atomic_open
 from shapekit.errors import ShapekitError
+from shapekit.io import read, read_image, write_like
+from shapekit.viz.curves import plot_ced, plot_training_curves
+from shapekit.viz.landmarks import plot_sample_grid
+from shapekit.viz.shape import plot_modes, plot_soft_landmarks
 
 
 @dataclass
@@ -138,19 +144,16 @@ def run_demo(out, config=None, verbose=True):
     figures per role), ``asm`` (NME of classical fitting), ``timings`` (seconds per
     stage), ``files`` (what was written).
     """
-    from shapekit import metrics
+    # local: torch, numba and scipy load only when the job runs (cli/commands/demo.py reads DemoConfig at start-up)
     from shapekit.data import synth
-    from shapekit.io import read, write_like
     from shapekit.shape import PointDistributionModel, soft_landmarks
-    from shapekit.viz.landmarks import plot_sample_grid
-    from shapekit.viz.shape import plot_modes, plot_soft_landmarks
 
     cfg = config or DemoConfig()
     if cfg.train:
-        from shapekit._device import resolve_device
+        from shapekit._device import resolve_device  # local: torch (see run_demo)
 
         resolve_device(cfg.device)  # a bad --device is refused before any work
-        from shapekit.nn import list_models
+        from shapekit.nn import list_models  # local: torch (see run_demo)
 
         for name in (cfg.teacher or "resnet18", cfg.student):  # (the teacher default is one of these)
             if name not in list_models():
@@ -171,8 +174,6 @@ def run_demo(out, config=None, verbose=True):
         train_ann, val_ann = read(train_dir, format="pts"), read(val_dir, format="pts")
         summary["data"] = {"n_train": len(train_ann), "n_val": len(val_ann), "image_size": cfg.image_size,
                            "train_dir": str(train_dir), "val_dir": str(val_dir)}
-        from shapekit.io import read_image
-
         show = [read_image(m["image"]) for m in train_ann.meta[:8]]
         files.append(plot_sample_grid(show, train_ann.shapes[:8], out / "samples.png", schema="ibug68",
                                       suptitle="synthetic training faces (generated, not photographs)"))
@@ -218,8 +219,6 @@ def run_demo(out, config=None, verbose=True):
         summary["asm"], asm_errors = _asm_stage(cfg, train_ann, val_ann, pdm, out, log, files)
         errors[f"active shape model ({len(asm_errors)} faces)"] = asm_errors
     if cfg.train:
-        from shapekit.viz.curves import plot_ced
-
         files.append(plot_ced(errors, out / "ced.png", threshold=THRESHOLD,
                               title="validation CED, synthetic faces"))
 
@@ -235,9 +234,9 @@ def run_demo(out, config=None, verbose=True):
 
 
 def _datasets(cfg, train_ann, val_ann, soft):
+    # local: torch (see run_demo)
     from shapekit.data.augment import default_augmentation
     from shapekit.data.datasets import LandmarkDataset
-    from shapekit.io import read_image
 
     train_images = np.stack([read_image(m["image"]) for m in train_ann.meta])
     val_images = np.stack([read_image(m["image"]) for m in val_ann.meta])
@@ -250,9 +249,9 @@ def _datasets(cfg, train_ann, val_ann, soft):
 
 
 def _train_all(cfg, train_ann, val_ann, soft, out, log, files):
+    # local: torch (see run_demo)
     from shapekit.train import fit_role
     from shapekit.train.evaluate import evaluate
-    from shapekit.viz.curves import plot_training_curves
 
     train_ds, val_ds = _datasets(cfg, train_ann, val_ann, soft)
     with log.stage("mean-shape baseline"):
@@ -294,9 +293,6 @@ def _train_all(cfg, train_ann, val_ann, soft, out, log, files):
                 files.append(plot_training_curves(res.history, out / f"curves_{role}.png", title=label))
             log.say(f"validation NME {_pct(ev.metrics['nme'])}")
     # predictions of the KD student on a few validation faces
-    from shapekit.io import read_image
-    from shapekit.viz.landmarks import plot_sample_grid
-
     ev = evaluate(results["student"].model, val_ds, device=cfg.device)
     k = min(8, len(val_ann))
     files.append(plot_sample_grid([read_image(m["image"]) for m in val_ann.meta[:k]], ev.gt[:k],
@@ -309,8 +305,6 @@ def _train_all(cfg, train_ann, val_ann, soft, out, log, files):
 
 def _imagenet_starts(cfg, log):
     """Return ``{model name: ImageNet weight file}`` for the demo's networks that can start from one."""
-    from shapekit import weights
-
     if cfg.pretrained == "none":
         return {}
     names = {cfg.student, cfg.teacher or cfg.student}
@@ -340,7 +334,7 @@ def _train_config(cfg, model_name, verbose, pretrained=None):
 
     ``pretrained`` is the ImageNet file the network starts from (None: random weights).
     """
-    from shapekit.train import TrainConfig
+    from shapekit.train import TrainConfig  # local: torch (see run_demo)
 
     return TrainConfig(model=model_name, model_kwargs={"pretrained": pretrained} if pretrained else {},
                        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=1e-3 if pretrained else 2e-3,
@@ -359,9 +353,7 @@ def _mean_shape_baseline(train_ds, val_ds):
     sits in each validation crop as a network's output would; it is mapped back to the
     original image and scored there, like the networks (:func:`shapekit.train.evaluate.evaluate`).
     """
-    import copy
-
-    from shapekit.train.evaluate import _to_original, compute_metrics
+    from shapekit.train.evaluate import _to_original, compute_metrics  # local: torch (see run_demo)
 
     plain = copy.copy(train_ds)
     plain.augment = None
@@ -388,9 +380,7 @@ def _mean_shape_baseline(train_ds, val_ds):
 
 
 def _asm_stage(cfg, train_ann, val_ann, pdm, out, log, files):
-    from shapekit import metrics
-    from shapekit.asm import ActiveShapeModel
-    from shapekit.io import read_image
+    from shapekit.asm import ActiveShapeModel  # local: numba and scipy (see run_demo)
 
     with log.stage("training and fitting the active shape model"):
         train_images = [read_image(m["image"], grey=True) for m in train_ann.meta]
@@ -407,8 +397,6 @@ def _asm_stage(cfg, train_ann, val_ann, pdm, out, log, files):
         per_face = (time.perf_counter() - t) / n
         fitted = np.stack(fitted)
         e = metrics.nme(fitted, val_ann.shapes[:n])
-        from shapekit.viz.landmarks import plot_sample_grid
-
         k = min(8, n)
         files.append(plot_sample_grid([read_image(m["image"]) for m in val_ann.meta[:k]], val_ann.shapes[:k],
                                       out / "asm_fits.png", schema="ibug68", extra=fitted[:k],

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from shapekit import schemas as _schemas
 from shapekit.data import crops as _crops
@@ -207,8 +208,6 @@ class Blur(Op):
         self.sigma = _pair(sigma, "sigma", positive=True)
 
     def apply(self, image, rng):
-        from scipy.ndimage import gaussian_filter
-
         s = rng.uniform(*self.sigma)
         return gaussian_filter(image, sigma=(s, s, 0), mode="nearest", truncate=3.0)
 

@@ -205,7 +205,7 @@ def transform_scale(transform):
 # --- resampling -----------------------------------------------------------------------------
 
 def _pil():
-    from PIL import Image
+    from PIL import Image  # local: Pillow is no declared dependency of shapekit (scikit-image and matplotlib bring it)
 
     return Image
 

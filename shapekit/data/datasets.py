@@ -23,11 +23,16 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 from shapekit import schemas as _schemas
 from shapekit.data import crops as _crops
+from shapekit.data.detect import FivePointFraming, make_detector
 from shapekit.data.images import load_image, to_grey, to_tensor, to_uint8
 from shapekit.errors import ShapekitError
+from shapekit.io import read
+from shapekit.shape import soft_landmarks
 
 CROP_MODES = ("landmarks", "detector", "image")
 
@@ -50,8 +55,6 @@ def build_item(image, points, mask, base, size, *, soft=None, augment=None, rng=
     ``image`` pixels on to the original picture (used by prepared caches, whose
     ``image`` is itself a crop). Exposed so that custom datasets produce the same items.
     """
-    import torch
-
     t = np.asarray(base, dtype=np.float64)
     perm = None
     if augment is not None:
@@ -87,13 +90,7 @@ def build_item(image, points, mask, base, size, *, soft=None, augment=None, rng=
     return item
 
 
-def _torch_dataset_base():
-    from torch.utils.data import Dataset
-
-    return Dataset
-
-
-class LandmarkDataset(_torch_dataset_base()):
+class LandmarkDataset(Dataset):
     """Face crops of (images, shapes) pairs with hard, optional soft landmarks and crop transforms.
 
     Parameters
@@ -162,8 +159,6 @@ class LandmarkDataset(_torch_dataset_base()):
         if not (callable(crop) or crop in CROP_MODES):
             raise ShapekitError(f"crop: one of {CROP_MODES} or a callable, got {crop!r}")
         if crop == "detector" and (detector is None or isinstance(detector, str)):
-            from shapekit.data.detect import make_detector
-
             detector = make_detector(detector)
         self.crop = crop
         self.detector = detector
@@ -176,8 +171,6 @@ class LandmarkDataset(_torch_dataset_base()):
         if soft is not None and pdm is not None:
             raise ShapekitError("give pdm or soft, not both")
         if pdm is not None:
-            from shapekit.shape import soft_landmarks
-
             soft = soft_landmarks(self.shapes, pdm, **(soft_options or {}))
         self.soft = _as_shapes(soft, "soft") if soft is not None else None
         if self.soft is not None and self.soft.shape != self.shapes.shape:
@@ -199,8 +192,6 @@ class LandmarkDataset(_torch_dataset_base()):
         masked; cropped as the whole image by default), or anything else the reader
         knows. Other keyword arguments go to :class:`LandmarkDataset`.
         """
-        from shapekit.io import read
-
         ann = read(source, format=format, schema=schema)
         return cls.from_annotations(ann, **kwargs)
 
@@ -257,8 +248,6 @@ class LandmarkDataset(_torch_dataset_base()):
         framing = None
         if getattr(self.detector, "name", None) == "mtcnn" and self.detector.correction is None:
             if getattr(self, "_framing", None) is None:
-                from shapekit.data.detect import FivePointFraming
-
                 self._framing = FivePointFraming.synthetic(5 if self.shapes.shape[1] == 5 else 68)
             framing = self._framing
         sq = self.detector.face_squares(image, framing=framing)

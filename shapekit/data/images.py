@@ -54,7 +54,7 @@ def to_uint8(arr, name="image"):
 
 def to_tensor(arr):
     """Return a float32 torch tensor ``(C, H, W)`` in [0, 1] from a uint8 or float [0, 1] ``(H, W[, C])`` array."""
-    import torch
+    import torch  # local: heavy, and the image helpers serve the numpy-only detector and shape-model paths
 
     a = np.asarray(arr)
     if a.ndim == 2:

@@ -42,9 +42,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shapekit._device import resolve_device
 from shapekit.data.detect import Detector, FivePointFraming
 from shapekit.data.images import load_image
 from shapekit.errors import ShapekitError
+from shapekit.weights import WeightsUnavailable, get_weights
 
 #: The five points' names, in MTCNN's order (image-left first).
 POINT_NAMES = ("eye_left", "eye_right", "nose", "mouth_left", "mouth_right")
@@ -143,8 +145,6 @@ def mtcnn_weights(weights=None, fetch=False):
     ``fetch`` is False or fetching fails).
     """
     if weights is None:
-        from shapekit.weights import get_weights
-
         return Path(get_weights("mtcnn", fetch=fetch))
     folder = Path(weights)
     missing = [f"{n}.pt" for n in _NETS if not (folder / f"{n}.pt").is_file()]
@@ -155,8 +155,6 @@ def mtcnn_weights(weights=None, fetch=False):
 
 def mtcnn_available():
     """Return True when MTCNN's weights are in the cache (nothing is fetched)."""
-    from shapekit.weights import WeightsUnavailable
-
     try:
         mtcnn_weights(None, fetch=False)
     except WeightsUnavailable:
@@ -416,8 +414,6 @@ class MTCNN(Detector):
     def nets(self):
         """The three networks ``(pnet, rnet, onet)``, loaded on first use."""
         if self._nets is None:
-            from shapekit._device import resolve_device
-
             self._nets = load_nets(self.weights, fetch=self.fetch, device=resolve_device(self.device))
         return self._nets
 

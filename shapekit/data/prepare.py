@@ -29,19 +29,25 @@ old prepared dataset or the new one, and the next run removes what a killed one 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from shapekit import schemas as _schemas
 from shapekit._files import atomic_folder
+from shapekit._progress import progress as _progress
 from shapekit.data import crops as _crops
 from shapekit.data.datasets import build_item
 from shapekit.data.images import load_image
 from shapekit.errors import FormatError, ShapekitError
+from shapekit.io import Annotations, read
+from shapekit.shape import PointDistributionModel, soft_landmarks
 
 FORMAT = "shapekit-prepared"
 VERSION = 2  # 2: JPEG-encoded crops (raw caches are still written as version 1)
@@ -69,9 +75,6 @@ def prepare(source, out, size=256, model=None, format="auto", schema=None, scale
     The report has: out, n (written), n_skipped, skipped, size, cache_size,
     channels, schema, bytes (of the image file), encoding.
     """
-    from shapekit._progress import progress as _progress
-    from shapekit.io import Annotations, read
-
     size = int(size)
     if jpeg is not None and not 1 <= int(jpeg) <= 95:
         raise ShapekitError(f"jpeg: a quality in 1..95, got {jpeg}")
@@ -99,8 +102,6 @@ def prepare(source, out, size=256, model=None, format="auto", schema=None, scale
     soft = None
     model_path = None
     if model is not None:
-        from shapekit.shape import PointDistributionModel, soft_landmarks
-
         if not hasattr(model, "project"):
             model_path = os.fspath(model)
             model = PointDistributionModel.load(model)
@@ -195,9 +196,7 @@ def prepare(source, out, size=256, model=None, format="auto", schema=None, scale
 
 def encode_jpeg(crop, quality):
     """Return the JPEG bytes of a uint8 ``(H, W, 1 or 3)`` crop (Pillow, 4:2:0 chroma for colour)."""
-    import io
-
-    from PIL import Image
+    from PIL import Image  # local: Pillow is no declared dependency of shapekit (scikit-image and matplotlib bring it)
 
     a = np.asarray(crop, dtype=np.uint8)
     buf = io.BytesIO()
@@ -207,9 +206,7 @@ def encode_jpeg(crop, quality):
 
 def decode_jpeg_cache(path, n, side, channels, threads=None):
     """Return the ``(n, side, side, channels)`` uint8 crops of ``path/images.jpeg`` (decoded on ``threads`` threads)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from PIL import Image
+    from PIL import Image  # local: Pillow is no declared dependency of shapekit (scikit-image and matplotlib bring it)
 
     path = Path(path)
     offsets = np.load(path / "jpeg_offsets.npy")
@@ -220,8 +217,6 @@ def decode_jpeg_cache(path, n, side, channels, threads=None):
     out = np.empty((n, side, side, channels), dtype=np.uint8)
 
     def one(i):
-        import io
-
         img = Image.open(io.BytesIO(data[offsets[i]:offsets[i + 1]]))
         a = np.asarray(img.convert("L" if channels == 1 else "RGB"))
         out[i] = a[..., None] if channels == 1 else a
@@ -247,13 +242,7 @@ def _is_prepared(path):
         return False
 
 
-def _torch_dataset_base():
-    from torch.utils.data import Dataset
-
-    return Dataset
-
-
-class PreparedDataset(_torch_dataset_base()):
+class PreparedDataset(Dataset):
     """A prepared dataset read through a memory map; items follow the :mod:`shapekit.data.datasets` contract.
 
     ``augment`` is a :class:`~shapekit.data.augment.Compose` applied to the cached

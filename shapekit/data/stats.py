@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from shapekit import schemas as _schemas
 from shapekit.data import crops as _crops
+from shapekit.data.datasets import LandmarkDataset
+from shapekit.data.images import image_size
 from shapekit.data.prepare import _describe
+from shapekit.data.synth import is_synthetic
 from shapekit.errors import ShapekitError
+from shapekit.io import Annotations, read
+from shapekit.metrics import normalizing_distance
+from shapekit.viz.landmarks import plot_dataset_stats, plot_sample_grid
 
 PERCENTILES = (0, 5, 25, 50, 75, 95, 100)
 
@@ -45,8 +52,6 @@ def head_roll(shapes, schema):
 
 class _quiet:
     def __enter__(self):
-        import warnings
-
         self._w = warnings.catch_warnings()
         self._w.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -68,8 +73,6 @@ def dataset_stats(source, format="auto", schema=None, values=False, read_sizes=T
     under ``values`` (for plots). ``source`` is anything :func:`shapekit.io.read`
     reads, or an Annotations.
     """
-    from shapekit.io import Annotations, read
-
     ann = source if isinstance(source, Annotations) else read(source, format=format, schema=schema)
     shapes = np.asarray(ann.shapes, dtype=float)
     n, n_points = shapes.shape[:2]
@@ -89,8 +92,6 @@ def dataset_stats(source, format="auto", schema=None, values=False, read_sizes=T
         heights = [np.asarray(embedded).shape[1]] * n
         widths = [np.asarray(embedded).shape[2]] * n
     elif read_sizes:
-        from shapekit.data.images import image_size
-
         cache = {}
         for p in paths:
             if p is None:
@@ -114,8 +115,6 @@ def dataset_stats(source, format="auto", schema=None, values=False, read_sizes=T
     box[valid] = _crops.landmark_box(shapes[valid])
     face = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
     if schema_name is not None and _schemas.get(schema_name).n_points == n_points:
-        from shapekit.metrics import normalizing_distance
-
         with _quiet():
             nd = normalizing_distance(np.where(np.isfinite(shapes), shapes, np.nan), schema=schema_name)
         roll = head_roll(shapes, schema_name)
@@ -209,9 +208,6 @@ def plot_stats(stats, outdir, n_samples=16, seed=0, size=160):
 
     ``stats`` must come from :func:`dataset_stats` with ``values=True``. Returns the two paths.
     """
-    from shapekit.data.datasets import LandmarkDataset
-    from shapekit.viz.landmarks import plot_dataset_stats, plot_sample_grid
-
     ann = stats["_annotations"]
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -231,10 +227,6 @@ def plot_stats(stats, outdir, n_samples=16, seed=0, size=160):
 
 def _is_synthetic(ann):
     """Return True when the annotations come from folders written by shapekit's face generator."""
-    import os
-
-    from shapekit.data.synth import is_synthetic
-
     if getattr(ann, "synthetic", False):
         return True
     folders = {os.path.dirname(m["source"]) for m in ann.meta if m.get("source")}

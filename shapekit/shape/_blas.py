@@ -19,7 +19,7 @@ def _controller():
     global _CONTROLLER
     if _CONTROLLER is None:
         try:
-            from threadpoolctl import ThreadpoolController
+            from threadpoolctl import ThreadpoolController  # local: optional, run as is without it
 
             _CONTROLLER = ThreadpoolController()
         except Exception:  # noqa: BLE001 - threadpoolctl missing or broken: run as is

@@ -6,6 +6,7 @@ outputs atomically and returns a summary dict (what the command prints).
 
 from __future__ import annotations
 
+import glob
 import os
 
 import numpy as np
@@ -13,16 +14,17 @@ import numpy as np
 from shapekit import metrics
 from shapekit import schemas as _schemas
 from shapekit.errors import ShapekitError
+from shapekit.io import read, write_like
+from shapekit.io.images import image_size
 from shapekit.shape.pdm import PointDistributionModel
-from shapekit.shape.soft import soft_landmarks
+from shapekit.shape.soft import soft_landmarks, to_frame_units
+from shapekit.viz.shape import plot_modes
 
 __all__ = ["fit_model_files", "soften_files", "model_info"]
 
 
 def _expand(sources):
     """Return sources with glob patterns that match folders replaced by those folders."""
-    import glob
-
     out = []
     for src in sources if isinstance(sources, (list, tuple)) else [sources]:
         src = os.fspath(src)
@@ -36,8 +38,6 @@ def _expand(sources):
 
 
 def _read(sources, format="auto", schema=None):
-    from shapekit.io import read
-
     sources = _expand(sources)
     return read(sources[0] if len(sources) == 1 else sources, format=format, schema=schema)
 
@@ -58,8 +58,6 @@ def _frame_sizes(ann):
     images = getattr(ann, "images", None)
     if images is not None:
         return np.broadcast_to(np.array([images.shape[2], images.shape[1]], float), (len(ann), 2)).copy()
-    from shapekit.io.images import image_size
-
     sizes = np.empty((len(ann), 2))
     for i, meta in enumerate(ann.meta):
         path = meta.get("image")
@@ -90,8 +88,6 @@ def fit_model_files(sources, output, variance=None, modes=None, format="auto", p
     if frame_units:
         if not unaligned:
             raise ShapekitError("--frame-units is for the unaligned form (add --unaligned)")
-        from shapekit.shape.soft import to_frame_units
-
         shapes = to_frame_units(shapes, _frame_sizes(ann))
     pdm = PointDistributionModel(n_components=n_components, align=not unaligned, schema=schema_name)
     pdm.fit(shapes)
@@ -102,8 +98,6 @@ def fit_model_files(sources, output, variance=None, modes=None, format="auto", p
                 "missing_points": int(np.isnan(shapes).any(-1).sum()),
                 "em_iterations": int(pdm.em_n_iter_), "gpa_iterations": int(pdm.gpa_n_iter_)})
     if plot:
-        from shapekit.viz.shape import plot_modes
-
         plot_modes(pdm, plot, n_modes=n_plot_modes, schema=schema_name)
         out["plot"] = os.fspath(plot)
     return out
@@ -116,8 +110,6 @@ def soften_files(source, model, outdir, variance=0.9, n_components=None, k=3.0, 
     The summary has the mean displacement hard -> soft in pixels and, when the schema is
     known, in NME units (the schema's default normalisation: inter-ocular for 68 points).
     """
-    from shapekit.io import write_like
-
     pdm = model if isinstance(model, PointDistributionModel) else PointDistributionModel.load(model)
     ann = _read(source, format=format, schema=schema)
     hard = ann.shapes

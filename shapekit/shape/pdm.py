@@ -30,12 +30,13 @@ import warnings
 
 import numpy as np
 
+from shapekit import schemas
 from shapekit._estimator import Constraint, Estimator, integer, number
 from shapekit._files import atomic_path
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.shape._blas import one_blas_thread
 from shapekit.shape._kernels import cholesky_factor, cholesky_solve, missing_scatter, pose_rows
-from shapekit.shape.procrustes import _Batch, _gpa, _validate, as_shape_array, coincident
+from shapekit.shape.procrustes import _Batch, _chunk, _gpa, _validate, as_shape_array, coincident, procrustes_in_chunks
 from shapekit.shape.transforms import Similarity, as_complex, as_points
 
 __all__ = ["PointDistributionModel", "resolve_n_components"]
@@ -378,8 +379,6 @@ class PointDistributionModel(Estimator):
         chunk by chunk (one read of the data per GPA iteration, one more for the PCA).
         Shapes with missing points need :meth:`fit` (the EM keeps every shape in memory).
         """
-        from shapekit.shape.procrustes import _chunk, procrustes_in_chunks
-
         shape = getattr(shapes, "shape", None) or np.shape(shapes)
         if len(shape) != 3 or shape[2] != 2:
             raise ShapekitError(f"shapes: expected an (N, L, 2) array, got shape {tuple(shape)}")
@@ -484,8 +483,6 @@ class PointDistributionModel(Estimator):
     def _schema_name(self):
         if self.schema is None:
             return None
-        from shapekit import schemas
-
         s = schemas.get(self.schema)
         if s.n_points != self.n_points_:
             raise ShapekitError(f"schema {s.name!r} has {s.n_points} points but the shapes have {self.n_points_}")
@@ -764,7 +761,8 @@ class PointDistributionModel(Estimator):
 
     def ellipsoid_radius(self, p=0.98, n_components=None):
         """Return the Mahalanobis radius M enclosing probability ``p`` of the Gaussian model (chi-square)."""
-        from scipy.special import gammaincinv  # chi2.ppf(p, k) = 2 P^-1(k/2, p), without importing scipy.stats
+        # local: heavy, scipy loads for this one method; chi2.ppf(p, k) = 2 P^-1(k/2, p) without scipy.stats
+        from scipy.special import gammaincinv
 
         if not 0 < p < 1:
             raise ShapekitError(f"p: expected a probability in (0, 1), got {p}")

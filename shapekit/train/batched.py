@@ -32,12 +32,14 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from numba import prange
 
 from shapekit._numba import njit
 from shapekit.data import augment as _aug
+from shapekit.data.prepare import PreparedDataset
 from shapekit.errors import ShapekitError
+from shapekit.shape import soft_landmarks
+from shapekit.train.data import Concat, Subset
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -472,8 +474,6 @@ class DeviceCache:
         if all(p.soft is not None for p, _ in parts):
             soft = np.concatenate([p.soft[rows] for p, rows in parts])
         elif pdm is not None:
-            from shapekit.shape import soft_landmarks
-
             s = np.where(mask[..., None], shapes, np.nan)
             soft = np.asarray(soft_landmarks(s, pdm), dtype=np.float64)
         else:
@@ -535,9 +535,6 @@ class DeviceCache:
 
 def _prepared_rows(dataset):
     """Return ``[(PreparedDataset, rows)]`` covering ``dataset``'s items in order (Subset/Concat unwrapped)."""
-    from shapekit.data.prepare import PreparedDataset
-    from shapekit.train.data import Concat, Subset
-
     def walk(ds, idx):
         if isinstance(ds, PreparedDataset):
             return [(ds, np.asarray(idx, dtype=np.int64))]

@@ -20,6 +20,7 @@ import torch
 
 from shapekit._files import atomic_path
 from shapekit.errors import ShapekitError
+from shapekit.nn import create_model
 
 FORMAT = "shapekit-checkpoint"
 VERSION = 1
@@ -128,8 +129,6 @@ def load_model(path, device="cpu"):
     trained weights. ``model.config`` records the model's creation arguments;
     ``checkpoint`` is the full dict (config, schema, history ...).
     """
-    from shapekit.nn import create_model
-
     ckpt = path if isinstance(path, dict) else load_checkpoint(path)
     cfg = dict(ckpt["model_config"])
     name = cfg.pop("name")

@@ -106,7 +106,7 @@ def read_config_file(path):
     except OSError as exc:
         raise ShapekitError(f"--config: cannot read {path}: {exc}") from exc
     if path.suffix.lower() == ".toml":
-        import tomllib
+        import tomllib  # local: in the standard library from Python 3.11 only (shapekit supports 3.10)
 
         try:
             d = tomllib.loads(text)

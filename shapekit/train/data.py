@@ -7,6 +7,10 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from shapekit.data.augment import default_augmentation
+from shapekit.data.datasets import from_source, split_indices
+from shapekit.data.prepare import PreparedDataset
+from shapekit.data.prepare import _is_prepared as prepared_meta
 from shapekit.errors import ShapekitError
 
 
@@ -74,22 +78,16 @@ class Subset(Dataset):
 
 
 def _is_prepared(path):
-    from shapekit.data.prepare import _is_prepared as prepared_meta
-
     return Path(path).is_dir() and prepared_meta(path)
 
 
 def open_source(source, size=None, grey=False, augment=None, pdm=None, format="auto", **kwargs):
     """Return a dataset over ``source``: a prepared cache folder, or anything ``from_source`` reads."""
     if _is_prepared(source):
-        from shapekit.data.prepare import PreparedDataset
-
         ds = PreparedDataset(source, augment=augment, grey=grey or None)
         if size is not None and ds.size != size:
             pass  # the loop resizes to the model's input size
         return ds
-    from shapekit.data.datasets import from_source
-
     kw = dict(kwargs)
     if size is not None:
         kw["size"] = int(size)
@@ -104,15 +102,11 @@ def load_training_data(sources, size=None, grey=False, val_fraction=0.1, seed=0,
     by ``seed``) unless ``augment`` is False; validation items never are. Faces of one
     photo stay on one side. ``val_fraction=0`` gives ``val_ds=None``.
     """
-    from shapekit.data.datasets import split_indices
-
     if isinstance(sources, (str, Path)):
         sources = [sources]
     plain = [open_source(s, size, grey, None, pdm, format, **kwargs) for s in sources]
     base = plain[0] if len(plain) == 1 else Concat(plain)
     if augment:
-        from shapekit.data.augment import default_augmentation
-
         aug = default_augmentation(schema=getattr(base, "schema", None), seed=seed, strength=strength, grey=grey)
         augmented = [open_source(s, size, grey, aug, pdm, format, **kwargs) for s in sources]
         train_base = augmented[0] if len(augmented) == 1 else Concat(augmented)

@@ -7,13 +7,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from shapekit import metrics as _metrics
 from shapekit import schemas as _schemas
 from shapekit._device import resolve_device
 from shapekit._progress import progress
+from shapekit.data.datasets import from_source
 from shapekit.errors import ShapekitError
 from shapekit.nn.functional import normalized_to_pixel
+from shapekit.train.checkpoint import load_model
+from shapekit.train.loop import predict_normalized
 
 
 def _to_original(points, transforms):
@@ -31,10 +35,6 @@ def predict_dataset(model, dataset, batch_size=32, device="cpu", workers=0, desc
     each item's ``transform``; ``gt`` NaN where ``mask`` is False); ``crop_pred`` and
     ``crop_gt`` are in pixels of the model input.
     """
-    from torch.utils.data import DataLoader
-
-    from shapekit.train.loop import predict_normalized
-
     device = torch.device(device)
     model = model.to(device).eval()
     size = model.config["input_size"]
@@ -123,8 +123,6 @@ def evaluate(model, dataset, batch_size=32, device="auto", norm=None, schema=Non
     """
     device = resolve_device(device)
     if not hasattr(model, "forward"):
-        from shapekit.train.checkpoint import load_model
-
         model, _ = load_model(model, device)
     pred, gt, mask, cp, cg = predict_dataset(model, dataset, batch_size, device, workers)
     m, e = compute_metrics(pred, gt, mask, schema=schema or getattr(dataset, "schema", None), norm=norm,
@@ -134,8 +132,6 @@ def evaluate(model, dataset, batch_size=32, device="auto", norm=None, schema=Non
 
 def dataset_for_checkpoint(source, ckpt, format="auto", crop="landmarks", **kwargs):
     """Return a dataset over ``source`` cropped as the checkpoint's training data (size, scale, grey)."""
-    from shapekit.data.datasets import from_source
-
     kw = {"size": int(ckpt.get("crop_size") or ckpt["model_config"]["input_size"]),
           "grey": bool(ckpt["model_config"].get("in_channels", 3) == 1), "crop": crop}
     if ckpt.get("crop_scale"):

@@ -27,14 +27,18 @@ import csv
 import json
 import math
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from shapekit import metrics as _metrics
 from shapekit import schemas as _schemas
@@ -44,9 +48,12 @@ from shapekit._progress import progress
 from shapekit.errors import ShapekitError
 from shapekit.nn.functional import normalized_to_pixel, pixel_to_normalized
 from shapekit.nn.losses import LOSS_UNITS, get_loss
+from shapekit.shape import soft_landmarks
+from shapekit.train.batched import DeviceCache
 from shapekit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from shapekit.train.config import TrainConfig
 from shapekit.train.data import _scale_of
+from shapekit.viz.curves import plot_training_curves
 
 
 @dataclass
@@ -116,8 +123,6 @@ def _epoch_seed(seed, epoch):
 
 def seed_everything(seed):
     """Seed Python, NumPy and torch (all devices) generators."""
-    import random
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -235,8 +240,6 @@ class Trainer:
         self.world, self.rank, self.local_rank = _dist_info()
         self.distributed = self.world > 1
         if self.distributed:
-            import torch.distributed as dist
-
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if torch.cuda.is_available() and self.cfg.device != "cpu" else "gloo")
             if torch.cuda.is_available() and self.cfg.device != "cpu":
@@ -266,8 +269,7 @@ class Trainer:
             # On a shared CPU fewer threads can be much faster (no spinning on busy cores).
             torch.set_num_threads(int(self.cfg.threads))
             if self.cfg.batched:
-                import numba  # the batched path's CPU warp kernel
-
+                # the batched path's CPU warp kernel
                 numba.set_num_threads(min(int(self.cfg.threads), numba.config.NUMBA_NUM_THREADS))
         seed_everything(self.cfg.seed)
         self.model = model.to(self.device)
@@ -318,8 +320,6 @@ class Trainer:
         self.forward = torch.compile(self.ddp) if self.cfg.compile else self.ddp
         self.device_data = None
         if self.cfg.batched:
-            from shapekit.train.batched import DeviceCache
-
             self.device_data = DeviceCache.from_dataset(train_ds, device=self.device, out_size=self.input_size,
                                                         pdm=pdm if role == "tolerant" else None)
             self.train_loader, self.sampler = None, None
@@ -344,8 +344,6 @@ class Trainer:
 
     # ----------------------------------------------------------------- data
     def _make_loader(self):
-        from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
-
         gen = torch.Generator()
         if self.distributed:
             sampler = DistributedSampler(self.train_ds, num_replicas=self.world, rank=self.rank, shuffle=True,
@@ -382,16 +380,12 @@ class Trainer:
             yield images, targets
 
     def _val_loader(self):
-        from torch.utils.data import DataLoader
-
         return DataLoader(self.val_ds, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size, shuffle=False,
                           num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda")
 
     def _soft_targets(self, batch, targets):
         if "soft" in targets:
             return targets["soft"]
-        from shapekit.shape import soft_landmarks
-
         shapes = batch["shape"].double().numpy().copy()
         shapes[~batch["mask"].numpy()] = np.nan
         soft = soft_landmarks(shapes, self.pdm)
@@ -509,8 +503,6 @@ class Trainer:
         """Return validation figures: mean NME (schema's default normalisation) and L2 loss (normalised)."""
         model = self.eval_model()
         if self.cfg.bn_recalibrate:
-            from torch.utils.data import DataLoader, RandomSampler
-
             gen = torch.Generator().manual_seed(_epoch_seed(self.cfg.seed, 10_000 + self.epoch))
             loader = DataLoader(self.train_ds, batch_size=self.cfg.batch_size, num_workers=self.cfg.workers,
                                 sampler=RandomSampler(self.train_ds, generator=gen),
@@ -541,8 +533,6 @@ class Trainer:
         """Return rank 0's figures on every rank, so that all ranks take the same early-stopping decisions."""
         if not self.distributed:
             return figures
-        import torch.distributed as dist
-
         keys = sorted(figures)
         t = torch.tensor([float(figures[k]) for k in keys], dtype=torch.float64,
                          device=self.device if self.device.type == "cuda" else "cpu")
@@ -618,8 +608,6 @@ class Trainer:
             for row in self.history:
                 fh.write(json.dumps(row) + "\n")
         try:
-            from shapekit.viz.curves import plot_training_curves
-
             plot_training_curves(self.history, self.out / "curves.png",
                                  title=f"{self.cfg.role} {getattr(self.model, 'config', {}).get('name', '')}")
         except ImportError:  # pragma: no cover - matplotlib missing
@@ -656,8 +644,6 @@ class Trainer:
                 break
         model = self.eval_model()
         if self.distributed:
-            import torch.distributed as dist
-
             dist.barrier()  # rank 0 has written best.pt
         if self.out is not None and (self.out / "best.pt").is_file():
             model.load_state_dict(load_checkpoint(self.out / "best.pt", map_location=self.device)["model"])

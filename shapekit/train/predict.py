@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from shapekit._files import atomic_path
+from shapekit.data import crops as _crops
+from shapekit.data.crops import default_scale, square_from_box
+from shapekit.data.detect import FivePointFraming, make_detector
+from shapekit.data.images import load_image, to_tensor
 from shapekit.errors import ShapekitError
+from shapekit.nn.functional import normalized_to_pixel
+from shapekit.shape import PointDistributionModel
+from shapekit.train.checkpoint import load_model
+from shapekit.train.loop import predict_normalized
+from shapekit.viz import pyplot, save_figure
+from shapekit.viz.landmarks import draw_landmarks, show_image
 
 
 @dataclass
@@ -45,8 +57,6 @@ class Predictor:
 
     def __init__(self, model, detector=None, shape_prior=None, prior_modes=None, prior_k=3.0, crop_scale=None,
                  device="cpu"):
-        from shapekit.train.checkpoint import load_model
-
         self.device = torch.device(device)
         ckpt = {}
         if not hasattr(model, "forward"):
@@ -57,14 +67,10 @@ class Predictor:
         if crop_scale is None:
             crop_scale = ckpt.get("crop_scale")
         if crop_scale is None:
-            from shapekit.data.crops import default_scale
-
             crop_scale = default_scale(model.config["n_points"])
         self.crop_scale = float(crop_scale)
         self._detector = detector
         if isinstance(shape_prior, (str, bytes)) or hasattr(shape_prior, "__fspath__"):
-            from shapekit.shape import PointDistributionModel
-
             shape_prior = PointDistributionModel.load(shape_prior)
         if shape_prior is not None and shape_prior.n_points_ != model.config["n_points"]:
             raise ShapekitError(f"shape_prior: the model has {shape_prior.n_points_} points, the network predicts "
@@ -76,8 +82,6 @@ class Predictor:
     @property
     def detector(self):
         if self._detector is None or isinstance(self._detector, str):
-            from shapekit.data.detect import make_detector
-
             self._detector = make_detector(self._detector, device=self.device)
         return self._detector
 
@@ -85,15 +89,11 @@ class Predictor:
     def framing(self):
         """The five-point framing for this model's layout (68-point framing for dense layouts, 5 for 5 points)."""
         if getattr(self, "_framing", None) is None:
-            from shapekit.data.detect import FivePointFraming
-
             n = self.model.config["n_points"]
             self._framing = FivePointFraming.synthetic(5 if n == 5 else 68)
         return self._framing
 
     def _squares(self, image, boxes=None, all_faces=False):
-        from shapekit.data.crops import square_from_box
-
         if boxes is not None:
             b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
             return [(tuple(s), 1.0, "box") for s in square_from_box(b)]
@@ -113,11 +113,6 @@ class Predictor:
         ``boxes``: face boxes ``(K, 4)`` ``x0, y0, x1, y1`` (pixels) framing the
         landmarks, instead of the detector. Without a face, the whole image is used.
         """
-        from shapekit.data import crops as _crops
-        from shapekit.data.images import load_image, to_tensor
-        from shapekit.nn.functional import normalized_to_pixel
-        from shapekit.train.loop import predict_normalized
-
         img = load_image(image, grey=self.grey)
         faces = self._squares(img, boxes, all_faces)
         crops, mats = [], []
@@ -139,13 +134,9 @@ class Predictor:
 
 def export_torchscript(model, path, example=None):
     """Write the model as TorchScript (traced) to ``path`` and return the path; checks it reloads equal."""
-    from shapekit._files import atomic_path
-
     model = model.eval().cpu()
     size = model.config["input_size"]
     x = example if example is not None else torch.rand(2, model.config.get("in_channels", 3), size, size)
-    import warnings
-
     with torch.no_grad(), warnings.catch_warnings():
         # torch >= 2.10 marks TorchScript deprecated; it is still what C++/mobile runtimes load.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -161,11 +152,9 @@ def export_torchscript(model, path, example=None):
 def export_onnx(model, path, opset=17, dynamic_batch=True):
     """Write the model as ONNX to ``path`` (needs the ``onnx`` extra) and return the path."""
     try:
-        import onnx  # noqa: F401
+        import onnx  # local: an optional dependency (the onnx extra)
     except ImportError:
         raise ShapekitError("export: ONNX export needs the onnx package (pip install shapekit[onnx])") from None
-    from shapekit._files import atomic_path
-
     model = model.eval().cpu()
     size = model.config["input_size"]
     x = torch.rand(1, model.config.get("in_channels", 3), size, size)
@@ -174,8 +163,6 @@ def export_onnx(model, path, opset=17, dynamic_batch=True):
                           output_names=["coords"],
                           dynamic_axes={"images": {0: "batch"}, "coords": {0: "batch"}} if dynamic_batch else None,
                           dynamo=False)
-    import onnx
-
     onnx.checker.check_model(onnx.load(str(path)))
     return path
 
@@ -186,10 +173,6 @@ def plot_predictions(image, faces, path, grey=False, dpi=100):
     Drawn with :func:`shapekit.viz.landmarks.draw_landmarks`; points before the shape
     prior, when there is one, are shown as small red dots.
     """
-    from shapekit.data.images import load_image
-    from shapekit.viz import pyplot, save_figure
-    from shapekit.viz.landmarks import draw_landmarks, show_image
-
     img = load_image(image, grey=grey)
     h, w = img.shape[:2]
     plt = pyplot()

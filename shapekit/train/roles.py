@@ -12,7 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from shapekit.errors import ShapekitError
+from shapekit.nn import create_model
+from shapekit.train.checkpoint import load_model
 from shapekit.train.config import ROLES, TrainConfig
+from shapekit.train.loop import fit, seed_everything
 
 #: Default models per role: EfficientNet teachers, MobileNetV2 student (authors' setup).
 DEFAULT_MODELS = {"tough": "efficientnet_b3", "tolerant": "efficientnet_b3", "student": "mobilenetv2",
@@ -21,8 +24,6 @@ DEFAULT_MODELS = {"tough": "efficientnet_b3", "tolerant": "efficientnet_b3", "st
 
 def build_model(config, n_points, in_channels, crop_size):
     """Return a fresh model for ``config`` (name, head, input size, extra keywords)."""
-    from shapekit.nn import create_model
-
     size = config.input_size or crop_size
     return create_model(config.model, n_points=n_points, in_channels=in_channels, input_size=int(size),
                         head=config.head, **config.model_kwargs)
@@ -31,8 +32,6 @@ def build_model(config, n_points, in_channels, crop_size):
 def _load_teacher(t, device="cpu"):
     if hasattr(t, "forward"):
         return t
-    from shapekit.train.checkpoint import load_model
-
     model, ckpt = load_model(t, device)
     return model
 
@@ -48,8 +47,6 @@ def fit_role(role, train_ds, val_ds=None, config=None, *, teachers=None, pdm=Non
     no ``soft`` entry. ``out``: folder for checkpoints and logs. ``model``: start from
     this model instead of a fresh one.
     """
-    from shapekit.train.loop import fit
-
     if role not in ROLES:
         raise ShapekitError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
     if config is None:
@@ -63,8 +60,6 @@ def fit_role(role, train_ds, val_ds=None, config=None, *, teachers=None, pdm=Non
         config = config.replace(role=role)
     sample = train_ds[0]
     if model is None:
-        from shapekit.train.loop import seed_everything
-
         seed_everything(config.seed)  # the initial weights depend on the seed only
         model = build_model(config, int(sample["shape"].shape[0]), int(sample["image"].shape[0]),
                             int(sample["image"].shape[-1]))

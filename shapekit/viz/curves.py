@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shapekit import metrics
 from shapekit.viz import pyplot, save_figure
 
 
@@ -33,7 +34,7 @@ def plot_training_curves(history, path, title=None):
         axes[1].grid(alpha=0.3, which="both")
         axes[1].set_ylabel("validation NME (%, log scale)" if log else "validation NME (%)")
     axes[1].set_xlabel("epoch")
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # local: heavy (see shapekit.viz.pyplot)
 
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -49,7 +50,7 @@ def _log_axis(ax, values=None):
     With ``values`` spanning less than a factor of 3 the axis stays linear (nothing to
     squash) and False is returned.
     """
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # local: heavy (see shapekit.viz.pyplot)
 
     if values is not None:
         v = np.asarray(values, dtype=float)
@@ -72,8 +73,6 @@ def plot_ced(errors, path, threshold=0.08, labels=None, title=None):
     tables of ``shapekit evaluate`` and the demo report. The default 0.08 is the tables'
     threshold; the threshold is drawn as a dashed line.
     """
-    from shapekit import metrics
-
     plt = pyplot()
     if isinstance(errors, dict):
         items = list(errors.items())

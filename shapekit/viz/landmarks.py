@@ -57,7 +57,7 @@ def plot_sample_grid(images, shapes, path, schema=None, titles=None, masks=None,
     a legend under the grid. Titles get room of their own (constrained layout), so
     they never cover the image above.
     """
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # local: heavy (see shapekit.viz.pyplot)
 
     plt = pyplot()
     n = len(images)

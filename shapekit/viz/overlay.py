@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from skimage.draw import disk, line_aa
 
+from shapekit import schemas
 from shapekit._files import atomic_path
 from shapekit.errors import ShapekitError
 
@@ -38,10 +40,6 @@ def draw_landmarks(image, points, schema=None, color=(0, 255, 0), point_color=(2
     count when None) and are anti-aliased; missing (NaN) points are skipped. The dot
     radius defaults to about 1/150 of the image's longer side.
     """
-    from skimage.draw import disk, line_aa
-
-    from shapekit import schemas
-
     out = as_rgb(image)
     h, w = out.shape[:2]
     pts = np.asarray(points, dtype=np.float64)

@@ -133,7 +133,7 @@ def plot_soft_landmarks(hard, soft, path, schema=None, n=6, images=None, title=N
         if len(shift):
             axes[0, i].set_title(f"mean shift {shift.mean():.1f} px, largest {shift.max():.1f} px", fontsize=7)
     handles, names = axes[0, 0].get_legend_handles_labels()
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # local: heavy (see shapekit.viz.pyplot)
 
     handles.append(Line2D([], [], color="0.2", marker=r"$\rightarrow$", markersize=10, lw=0))
     names.append(f"{labels[0]} → {labels[1]}")
