@@ -17,6 +17,7 @@ image is resampled once, whatever the chain of crop, rotation, scale and flip.
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from shapekit.errors import ShapekitError
 
@@ -204,12 +205,6 @@ def transform_scale(transform):
 
 # --- resampling -----------------------------------------------------------------------------
 
-def _pil():
-    from PIL import Image  # local: Pillow is no declared dependency of shapekit (scikit-image and matplotlib bring it)
-
-    return Image
-
-
 def warp(image, transform, size, order=1, fill=0, antialias=True):
     """Return the ``size x size`` crop of ``image`` through ``transform`` (crop -> original pixels).
 
@@ -223,7 +218,6 @@ def warp(image, transform, size, order=1, fill=0, antialias=True):
     images); Pillow samples at pixel corners, so the matrix is conjugated by the
     half-pixel shift between the two conventions.
     """
-    Image = _pil()
     img = np.asarray(image)
     t = np.asarray(_np(transform), dtype=np.float64)
     if t.shape != (3, 3):
@@ -271,7 +265,6 @@ def warp(image, transform, size, order=1, fill=0, antialias=True):
 
 def _reduce(img, t, factor):
     """Box-reduce ``img`` by an integer ``factor`` and return it with the adjusted matrix."""
-    Image = _pil()
     h, w = img.shape[:2]
     h2, w2 = h // factor, w // factor
     if img.dtype == np.uint8 and (img.ndim == 2 or img.shape[2] in (3, 4)):

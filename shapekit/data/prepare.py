@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from torch.utils.data import Dataset
 
 from shapekit import schemas as _schemas
@@ -196,8 +197,6 @@ def prepare(source, out, size=256, model=None, format="auto", schema=None, scale
 
 def encode_jpeg(crop, quality):
     """Return the JPEG bytes of a uint8 ``(H, W, 1 or 3)`` crop (Pillow, 4:2:0 chroma for colour)."""
-    from PIL import Image  # local: Pillow is no declared dependency of shapekit (scikit-image and matplotlib bring it)
-
     a = np.asarray(crop, dtype=np.uint8)
     buf = io.BytesIO()
     Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(buf, format="JPEG", quality=int(quality))
@@ -206,8 +205,6 @@ def encode_jpeg(crop, quality):
 
 def decode_jpeg_cache(path, n, side, channels, threads=None):
     """Return the ``(n, side, side, channels)`` uint8 crops of ``path/images.jpeg`` (decoded on ``threads`` threads)."""
-    from PIL import Image  # local: Pillow is no declared dependency of shapekit (scikit-image and matplotlib bring it)
-
     path = Path(path)
     offsets = np.load(path / "jpeg_offsets.npy")
     data = (path / "images.jpeg").read_bytes()

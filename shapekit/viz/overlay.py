@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from skimage.draw import disk, line_aa
 
 from shapekit import schemas
@@ -70,8 +71,6 @@ def draw_landmarks(image, points, schema=None, color=(0, 255, 0), point_color=(2
 
 def save_png(path, image):
     """Write ``image`` (H, W[, 3]) uint8 as a PNG (atomic) and return the path."""
-    from PIL import Image
-
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         Image.fromarray(as_rgb(image)).save(tmp, format="PNG")
