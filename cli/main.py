@@ -9,11 +9,10 @@ import pkgutil
 import sys
 
 import shapekit
+from shapekit_cli import commands
 
 
 def build_parser():
-    from shapekit_cli import commands
-
     parser = argparse.ArgumentParser(
         prog="shapekit",
         description="Statistical shape models and deep facial-landmark detection.",

@@ -13,12 +13,18 @@ applied on the way in and out. --layout re-expresses the points in another schem
 
 import argparse
 import json
+from pathlib import Path
+
+import numpy as np
+
+from shapekit import schemas
+from shapekit.errors import ShapekitError
+from shapekit.io import Annotations, read, write
+from shapekit.io.registry import get_format, read_formats, write_formats, writer_for
+from shapekit_cli._args import int_range
 
 
 def register(sub):
-    from shapekit.io.registry import read_formats, write_formats
-    from shapekit_cli._args import int_range
-
     p = sub.add_parser("convert", help="convert landmark files between formats (pts, ljson, npz, csv, ...)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="+", metavar="SRC", help="annotation file, folder or glob pattern")
@@ -41,18 +47,10 @@ def register(sub):
 
 
 def run(args):
-    import numpy as np
-
-    from shapekit.io import read, write
-
     options = {k: v for k, v in (("group", args.group), ("image_root", args.image_root)) if v is not None}
     ann = read(args.sources if len(args.sources) > 1 else args.sources[0], format=args.from_format,
                schema=args.schema, **options)
     if args.layout:
-        from shapekit import schemas
-        from shapekit.io import Annotations
-        from shapekit.errors import ShapekitError
-
         if ann.schema is None:
             raise ShapekitError("--layout needs the input's schema: pass --schema")
         ann = Annotations(schemas.convert(ann.shapes, ann.schema, args.layout), ann.meta, format=ann.format,
@@ -77,11 +75,6 @@ def _refuse_overwriting_inputs(ann, output, to_format):
     One-file-per-shape output (pts, ljson) goes into the folder ``output``: any input
     file of that extension inside it could be replaced, so that is refused too.
     """
-    from pathlib import Path
-
-    from shapekit.errors import ShapekitError
-    from shapekit.io.registry import get_format, writer_for
-
     inputs = {Path(m["source"]).resolve() for m in ann.meta if m.get("source")}
     dest = Path(output).resolve()
     clash = dest if dest in inputs else None

@@ -8,11 +8,11 @@ OUT/report.md with its plots.
 
 import json
 
+from shapekit.pipeline import DemoConfig, run_demo
+from shapekit_cli._args import positive_int
+
 
 def register(sub):
-    from shapekit.pipeline import DemoConfig
-    from shapekit_cli._args import positive_int
-
     d, full = DemoConfig(), DemoConfig.full()
     p = sub.add_parser("demo", help="run the whole pipeline on generated synthetic faces", description=__doc__)
     p.add_argument("--out", "-o", default="shapekit-demo", help="output folder (default: shapekit-demo)")
@@ -38,8 +38,6 @@ def register(sub):
 
 
 def run(args):
-    from shapekit.pipeline import DemoConfig, run_demo
-
     kw = {"seed": args.seed, "device": args.device, "train": not args.no_train, "asm": not args.no_asm,
           "pretrained": args.pretrained}
     for name in ("n_train", "n_val", "epochs", "input_size", "workers"):

@@ -11,10 +11,17 @@ instead, with no learned correction; without either, the raw detector boxes. A
 correction is learned for one detector on training data with --fit SOURCE --save
 CORRECTION.json (no default ships)."""
 
+import json
+import sys
+
+import numpy as np
+
+from shapekit.data.detect import fit_correction_from_source, make_detector
+from shapekit.errors import ShapekitError
+from shapekit_cli._args import greater_than, nonnegative_int, positive_int
+
 
 def register(sub):
-    from shapekit_cli._args import greater_than, nonnegative_int, positive_int
-
     p = sub.add_parser("detect", help="detect faces (MTCNN or LBP cascade) and print boxes", description=__doc__)
     p.add_argument("--detector", choices=["auto", "mtcnn", "lbp"], default="auto",
                    help="mtcnn, lbp, or auto (mtcnn when its weights are present; default)")
@@ -46,16 +53,8 @@ def register(sub):
 
 
 def run(args):
-    import json
-
-    import numpy as np
-
-    import sys
-
+    # local: heavy (torch, numba, scipy), not loaded at CLI start-up
     from shapekit._device import resolve_device
-    from shapekit.data.detect import fit_correction_from_source, make_detector
-    from shapekit.errors import ShapekitError
-
     if args.detector == "lbp" or (args.detector == "auto" and make_detector("auto").name == "lbp"):
         det = make_detector("lbp", scale_factor=args.scale_factor, min_size=args.min_size,
                             max_side=480 if args.max_side is None else args.max_side,

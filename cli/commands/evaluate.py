@@ -7,10 +7,15 @@ usual benchmark protocol); --crop detector uses the face detector instead.
 
 import json
 
+import numpy as np
+
+from shapekit._files import atomic_path
+from shapekit.data.detect import make_detector
+from shapekit.viz.curves import plot_ced
+from shapekit_cli._args import positive_int
+
 
 def register(sub):
-    from shapekit_cli._args import positive_int
-
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset", description=__doc__)
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt written by shapekit train")
     p.add_argument("source", metavar="SOURCE", help="a dataset shapekit reads (folder of images + .pts, ...) "
@@ -32,10 +37,8 @@ def register(sub):
 
 
 def run(args):
-    import numpy as np
-
+    # local: heavy (torch, numba, scipy), not loaded at CLI start-up
     from shapekit._device import resolve_device
-    from shapekit._files import atomic_path
     from shapekit.train.checkpoint import load_model
     from shapekit.train.data import _is_prepared, open_source
     from shapekit.train.evaluate import dataset_for_checkpoint, evaluate
@@ -48,15 +51,11 @@ def run(args):
     else:
         kw = {}
         if args.crop == "detector":
-            from shapekit.data.detect import make_detector
-
             kw["detector"] = make_detector(args.detector, correction=args.correction, device=device)
         ds = dataset_for_checkpoint(args.source, ckpt, format=args.format, crop=args.crop, **kw)
     ev = evaluate(model, ds, batch_size=args.batch_size, device=device, norm=args.norm)
     m = dict(ev.metrics)
     if args.plot:
-        from shapekit.viz.curves import plot_ced
-
         plot_ced({model.config["name"]: ev.errors}, args.plot, threshold=0.08)
     if args.save:
         with atomic_path(args.save) as tmp:

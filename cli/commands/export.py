@@ -4,10 +4,10 @@ The exported model takes images (B, C, S, S) in [0, 1] and returns coordinates
 (B, L, 2) in normalised units (-1/+1 = the outer edges of the input crop).
 """
 
+from shapekit_cli._args import positive_int
+
 
 def register(sub):
-    from shapekit_cli._args import positive_int
-
     p = sub.add_parser("export", help="export a checkpoint to TorchScript or ONNX", description=__doc__)
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("output", metavar="OUTPUT", help="file name: .onnx for ONNX, anything else TorchScript")
@@ -17,6 +17,7 @@ def register(sub):
 
 
 def run(args):
+    # local: heavy (torch, numba, scipy), not loaded at CLI start-up
     from shapekit.train.checkpoint import load_model
     from shapekit.train.predict import export_onnx, export_torchscript
 

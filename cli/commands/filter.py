@@ -21,6 +21,7 @@ def register(sub):
 
 
 def run(args):
+    # local: heavy (torch, numba, scipy), not loaded at CLI start-up
     from shapekit.filters import filter_images
 
     written = filter_images(args.images, args.output, items=tuple(args.items), asm=args.asm)

@@ -11,11 +11,11 @@ PCA. The model is one versioned .npz (see `shapekit info`).
 import argparse
 import json
 
+from shapekit.io.registry import read_formats
+from shapekit_cli._args import fraction, positive_int
+
 
 def register(sub):
-    from shapekit.io.registry import read_formats
-    from shapekit_cli._args import fraction, positive_int
-
     p = sub.add_parser("fit", help="fit a point distribution model (shape model) on landmark files",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="annotation folder, file or glob pattern")
@@ -38,6 +38,7 @@ def register(sub):
 
 
 def run(args):
+    # local: heavy (torch, numba, scipy), not loaded at CLI start-up
     from shapekit.shape.jobs import fit_model_files
 
     s = fit_model_files(args.sources, args.output, variance=args.variance, modes=args.modes, format=args.format,

@@ -19,6 +19,7 @@ def register(sub):
 
 
 def run(args):
+    # local: heavy (torch, numba, scipy), not loaded at CLI start-up
     from shapekit.shape.jobs import model_info
 
     s = model_info(args.model)

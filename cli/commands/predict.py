@@ -12,10 +12,13 @@ import json
 import sys
 from pathlib import Path
 
+from shapekit._files import atomic_open
+from shapekit.data.detect import make_detector
+from shapekit.errors import ShapekitError
+from shapekit_cli._args import positive_float, positive_int
+
 
 def register(sub):
-    from shapekit_cli._args import positive_float, positive_int
-
     p = sub.add_parser("predict", help="predict landmarks on images", description=__doc__)
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt written by shapekit train")
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -38,15 +41,12 @@ def register(sub):
 
 
 def run(args):
+    # local: heavy (torch, numba, scipy), not loaded at CLI start-up
     from shapekit._device import resolve_device
-    from shapekit._files import atomic_open
-    from shapekit.errors import ShapekitError
     from shapekit.train.predict import Predictor
 
     detector = None
     if not args.box:
-        from shapekit.data.detect import make_detector
-
         detector = make_detector(args.detector, correction=args.correction, device=resolve_device(args.device))
     boxes = None
     if args.box:
@@ -67,6 +67,7 @@ def run(args):
         if any(f.source == "image" for f in faces):
             print(f"{path}: no face found; predicted on the whole image", file=sys.stderr)
         if args.out:
+            # local: heavy (torch, numba, scipy), not loaded at CLI start-up
             from shapekit.train.predict import plot_predictions
 
             plot_predictions(path, faces, Path(args.out) / f"{Path(path).stem}.png", grey=pred.grey)

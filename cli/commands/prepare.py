@@ -3,10 +3,13 @@ memory-mapped folder (uint8 crops, hard and, with --model, soft landmarks, crop
 transforms). Unreadable images are reported by name and skipped (--strict stops
 instead); the folder is written under a temporary name and renamed when complete."""
 
+import json
+import sys
+
+from shapekit_cli._args import fraction, nonnegative_float, positive_float, positive_int
+
 
 def register(sub):
-    from shapekit_cli._args import fraction, nonnegative_float, positive_float, positive_int
-
     p = sub.add_parser("prepare", help="cache face crops for training (memory-mapped)", description=__doc__)
     p.add_argument("source", nargs="+", help="folder of images + .pts, WFLW/MTFL/Kaggle file, glob...")
     p.add_argument("-o", "--out", required=True, help="output folder")
@@ -30,9 +33,7 @@ def register(sub):
 
 
 def run(args):
-    import json
-    import sys
-
+    # local: heavy (torch, numba, scipy), not loaded at CLI start-up
     from shapekit.data.prepare import prepare
 
     source = args.source[0] if len(args.source) == 1 else args.source

@@ -2,6 +2,8 @@
 
 import json
 
+from shapekit import schemas
+
 
 def register(sub):
     p = sub.add_parser("schemas", help="list the registered landmark schemas", description=__doc__)
@@ -10,8 +12,6 @@ def register(sub):
 
 
 def run(args):
-    from shapekit import schemas
-
     rows = {}
     for name in schemas.available():
         s = schemas.get(name)

@@ -12,11 +12,11 @@ printed in pixels and in NME units (inter-ocular for 68 points).
 import argparse
 import json
 
+from shapekit.io.registry import read_formats
+from shapekit_cli._args import fraction, positive_float, positive_int
+
 
 def register(sub):
-    from shapekit.io.registry import read_formats
-    from shapekit_cli._args import fraction, positive_float, positive_int
-
     p = sub.add_parser("soften", help="write soft landmarks (projections onto a shape model)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="SOURCE", help="annotation folder, file or glob pattern")
@@ -37,6 +37,7 @@ def register(sub):
 
 
 def run(args):
+    # local: heavy (torch, numba, scipy), not loaded at CLI start-up
     from shapekit.shape.jobs import soften_files
 
     s = soften_files(args.source, args.model, args.output, variance=args.variance, n_components=args.modes,

@@ -1,10 +1,12 @@
 """shapekit stats: describe a landmark dataset (counts, image sizes, missing points,
 inter-ocular distance, head roll, face size) and optionally plot a sample grid."""
 
+import json
+
+from shapekit_cli._args import positive_int
+
 
 def register(sub):
-    from shapekit_cli._args import positive_int
-
     p = sub.add_parser("stats", help="describe a landmark dataset", description=__doc__)
     p.add_argument("source", nargs="+", help="folder of images + .pts, WFLW/MTFL/Kaggle/MUCT file, glob...")
     p.add_argument("--format", default="auto", help="annotation format (default: guessed)")
@@ -17,8 +19,7 @@ def register(sub):
 
 
 def run(args):
-    import json
-
+    # local: heavy (torch, numba, scipy), not loaded at CLI start-up
     from shapekit.data.stats import dataset_stats, format_stats, plot_stats
 
     source = args.source[0] if len(args.source) == 1 else args.source

@@ -8,11 +8,12 @@ whatever -n, --start or --workers.
 """
 
 import json
+import time
+
+from shapekit_cli._args import nonnegative_float, nonnegative_int, positive_int, probability
 
 
 def register(sub):
-    from shapekit_cli._args import nonnegative_float, nonnegative_int, positive_int, probability
-
     p = sub.add_parser("synth", help="write SYNTHETIC face images with 68-point .pts landmarks",
                        description=__doc__)
     p.add_argument("-n", type=positive_int, required=True, help="number of faces")
@@ -34,8 +35,7 @@ def register(sub):
 
 
 def run(args):
-    import time
-
+    # local: heavy (torch, numba, scipy), not loaded at CLI start-up
     from shapekit.data.synth import write_dataset
 
     t0 = time.perf_counter()

@@ -5,9 +5,12 @@ OUT/metrics.jsonl and OUT/curves.png. A config file (JSON or TOML, keys = the lo
 flag names) can stand for the flags; flags given on the command line win.
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
+
+from shapekit.errors import ShapekitError
 
 
 def register(sub):
@@ -68,8 +71,6 @@ class _BoolFlag:
     """``--amp`` / ``--no-amp`` style flag built on argparse.BooleanOptionalAction."""
 
     def __new__(cls, *args, **kwargs):
-        import argparse
-
         kwargs.setdefault("default", None)
         return argparse.BooleanOptionalAction(*args, **kwargs)
 
@@ -79,7 +80,7 @@ _CLI_ONLY = {"data", "out", "config", "teachers", "shape_model", "val_fraction",
 
 
 def run(args):
-    from shapekit.errors import ShapekitError
+    # local: heavy (torch, numba, scipy), not loaded at CLI start-up
     from shapekit.train import TrainConfig, fit_role, read_config_file
     from shapekit.train.data import load_training_data
     from shapekit.train.roles import DEFAULT_MODELS
@@ -108,6 +109,7 @@ def run(args):
     cfg = TrainConfig.from_dict(fields)
     pdm = None
     if merged.get("shape_model"):
+        # local: heavy (torch, numba, scipy), not loaded at CLI start-up
         from shapekit.shape import PointDistributionModel
 
         pdm = PointDistributionModel.load(merged["shape_model"])
@@ -119,6 +121,7 @@ def run(args):
     if role == "tolerant" and pdm is None and "soft" not in train_ds[0]:
         # No model given: fit it on the training split only, so that the soft targets
         # carry no statistics of the validation shapes; kept beside the checkpoints.
+        # local: heavy (torch, numba, scipy), not loaded at CLI start-up
         from shapekit.shape.soft import soft_model
         from shapekit.train.data import training_shapes
 

@@ -19,6 +19,8 @@ these files, fetching on first use.
 import argparse
 import json
 
+from shapekit import weights as W
+
 
 def register(sub):
     p = sub.add_parser("weights", help="list and fetch pretrained weight files (ImageNet, MTCNN)",
@@ -38,8 +40,6 @@ def register(sub):
 
 
 def run(args):
-    from shapekit import weights as W
-
     if args.verb is None:
         args._parser.print_help()
         return 2
