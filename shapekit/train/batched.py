@@ -38,10 +38,9 @@ from shapekit._numba import njit
 from shapekit.data import augment as _aug
 from shapekit.data.prepare import PreparedDataset
 from shapekit.errors import ShapekitError
+from shapekit.io.images import LUMA
 from shapekit.shape import soft_landmarks
 from shapekit.train.data import Concat, Subset
-
-_LUMA = (0.299, 0.587, 0.114)
 
 
 def _mix_seed(*parts):
@@ -213,7 +212,7 @@ def _gamma(op, x, gen, on):
 def _grey(op, x, gen, on):
     if x.shape[1] != 3:
         return x
-    w = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    w = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return _on_chosen(x, on, lambda v: (v * w).sum(1, keepdim=True).expand_as(v))
 
 
@@ -419,7 +418,7 @@ class DeviceCache:
         self.schema = schema
         imgs = torch.as_tensor(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, C, S, S) uint8
         if grey and imgs.shape[1] == 3:
-            w = torch.tensor(_LUMA).view(1, 3, 1, 1)
+            w = torch.tensor(LUMA).view(1, 3, 1, 1)
             imgs = torch.round((imgs.float() * w).sum(1, keepdim=True)).clamp(0, 255).to(torch.uint8)
         # resize once so that output pixels and cache pixels have the same scale
         self.cache_scale = 1.0
