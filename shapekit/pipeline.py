@@ -31,7 +31,7 @@ from shapekit.viz.shape import plot_modes, plot_soft_landmarks
 
 @dataclass
 class DemoConfig:
-    """Sizes of the main job; the defaults finish in a few minutes on a 2-core CPU.
+    """Sizes of the main job (run times: benchmarks/RESULTS.md, "The default demo with ImageNet starts").
 
     ``n_train`` / ``n_val`` synthetic faces of ``image_size`` pixels; networks see
     ``input_size`` crops and train ``epochs`` epochs each; ``quick`` shrinks everything
@@ -82,7 +82,7 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, **kw):
-        """Return a tiny configuration (tens of seconds) for smoke tests."""
+        """Return a tiny configuration for smoke tests (48 + 16 faces of 96 px, 64 px input, one epoch)."""
         base = dict(n_train=48, n_val=16, image_size=96, input_size=64, epochs=1, batch_size=16,
                     teacher="mobilenetv2")
         base.update(kw)

@@ -18,8 +18,8 @@ Each cached crop is the training crop (square landmark box times ``scale``) at
 ``size`` pixels **plus a context border** (``context``, a fraction of ``size`` on
 each side) so that rotated or zoomed-out augmentations still see real pixels
 instead of black corners. Without augmentation an item is an integer slice of the
-cache (no resampling at all), which is what makes training read thousands of
-images per second.
+cache (no resampling at all); loader throughput: benchmarks/RESULTS.md, "Loader vs.
+student training throughput".
 
 The folder is written under a temporary name beside ``OUT`` and swapped in when
 complete (:func:`shapekit._files.atomic_folder`): a kill at any instant leaves the

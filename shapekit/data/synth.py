@@ -263,8 +263,8 @@ def sample_shapes(n, seed=0, size=256, *, start=0, max_yaw=DEFAULT_POSE_RANGE[0]
     landmark box scaled to about half the frame and jittered around its centre (as in
     the 300-W crops of ``../shared/data``). These are exactly the landmarks of the faces
     :func:`generate` renders with the same arguments. The geometry is vectorised over
-    faces; the per-face random streams are not (about 50 microseconds of CPU a face in
-    all, 0.05 s for 1,000 shapes).
+    faces; the per-face random streams are not (time per face: benchmarks/RESULTS.md,
+    "Render speed").
     """
     n = _check_int("n", n)
     seed = _check_int("seed", seed)

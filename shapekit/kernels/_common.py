@@ -56,8 +56,8 @@ def _machine_busy():
     """Whether the 1-minute load average already fills every CPU (re-read at most once a second).
 
     On a saturated machine a parallel region waits at its barrier for threads the OS
-    has not scheduled yet: measured on a shared 2-core machine at load 6-10, rendering
-    64x68 maps took 3 ms serially and 10-20 ms with 2 threads.
+    has not scheduled yet, and runs slower than the serial kernel (figures:
+    benchmarks/RESULTS.md, "Kernels benchmark (issue 3)", "Caveats, honestly").
     """
     now = time.monotonic()
     if now - _load["t"] > 1.0:

@@ -1,9 +1,10 @@
 """One BLAS thread for the shape models' linear algebra.
 
 Shape-model work is small matrices (eigh of 2L x 2L, K x K systems) and memory-bound
-matrix-vector products. With OpenBLAS's threads on a shared or oversubscribed machine,
-a 136 x 136 ``eigh`` was measured at 0.49 s instead of 1.5 ms single-threaded; the
-public entry points therefore run with one BLAS thread (restored on return).
+matrix-vector products, which OpenBLAS's threads slow down on a shared or
+oversubscribed machine (figures: benchmarks/RESULTS.md, "GPA + model fit on 100,000
+real shapes"); the public entry points therefore run with one BLAS thread (restored on
+return).
 """
 
 from __future__ import annotations
