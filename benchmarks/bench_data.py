@@ -46,7 +46,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
+import torch
+
+from shapekit.data.augment import default_augmentation
+from shapekit.data.datasets import group_key, split_indices
+from shapekit.data.detect import FaceDetector, detect_all, evaluate_detections, fit_correction
+from shapekit.data.prepare import PreparedDataset, prepare
+from shapekit.data.synth import write_dataset
+from shapekit.io import read
+from shapekit.nn import create_model
+from shapekit.train.batched import DeviceCache
+from shapekit.train.data import load_training_data
+from shapekit.train.evaluate import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SHAPEKIT_DATA", REPO.parent / "shared" / "data"))
@@ -56,19 +69,12 @@ def _source(tmp, n_synth=400):
     real = DATA / "lfpw68" / "train"
     if real.exists():
         return real, "real: lfpw68/train"
-    from shapekit.data.synth import write_dataset
-
     out = Path(tmp) / "synth"
     write_dataset(out, n_synth, seed=0, size=256)
     return out, f"SYNTHETIC faces ({n_synth}; shared data not found at {DATA})"
 
 
 def loader_throughput(prep_path, size, workers, batch_size=32, n_batches=30, augment=True):
-    import torch
-
-    from shapekit.data.augment import default_augmentation
-    from shapekit.data.prepare import PreparedDataset
-
     ds = PreparedDataset(prep_path, augment=default_augmentation(seed=0) if augment else None)
     dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
                                      drop_last=True, persistent_workers=workers > 0,
@@ -95,13 +101,6 @@ def loader_throughput(prep_path, size, workers, batch_size=32, n_batches=30, aug
 
 def batched_throughput(prep_path, size, batch_size=32, n_batches=30, device="cpu", threads=1):
     """Return images/s of :class:`shapekit.train.batched.DeviceCache` batches (augmented) at ``size``."""
-    import numba
-    import torch
-
-    from shapekit.data.augment import default_augmentation
-    from shapekit.data.prepare import PreparedDataset
-    from shapekit.train.batched import DeviceCache
-
     ds = PreparedDataset(prep_path, augment=default_augmentation(seed=0))
     dc = DeviceCache.from_dataset(ds, device=device, out_size=size)
     order = torch.randperm(len(dc), generator=torch.Generator().manual_seed(0)).to(dc.device)
@@ -130,12 +129,8 @@ def batched_throughput(prep_path, size, batch_size=32, n_batches=30, device="cpu
 
 
 def train_throughput(size, batch_size=32, n_steps=6, model_name="mobilenetv2"):
-    import torch
-
     note = None
     try:
-        from shapekit.nn import create_model
-
         model = create_model(model_name, n_points=68, input_size=size)
     except (ImportError, AttributeError, KeyError, ValueError) as exc:  # stand-in only if the registry is missing
         note = f"stand-in CNN ({exc.__class__.__name__}: no {model_name} in shapekit.nn)"
@@ -164,10 +159,6 @@ def train_throughput(size, batch_size=32, n_steps=6, model_name="mobilenetv2"):
 
 
 def detection_rates(max_side=192, angles=(0.0, -25.0, 25.0), progress=False):
-    from shapekit.data.datasets import split_indices
-    from shapekit.data.detect import FaceDetector, detect_all, evaluate_detections, fit_correction
-    from shapekit.io import read
-
     det = FaceDetector(max_side=max_side, angles=angles)
     names, images, shapes, sets = [], [], [], []
     for d in ("lfpw68", "helen68", "afw68"):
@@ -202,15 +193,11 @@ def detection_rates(max_side=192, angles=(0.0, -25.0, 25.0), progress=False):
 
 
 def _keys(names):
-    from shapekit.data.datasets import group_key
-
     return [group_key(n.split("/", 1)[1]) for n in names]
 
 
 def compare_caches(raw, jpeg, model=None):
     """Return read/decode times, pixel differences and (with ``model``) validation NMEs of two caches."""
-    from shapekit.data.prepare import PreparedDataset
-
     a, b = PreparedDataset(raw), PreparedDataset(jpeg)
     t0 = time.perf_counter()
     rb = b.images  # decoded here, on first use
@@ -227,9 +214,6 @@ def compare_caches(raw, jpeg, model=None):
          "raw_read_s": read_s, "jpeg_decode_s": decode_s, "jpeg_decode_images_per_s": len(b) / decode_s,
          "jpeg_mean_abs_grey_levels": float(diff.mean()), "jpeg_psnr_db": 10 * np.log10(255.0 ** 2 / mse)}
     if model:
-        from shapekit.train.data import load_training_data
-        from shapekit.train.evaluate import evaluate
-
         for key, path in (("raw", raw), ("jpeg", jpeg)):
             _, val = load_training_data([path], val_fraction=0.1, seed=0, augment=False)
             r[f"val_nme_{key}"] = evaluate(model, val, device="cpu").metrics["nme"]
@@ -265,8 +249,6 @@ def main(argv=None):
                 print(f"{k:28s} {v}")
         print(json.dumps(r))
         return 0
-
-    from shapekit.data.prepare import prepare
 
     result = {"workers": args.workers, "batch_size": 32, "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:

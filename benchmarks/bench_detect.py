@@ -47,14 +47,24 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from shapekit._progress import progress as bar
+from shapekit.asm import default_detector
+from shapekit.data import crops
+from shapekit.data.datasets import group_key, split_indices
+from shapekit.data.detect import (FaceDetector, FivePointFraming, evaluate_detections, fit_correction, make_detector,
+                                  match_detection)
+from shapekit.data.images import load_image
+from shapekit.data.mtcnn import MTCNN
+from shapekit.data.synth import render_face
+from shapekit.io import read
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = ("lfpw68", "helen68", "afw68")
 
 
 def load_crops(data):
-    from shapekit.io import read
-
     names, images, shapes, sets = [], [], [], []
     for d in SETS:
         path = Path(data) / d / "train"
@@ -69,16 +79,11 @@ def load_crops(data):
 
 
 def make(detector, max_side):
-    from shapekit.data.detect import make_detector
-
     return make_detector(detector, max_side=max_side)
 
 
 def run_detector(det, images, batch, progress=True):
     """Raw boxes of every image (and MTCNN's points, else None)."""
-    from shapekit._progress import progress as bar
-    from shapekit.data.images import load_image
-
     boxes, points = [], []
     chunks = [images[i:i + batch] for i in range(0, len(images), batch)]
     for chunk in bar(chunks, desc="detecting", disable=not progress, min_items=1):
@@ -101,19 +106,10 @@ def five_truth(shapes):
 
 def synthetic_images(n, size=384):
     """``n`` synthetic faces rendered at ``size`` px (``shapekit.data.synth``): a data-free timing set."""
-    from shapekit.data.synth import render_face
-
     return [render_face(seed, size)[0] for seed in range(n)]
 
 
 def time_detectors(images, n, max_side=None):
-    import torch
-
-    from shapekit.asm import default_detector
-    from shapekit.data.detect import FaceDetector
-    from shapekit.data.images import load_image
-    from shapekit.data.mtcnn import MTCNN
-
     torch.set_num_threads(1)
     imgs = [load_image(p) for p in images[:n]]
     threads = torch.get_num_threads()
@@ -151,10 +147,6 @@ def main(argv=None):
                     help="time on N synthetic 384 px faces instead of the crops (no data needed; implies --no-found)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-
-    from shapekit.data.datasets import group_key, split_indices
-    from shapekit.data.detect import FivePointFraming, evaluate_detections, fit_correction, match_detection
-    from shapekit.data import crops
 
     if args.synthetic:
         args.found = False

@@ -43,6 +43,22 @@ import tempfile
 import time
 from pathlib import Path
 
+import numba
+import torch
+
+from shapekit._device import resolve_device
+from shapekit.data.prepare import PreparedDataset, _is_prepared, prepare
+from shapekit.data.synth import write_dataset
+from shapekit.shape.soft import soft_model
+from shapekit.train import TrainConfig, fit_role
+from shapekit.train.batched import DeviceCache
+from shapekit.train.checkpoint import load_checkpoint
+from shapekit.train.data import load_training_data, training_shapes
+from shapekit.train.evaluate import dataset_for_checkpoint, evaluate
+from shapekit.train.loop import Trainer
+from shapekit.train.roles import build_model
+from shapekit.viz import pyplot
+
 REPO = Path(__file__).resolve().parents[1]
 ROLES = ("tough", "tolerant", "plain", "student")
 
@@ -58,17 +74,12 @@ def install():
 
 def smoke_cache(tmp):
     """Write a few synthetic faces and their JPEG cache (32 px); return the cache folder."""
-    from shapekit.data.prepare import prepare
-    from shapekit.data.synth import write_dataset
-
     write_dataset(Path(tmp) / "faces", 16, seed=0, size=96, progress=False)
     prepare(Path(tmp) / "faces", Path(tmp) / "cache", size=32, progress=False, jpeg=90)
     return Path(tmp) / "cache"
 
 
 def _sync(device):
-    import torch
-
     if device.type == "cuda":
         torch.cuda.synchronize()
 
@@ -83,10 +94,6 @@ def step_rate(trainer, steps):
 
 def measure_steps(args, train, device, model_name, steps, variants):
     """Return ``{variant: images/s}`` of the plain-role step of ``model_name`` under config variants."""
-    from shapekit.train import TrainConfig
-    from shapekit.train.loop import Trainer
-    from shapekit.train.roles import build_model
-
     out = {}
     sample = train[0]
     for name, over in variants.items():
@@ -108,10 +115,6 @@ def measure_steps(args, train, device, model_name, steps, variants):
 
 def data_rates(args, train, device, batches):
     """Return images/s of the batched augmentation alone and of the Pillow DataLoader (same data, same run)."""
-    import torch
-
-    from shapekit.train.batched import DeviceCache
-
     dc = DeviceCache.from_dataset(train, device=device, out_size=args.size)
     b = args.batch_size
     order = torch.randperm(len(dc), generator=torch.Generator().manual_seed(0)).to(device)
@@ -152,19 +155,13 @@ def plan_epochs(args, n_train, rates, elapsed_s):
 
 
 def eval_source(path, ckpt):
-    from shapekit.data.prepare import PreparedDataset, _is_prepared
-    from shapekit.train.evaluate import dataset_for_checkpoint
-
     if _is_prepared(path):
         return PreparedDataset(path)
     return dataset_for_checkpoint(path, ckpt)
 
 
 def plot_val(histories, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for role, hist in histories.items():
@@ -212,14 +209,6 @@ def main(argv=None):
         # a failed install (say, setuptools without bdist_wheel) still runs from the checkout
         sys.path.insert(0, str(REPO))
 
-    import torch
-
-    from shapekit._device import resolve_device
-    from shapekit.shape.soft import soft_model
-    from shapekit.train import TrainConfig, fit_role
-    from shapekit.train.data import load_training_data, training_shapes
-    from shapekit.train.evaluate import evaluate
-
     tmp = tempfile.mkdtemp(prefix="bench_gpu.")
     args.model_kwargs = {}
     teacher_kwargs = {}
@@ -234,8 +223,6 @@ def main(argv=None):
         args.threads = 1
     device = resolve_device(args.device)
     if args.threads:
-        import numba
-
         torch.set_num_threads(args.threads)
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     cache = Path(args.cache)
@@ -302,8 +289,6 @@ def main(argv=None):
 
     # --- more held-out sets
     if args.eval:
-        from shapekit.train.checkpoint import load_checkpoint
-
         result["eval"] = {}
         for d in args.eval:
             row = {}

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from _report import finish
 
+from shapekit.io import read
+
 
 def best(fn, k=5):
     times, out = [], None
@@ -32,8 +34,6 @@ def main(argv=None):
     ap.add_argument("folder", nargs="?", default=str(root / "lfpw68" / "train"))
     ap.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     args = ap.parse_args(argv)
-
-    from shapekit.io import read
 
     files = sorted(Path(args.folder).glob("*.pts"))
     if not files:

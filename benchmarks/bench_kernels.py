@@ -41,22 +41,14 @@ import time
 
 import numba
 import numpy as np
+import torch
 from numba import prange
 
 import shapekit
-from shapekit.kernels import (
-    decode_heatmaps,
-    decode_heatmaps_reference,
-    dsnt,
-    dsnt_reference,
-    graph_distance,
-    graph_distance_reference,
-    pairwise_distances,
-    pairwise_distances_reference,
-    render_heatmaps,
-    render_heatmaps_reference,
-    use_parallel,
-)
+from shapekit.kernels import (decode_heatmaps, decode_heatmaps_reference, dsnt, dsnt_reference, graph_distance,
+                              graph_distance_reference, pairwise_distances, pairwise_distances_reference,
+                              render_heatmaps, render_heatmaps_reference, use_parallel)
+from shapekit.nn import functional as F
 
 
 @numba.njit(parallel=True, cache=False)
@@ -96,8 +88,6 @@ def best_times(fns, repeat, clock=time.perf_counter):
 
 def torch_single_thread(fn):
     """``fn`` run with one torch thread (torch's own pool suffers on a busy machine too)."""
-    import torch
-
     def run():
         before = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -124,10 +114,6 @@ def numpy_separable(points, size, sigma, window=3.0):
 
 def torch_render_into(out, coords, size, sigma, window=3.0):
     """The torch twin's separable product written into a preallocated tensor (no autograd)."""
-    import torch
-
-    from shapekit.nn import functional as F
-
     pix = F.normalized_to_pixel(coords, size)
     r = window * sigma
     gx = F._axis_gaussian(pix[..., 0], size, sigma, r)
@@ -166,10 +152,6 @@ def compile_times(parallel):
 
 
 def bench_points(n, n_points, size, sigma, repeat, rng):
-    import torch
-
-    from shapekit.nn import functional as F
-
     pts = rng.uniform(3 * sigma, size - 1 - 3 * sigma, (n, n_points, 2))
     out = np.empty((n, n_points, size, size), dtype=np.float32)
     flat_out = out.reshape(n * n_points, size, size)
@@ -348,10 +330,6 @@ def bench_points(n, n_points, size, sigma, repeat, rng):
 
 def bench_cuda(n, n_points, size, sigma, repeat):
     """Time the torch twins on CUDA (forward, and forward + backward for the losses)."""
-    import torch
-
-    from shapekit.nn import functional as F
-
     dev = torch.device("cuda")
     g = torch.Generator(device="cpu").manual_seed(0)
     pts = torch.rand(n, n_points, 2, generator=g).mul(1.6).sub(0.8).to(dev)
@@ -406,8 +384,6 @@ def main(argv=None):
     ap.add_argument("--no-compile", action="store_true", help="skip the compile-time subprocesses")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
-
-    import torch
 
     rng = np.random.default_rng(0)
     result = {

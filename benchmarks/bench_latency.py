@@ -61,7 +61,7 @@ def measure(model, repeats, threads, folder):
         ts = torch.jit.freeze(ts.eval()) if hasattr(torch.jit, "freeze") else ts
         out["torchscript_ms"] = _median_ms(lambda: ts(x), repeats)
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # local: an optional dependency
     except ImportError:
         out["onnxruntime_ms"] = None
     else:

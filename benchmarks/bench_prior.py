@@ -28,6 +28,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+
+from shapekit.asm import apply_shape_prior, heatmap_confidence
+from shapekit.asm.prior import _load_model
+from shapekit.data.datasets import split_indices
+from shapekit.io import read
+from shapekit.metrics import nme
+from shapekit.nn.functional import normalized_to_pixel
+from shapekit.shape import PointDistributionModel
+from shapekit.train.checkpoint import load_checkpoint, load_model
+from shapekit.train.evaluate import dataset_for_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,9 +68,6 @@ def occlude(images, shapes, rng, n_patches=2, lo=0.15, hi=0.30):
 
 def predict(model, images, input_size, want_heatmaps):
     """Return ``(coords normalised (B, L, 2), heatmaps or None)`` for a float batch."""
-    import torch
-    import torch.nn.functional as F
-
     x = torch.from_numpy(images).float()
     if x.shape[-1] != input_size:
         x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False, antialias=True)
@@ -83,17 +92,6 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
-    from shapekit.asm import apply_shape_prior, heatmap_confidence
-    from shapekit.data.datasets import split_indices
-    from shapekit.io import read
-    from shapekit.metrics import nme
-    from shapekit.nn.functional import normalized_to_pixel
-    from shapekit.shape import PointDistributionModel
-    from shapekit.train.checkpoint import load_checkpoint, load_model
-    from shapekit.train.evaluate import dataset_for_checkpoint
-
-    import torch
-
     src = Path(args.data) / "lfpw68" / "train"
     if not src.exists():
         print(f"shared data not found: {src}", file=sys.stderr)
@@ -109,8 +107,6 @@ def main(argv=None):
     if args.n_val:
         val = val[: args.n_val]
     if args.prior:
-        from shapekit.asm.prior import _load_model
-
         prior = _load_model(args.prior)
     else:
         prior = PointDistributionModel(n_components=0.98).fit(ann.shapes[train])

@@ -41,6 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
+from shapekit.data.synth import sample_shapes
+from shapekit.io import read
+from shapekit.shape import PointDistributionModel, Similarity, generalized_procrustes
+from shapekit.shape._blas import single_blas_thread
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SHAPEKIT_DATA", REPO.parent / "shared" / "data"))
 
@@ -49,20 +54,14 @@ def load_base_shapes():
     """Return (shapes (M, 68, 2), description) from the shared data, or synthetic ones."""
     folders = [DATA / f"{name}/train" for name in ("lfpw68", "helen68", "afw68")]
     if all(f.exists() for f in folders):
-        from shapekit.io import read
-
         shapes = np.concatenate([read(f).shapes for f in folders])
         return shapes, f"real: lfpw68 + helen68 + afw68 train ({len(shapes)} shapes)"
-    from shapekit.data.synth import sample_shapes
-
     shapes = sample_shapes(2000, seed=0)
     return shapes, f"SYNTHETIC shapes (shapekit.data.synth; shared data not found at {DATA})"
 
 
 def make_batch(base, n, seed=0):
     """Return ``n`` shapes: random base shapes, randomly re-posed (similarity) and jittered (1 px)."""
-    from shapekit.shape import Similarity
-
     rng = np.random.default_rng(seed)
     shapes = base[rng.integers(0, len(base), n)]
     pose = Similarity(rng.uniform(0.5, 2.0, n), rng.uniform(-np.pi, np.pi, n), rng.uniform(-200, 200, (n, 2)))
@@ -119,8 +118,6 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
 
-    from shapekit.shape import PointDistributionModel, generalized_procrustes
-
     base, source = load_base_shapes()
     shapes = make_batch(base, args.n, seed=args.seed)
     print(f"data: {source}; {args.n} shapes re-posed and jittered")
@@ -144,8 +141,6 @@ def main(argv=None):
 
     rng = np.random.default_rng(args.seed + 1)
     subset = shapes[rng.choice(args.n, min(args.loop_subset, args.n), replace=False)]
-    from shapekit.shape._blas import single_blas_thread
-
     # One BLAS thread for the reference too: OpenBLAS threads on tiny 2x2 SVDs only add
     # synchronisation, and shapekit's own linear algebra runs single-threaded as well.
     with single_blas_thread():

@@ -15,6 +15,10 @@ import time
 from pathlib import Path
 
 from _report import finish
+from skimage.io import imread, imsave
+from skimage.transform import resize
+
+from shapekit.data.synth import FaceParams, generate, render_face, sample_shapes
 
 
 def _real_images():
@@ -35,11 +39,6 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=60, help="faces per timing (default 60)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     args = ap.parse_args(argv)
-
-    from skimage.io import imread, imsave
-    from skimage.transform import resize
-
-    from shapekit.data.synth import FaceParams, generate, render_face, sample_shapes
 
     real, what = _real_images()
     if not real:

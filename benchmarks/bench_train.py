@@ -22,6 +22,9 @@ import time
 
 import torch
 
+from shapekit._device import resolve_device
+from shapekit.nn import create_model
+
 
 def _train_rate(model, x, y, steps, amp=False, channels_last=False):
     device = x.device
@@ -89,9 +92,6 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-
-    from shapekit._device import resolve_device
-    from shapekit.nn import create_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -26,6 +26,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 import tracemalloc
 from collections import Counter
 from pathlib import Path
@@ -106,8 +107,6 @@ def run_kind(kind, args, rng):
                 try:
                     _worker([(i, c) for i, c in todo], folder, kind, args, w)
                 except BaseException:
-                    import traceback
-
                     traceback.print_exc()
                     os._exit(1)
                 os._exit(0)

@@ -32,9 +32,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from matplotlib.patches import Patch
 
 from shapekit.asm import ActiveShapeModel, apply_shape_prior, load_image
+from shapekit.data.detect import FaceDetector, match_detection
+from shapekit.data.synth import generate
+from shapekit.io import read
 from shapekit.metrics import nme
+from shapekit.shape import PointDistributionModel
 from shapekit.viz import pyplot, save_figure
 from shapekit.viz.overlay import draw_landmarks
 
@@ -45,12 +50,8 @@ def faces():
     """Return ``(images, shapes, label)``: real LFPW faces if present, else synthetic ones."""
     src = DATA / "lfpw68" / "train"
     if src.exists():
-        from shapekit.io import read
-
         ann = read(src)[:206]
         return [m["image"] for m in ann.meta], ann.shapes, "real LFPW faces (shared data)"
-    from shapekit.data.synth import generate
-
     images, shapes = generate(66, seed=0, size=192, occlusion=0.0, progress=False, max_yaw=20)
     return list(images), shapes, "synthetic faces (shared data not found)"
 
@@ -99,8 +100,6 @@ def main(outdir):
     conf[[36, 39, 48]] = 0.0
     # a richer model than the ASM's own (98% of the variance, not 85%): the prior should
     # only remove what no face does, not smooth every detail away
-    from shapekit.shape import PointDistributionModel
-
     pdm = PointDistributionModel(n_components=0.98).fit(shapes[:-n_test])
     fixed = apply_shape_prior(pred, pdm, confidence=conf)
     bad = [36, 39, 48]
@@ -150,15 +149,11 @@ def rescue(asm, images, shapes, outdir):
 def verify(asm, images, shapes, n_test, outdir):
     """The face verifier: learned from the detector's boxes on 30 training images, it
     re-ranks the detector's boxes of the held-out images before the search."""
-    from shapekit.data.detect import FaceDetector
-
     # the default detector (full size, about 2.5 s per image) is too slow for an example
     detector = FaceDetector(mirror=True, max_side=200)
     t = time.perf_counter()
     train = list(range(30))
     found = [detector.detect(load_image(images[i])) for i in train]
-    from shapekit.data.detect import match_detection
-
     boxes = np.full((len(train), 5), np.nan)
     for j, i in enumerate(train):
         g = shapes[i]
@@ -195,8 +190,6 @@ TRUTH, START, FIT, BOX, VERIFIED = (0, 200, 0), (60, 60, 255), (255, 0, 0), (255
 
 def _figure(path, tiles, titles, legend, title, ncols=1):
     """Write the overlay ``tiles`` as one PNG: a title per panel, a legend of the colours, a title on top."""
-    from matplotlib.patches import Patch
-
     plt = pyplot()
     nrows = int(np.ceil(len(tiles) / ncols))
     # a single panel still gets the width its title and legend need
@@ -214,8 +207,6 @@ def _figure(path, tiles, titles, legend, title, ncols=1):
 
 
 def _is_face(boxes, truth):
-    from shapekit.data.detect import match_detection
-
     return match_detection(boxes, (*(0.5 * (truth.min(0) + truth.max(0))), float(np.ptp(truth, axis=0).max()))) == 0
 
 

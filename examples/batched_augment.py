@@ -17,6 +17,14 @@ import argparse
 import time
 from pathlib import Path
 
+import torch
+
+from shapekit.data.augment import default_augmentation
+from shapekit.data.prepare import PreparedDataset, prepare
+from shapekit.data.synth import write_dataset
+from shapekit.train.batched import DeviceCache
+from shapekit.viz.landmarks import plot_sample_grid
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,17 +37,8 @@ def main(argv=None):
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
 
-    import torch
-
-    from shapekit.data.augment import default_augmentation
-    from shapekit.data.prepare import PreparedDataset, prepare
-    from shapekit.train.batched import DeviceCache
-    from shapekit.viz.landmarks import plot_sample_grid
-
     data = args.data
     if data is None:
-        from shapekit.data.synth import write_dataset
-
         write_dataset(out / "faces", 16, seed=0, size=2 * args.size, progress=False)
         data = out / "faces"
     rep = prepare(data, out / "cache", size=args.size, jpeg=args.jpeg, progress=False)

@@ -20,14 +20,18 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from matplotlib.patches import Rectangle
 
 from shapekit.data import crops
 from shapekit.data.augment import default_augmentation
 from shapekit.data.datasets import LandmarkDataset, split_indices
 from shapekit.data.detect import FaceDetector, evaluate_detections, fit_correction
+from shapekit.data.images import load_image
 from shapekit.data.prepare import PreparedDataset, prepare
 from shapekit.data.stats import dataset_stats, format_stats, plot_stats
+from shapekit.data.synth import write_dataset
 from shapekit.io import read
+from shapekit.viz import pyplot
 from shapekit.viz.landmarks import plot_sample_grid
 
 DATA = Path(os.environ.get("SHAPEKIT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -41,8 +45,6 @@ def main(outdir):
         if source.exists():
             what = "real faces: afw68/train"
         else:
-            from shapekit.data.synth import write_dataset
-
             source = Path(tmp) / "synth"
             write_dataset(source, 60, seed=0, size=256)
             what = "SYNTHETIC faces (shared data not found)"
@@ -94,14 +96,7 @@ def main(outdir):
 
 
 def _plot_detections(images, shapes, idx, dets, corr, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    from shapekit.data.images import load_image
-
+    plt = pyplot()
     fig, axes = plt.subplots(2, 4, figsize=(10, 5.3))
     for ax, i, d in zip(axes.ravel(), idx, dets):
         ax.imshow(load_image(images[i]))

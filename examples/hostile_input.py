@@ -22,9 +22,11 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from shapekit.errors import FormatError, ShapekitError
-from shapekit.io import read, read_image, write
+from shapekit.io import read, read_image, write, write_like
+from shapekit.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 def show(label, fn):
@@ -78,10 +80,6 @@ def main(outdir):
     show("PNG claiming 100,000 x 100,000 pixels", lambda: read_image(bomb).shape)
 
     print("checkpoints:")
-    import torch
-
-    from shapekit.train.checkpoint import load_checkpoint, save_checkpoint
-
     ckpt = out / "last.pt"
     save_checkpoint(ckpt, {"model": {"w": torch.arange(10000.0)}, "epoch": 3})
     data = bytearray(ckpt.read_bytes())
@@ -92,8 +90,6 @@ def main(outdir):
     show("one flipped byte in the middle", lambda: load_checkpoint(flipped)["epoch"])
 
     print("a folder output killed half-way:")
-    from shapekit.io import write_like
-
     src = out / "hard"
     write(src, shapes, format="pts", meta=[{"name": f"face{i}"} for i in range(3)])
     ann = read(src)

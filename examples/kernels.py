@@ -18,14 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shapekit.kernels import (
-    decode_heatmaps,
-    dsnt,
-    graph_distance,
-    normalized_to_pixel,
-    render_heatmaps,
-    render_heatmaps_reference,
-)
+from shapekit.kernels import (decode_heatmaps, dsnt, graph_distance, normalized_to_pixel, render_heatmaps,
+                              render_heatmaps_reference)
+from shapekit.viz import pyplot
 
 
 def drawn_face():
@@ -97,10 +92,7 @@ def main(argv=None):
             worst[method].append(np.linalg.norm(decode_heatmaps(hm, refine=method)[0] - pts_s, axis=-1).max())
         worst["dsnt"].append(np.linalg.norm(normalized_to_pixel(dsnt(hm), size) - pts_s, axis=-1).max())
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 5))
     ax = axes[0]

@@ -20,6 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from shapekit import schemas
+from shapekit.io import read, read_image, write
+from shapekit.viz import pyplot
+
 DATASETS = [  # (folder or file in the shared data, what it is)
     ("lfpw68/train", "LFPW 300-W .pts"),
     ("helen68/train", "HELEN 300-W .pts"),
@@ -30,18 +34,7 @@ DATASETS = [  # (folder or file in the shared data, what it is)
 ]
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _draw(ax, points, schema, image=None, title=""):
-    from shapekit import schemas
-
     s = schemas.get(schema)
     if image is not None:
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
@@ -70,13 +63,10 @@ def main(argv=None):
                     help="the shared data folder (default: $SHAPEKIT_DATA or ../shared/data)")
     args = ap.parse_args(argv)
 
-    from shapekit import schemas
-    from shapekit.io import read, read_image, write
-
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     data = Path(args.data)
-    plt = _plt()
+    plt = pyplot()
 
     loaded = {}
     print(f"{'dataset':26s} {'N':>6s} {'L':>3s} {'format':7s} {'schema':8s} {'missing':>8s} {'seconds':>8s}")

@@ -17,6 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from shapekit.data.synth import FaceParams, generate, render_face, sample_shapes
+from shapekit.viz import pyplot
+from shapekit.viz.landmarks import plot_sample_grid
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,13 +30,7 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=256)
     args = ap.parse_args(argv)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from shapekit.data.synth import FaceParams, generate, render_face, sample_shapes
-    from shapekit.viz.landmarks import plot_sample_grid
+    plt = pyplot()
 
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)

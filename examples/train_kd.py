@@ -15,6 +15,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from shapekit.data.datasets import LandmarkDataset
+from shapekit.data.synth import generate
+from shapekit.shape import PointDistributionModel
+from shapekit.train import TrainConfig, fit_role
+from shapekit.train.data import Subset
+from shapekit.train.evaluate import evaluate
+from shapekit.viz.curves import plot_ced, plot_training_curves
 
 
 def main(argv=None):
@@ -26,16 +35,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
-
-    import torch
-
-    from shapekit.data.datasets import LandmarkDataset
-    from shapekit.data.synth import generate
-    from shapekit.shape import PointDistributionModel
-    from shapekit.train import TrainConfig, fit_role
-    from shapekit.train.data import Subset
-    from shapekit.train.evaluate import evaluate
-    from shapekit.viz.curves import plot_ced, plot_training_curves
 
     torch.set_num_threads(1)  # small models: threads cost more than they give
     images, shapes = generate(args.faces, seed=0, size=96, progress=False)
