@@ -21,8 +21,9 @@ import numpy as np
 from skimage.draw import polygon as fill
 
 from shapekit import schemas as _schemas
-from shapekit.asm.model import ActiveShapeModel, load_image
+from shapekit.asm.model import ActiveShapeModel
 from shapekit.asm.search import apply_similarity, fit_similarity
+from shapekit.data.images import load_image
 from shapekit.errors import ShapekitError
 from shapekit.io import read_pts
 from shapekit.viz.overlay import as_rgb, save_png

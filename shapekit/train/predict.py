@@ -10,7 +10,6 @@ import torch
 
 from shapekit._files import atomic_path
 from shapekit.data import crops as _crops
-from shapekit.data.crops import default_scale, square_from_box
 from shapekit.data.detect import FivePointFraming, make_detector
 from shapekit.data.images import load_image, to_tensor
 from shapekit.errors import ShapekitError
@@ -67,7 +66,7 @@ class Predictor:
         if crop_scale is None:
             crop_scale = ckpt.get("crop_scale")
         if crop_scale is None:
-            crop_scale = default_scale(model.config["n_points"])
+            crop_scale = _crops.default_scale(model.config["n_points"])
         self.crop_scale = float(crop_scale)
         self._detector = detector
         if isinstance(shape_prior, (str, bytes)) or hasattr(shape_prior, "__fspath__"):
@@ -96,7 +95,7 @@ class Predictor:
     def _squares(self, image, boxes=None, all_faces=False):
         if boxes is not None:
             b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-            return [(tuple(s), 1.0, "box") for s in square_from_box(b)]
+            return [(tuple(s), 1.0, "box") for s in _crops.square_from_box(b)]
         det = self.detector
         sq = det.face_squares(image, framing=self.framing if getattr(det, "name", None) == "mtcnn" else None)
         if len(sq) == 0:
