@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shapekit.errors import ShapekitError
-from shapekit.train.role import ROLES, get_role  # noqa: F401  (ROLES: the registered role names)
+from shapekit.train.role import ROLES, get_role  # noqa: F401  (ROLES: kept importable from here)
 
 
 @dataclass

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shapekit.train.config import ROLES, TrainConfig
-from shapekit.train.role import Role, get_role  # noqa: F401
+from shapekit.train.config import TrainConfig
+from shapekit.train.role import ROLES, get_role
 
 #: Default models per built-in role: EfficientNet teachers, MobileNetV2 student (authors' setup);
 #: each role's own is ``get_role(name).default_model``.
