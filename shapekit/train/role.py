@@ -8,15 +8,15 @@ teacher roles whose predictions it needs, and its default network. The training 
 asks the role object and never branches on role names.
 
 A new role is one subclass with a ``name``; defining it registers it, so that
-``TrainConfig(role=...)``, :func:`shapekit.train.fit_role` and ``shapekit train
---role`` accept it::
+``TrainConfig(role=...)`` and :func:`shapekit.train.fit_role` accept it (and
+``shapekit train --role`` lists it when its module is imported first)::
 
     class ToughL1Role(ToughRole):
         name = "tough_l1"
         loss = "l1"
 
-Configurations and checkpoints keep the role's name (a string), so files written by
-any version stay readable.
+Configurations and checkpoints keep the role's name (a string), as before roles were
+objects, so older checkpoints load and resume unchanged.
 """
 
 from __future__ import annotations
