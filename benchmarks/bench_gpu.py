@@ -56,11 +56,16 @@ from shapekit.train.checkpoint import load_checkpoint
 from shapekit.train.data import load_training_data, training_shapes
 from shapekit.train.evaluate import dataset_for_checkpoint, evaluate
 from shapekit.train.loop import Trainer
+from shapekit.train.role import ROLES, get_role
 from shapekit.train.roles import build_model
 from shapekit.viz import pyplot
 
 REPO = Path(__file__).resolve().parents[1]
-ROLES = ("tough", "tolerant", "plain", "student")
+
+
+def roles():
+    """Return the registered training roles, teachers first (the student loads their checkpoints)."""
+    return tuple(sorted(ROLES, key=lambda r: (bool(get_role(r).teachers), not get_role(r).is_teacher)))
 
 
 def install():
@@ -141,17 +146,22 @@ def data_rates(args, train, device, batches):
 
 def plan_epochs(args, n_train, rates, elapsed_s):
     """Return the epochs per role that fit the rest of the budget at the measured images/s (at most those asked)."""
+
     left = max(args.budget_minutes * 60.0 - elapsed_s, 1.0)
     t_rate, s_rate = rates["teacher"], rates["student"]
-    # the KD student also runs both teachers forward (about a third of a training step each)
-    kd_rate = 1.0 / (1.0 / s_rate + 2.0 / (3.0 * t_rate))
-    cost = {"tough": args.teacher_epochs * n_train / t_rate, "tolerant": args.teacher_epochs * n_train / t_rate,
-            "plain": args.student_epochs * n_train / s_rate, "student": args.student_epochs * n_train / kd_rate}
+    specs = {r: get_role(r) for r in roles()}
+
+    def rate(s):
+        if s.is_teacher:
+            return t_rate
+        # a student with teachers also runs them forward (about a third of a training step each)
+        return 1.0 / (1.0 / s_rate + len(s.teachers) / (3.0 * t_rate)) if s.teachers else s_rate
+
+    asked = {r: args.teacher_epochs if s.is_teacher else args.student_epochs for r, s in specs.items()}
+    cost = {r: asked[r] * n_train / rate(s) for r, s in specs.items()}
     # validation, checkpoints and start-up: 15 % of the time
     scale = min(1.0, 0.85 * left / sum(cost.values()))
-    asked = {"tough": args.teacher_epochs, "tolerant": args.teacher_epochs, "plain": args.student_epochs,
-             "student": args.student_epochs}
-    return {r: max(1, int(asked[r] * scale)) for r in ROLES}
+    return {r: max(1, int(asked[r] * scale)) for r in specs}
 
 
 def eval_source(path, ckpt):
@@ -266,33 +276,33 @@ def main(argv=None):
     base = dict(input_size=args.size, batch_size=args.batch_size, lr=args.lr, device=str(device), progress=False,
                 batched=True, compile=args.compile, seed=0, ema=not args.smoke, ema_decay=args.ema_decay,
                 threads=args.threads)
-    pdm = soft_model(training_shapes(train))
+    pdm = soft_model(training_shapes(train))  # the soft targets of roles that learn soft landmarks
     res, times = {}, {}
-    for role in ROLES:
-        teacher_role = role in ("tough", "tolerant")
-        cfg = TrainConfig(role=role, model=args.teacher if teacher_role else args.student, epochs=epochs[role],
-                          model_kwargs=dict(teacher_kwargs if teacher_role else args.model_kwargs),
+    names = roles()
+    for role in names:
+        spec = get_role(role)
+        cfg = TrainConfig(role=role, model=args.teacher if spec.is_teacher else args.student, epochs=epochs[role],
+                          model_kwargs=dict(teacher_kwargs if spec.is_teacher else args.model_kwargs),
                           warmup_epochs=min(2.0, 0.1 * epochs[role]), **base)
-        teachers = (out / "tough" / "best.pt", out / "tolerant" / "best.pt") if role == "student" else None
+        teachers = {t: out / t / "best.pt" for t in spec.teachers} or None
         t0 = time.perf_counter()
-        res[role] = fit_role(role, train, val, cfg, teachers=teachers, pdm=pdm if role == "tolerant" else None,
-                             out=out / role)
+        res[role] = fit_role(role, train, val, cfg, teachers=teachers, pdm=pdm, out=out / role)
         times[role] = time.perf_counter() - t0
         if (out / role / "curves.png").is_file():
             shutil.copyfile(out / role / "curves.png", out / f"curves_{role}.png")
-    result["val_nme"] = {r: res[r].best_nme for r in ROLES}
-    result["best_epoch"] = {r: res[r].best_epoch for r in ROLES}
-    result["train_minutes"] = {r: times[r] / 60 for r in ROLES}
-    result["train_images_per_s"] = {r: res[r].history[-1]["train_images_per_s"] for r in ROLES}
+    result["val_nme"] = {r: res[r].best_nme for r in names}
+    result["best_epoch"] = {r: res[r].best_epoch for r in names}
+    result["train_minutes"] = {r: times[r] / 60 for r in names}
+    result["train_images_per_s"] = {r: res[r].history[-1]["train_images_per_s"] for r in names}
     result["kd_below_plain"] = res["student"].best_nme < res["plain"].best_nme
-    plot_val({r: res[r].history for r in ROLES}, out / "val_nme.png")
+    plot_val({r: res[r].history for r in names}, out / "val_nme.png")
 
     # --- more held-out sets
     if args.eval:
         result["eval"] = {}
         for d in args.eval:
             row = {}
-            for role in ROLES:
+            for role in names:
                 ckpt_path = out / role / "best.pt"
                 ds = eval_source(d, load_checkpoint(ckpt_path))
                 row[role] = evaluate(ckpt_path, ds, batch_size=args.batch_size, device=device).metrics["nme"]

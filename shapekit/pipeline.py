@@ -134,6 +134,9 @@ _FR, _AUC = f"fr_{THRESHOLD:.2f}", f"auc_{THRESHOLD:.2f}"
 #: the active shape model is fitted to the first ASM_FACES validation faces (the networks' figures
 #: on the same faces are kept for the comparison)
 ASM_FACES = 40
+#: How the report names each role's network.
+_ROLE_NAMES = {"tough": "tough teacher", "tolerant": "tolerant teacher", "plain": "plain student",
+               "student": "KD-Loss student"}
 
 
 def run_demo(out, config=None, verbose=True):
@@ -252,6 +255,7 @@ def _train_all(cfg, train_ann, val_ann, soft, out, log, files):
     # local: torch (see run_demo)
     from shapekit.train import fit_role
     from shapekit.train.evaluate import evaluate
+    from shapekit.train.role import get_role
 
     train_ds, val_ds = _datasets(cfg, train_ann, val_ann, soft)
     with log.stage("mean-shape baseline"):
@@ -260,29 +264,33 @@ def _train_all(cfg, train_ann, val_ann, soft, out, log, files):
     starts = _imagenet_starts(cfg, log)
     teacher = _teacher_name(cfg, starts)
     roles = [("tough", teacher), ("tolerant", teacher), ("plain", cfg.student), ("student", cfg.student)]
+    labels = {"tough": "tough teacher (hard)", "tolerant": "tolerant teacher (soft)",
+              "plain": "plain student (L2)", "student": "KD-Loss student"}
     results, rows, errors = {}, {}, {"mean shape (baseline)": base_errors}
+    trained = {}  # (network, recipe) -> the role that trained it: the same run needs no second training
     for role, model_name in roles:
-        shared = role == "plain" and teacher == cfg.student
-        what = "the tough teacher, trained once" if shared else f"{cfg.epochs} epochs"
+        spec = get_role(role)
+        train_cfg = _train_config(cfg, model_name, log.verbose, starts.get(model_name))
+        recipe = spec.recipe(train_cfg.head)
+        same = trained.setdefault((model_name, recipe), role)
+        shared = same != role
+        what = f"the {_ROLE_NAMES[same]}, trained once" if shared else f"{cfg.epochs} epochs"
         with log.stage(f"{'reusing' if shared else 'training'} the {role} "
-                       f"{'teacher' if role in ('tough', 'tolerant') else 'model'} ({model_name}, {what})"):
+                       f"{'teacher' if spec.is_teacher else 'model'} ({model_name}, {what})"):
             if shared:
-                res = results["tough"]
+                res = results[same]
             else:
-                teachers = (results["tough"].model, results["tolerant"].model) if role == "student" else None
-                res = fit_role(role, train_ds, val_ds,
-                               _train_config(cfg, model_name, log.verbose, starts.get(model_name)),
-                               teachers=teachers, out=out / "runs" / role)
+                teachers = tuple(results[t].model for t in spec.teachers) or None
+                res = fit_role(role, train_ds, val_ds, train_cfg, teachers=teachers, out=out / "runs" / role)
             results[role] = res
             ev = evaluate(res.model, val_ds, device=cfg.device)
-            label = {"tough": "tough teacher (hard)", "tolerant": "tolerant teacher (soft)",
-                     "plain": "plain student (L2)", "student": "KD-Loss student"}[role]
+            label = labels[role]
             if shared:  # one curve for the one model, not two drawn on top of each other
-                del errors["tough teacher (hard)"]
-                label = "tough teacher = plain student (hard, L2)"
+                del errors[labels[same]]
+                label = f"{_ROLE_NAMES[same]} = {_ROLE_NAMES[role]} ({recipe[0]}, {recipe[1].upper()})"
             errors[label] = ev.errors
             rows[role] = {"model": model_name, "start": "ImageNet" if starts.get(model_name) else "random",
-                          "trained_as": "tough" if shared else role,
+                          "trained_as": same,
                           "nme": ev.metrics["nme"], _FR: ev.metrics[_FR],
                           _AUC: ev.metrics[_AUC], "best_epoch": res.best_epoch,
                           "epochs": len(res.history), "first_nme": _first_val_nme(res.history),
@@ -510,18 +518,16 @@ def _write_report(out, s):
 def _interpretation(s):
     """Return one paragraph reading the report's table: baseline, convergence, KD, ASM."""
     models, base = s["models"], s["baseline"]["nme"]
-    names = {"tough": "tough teacher", "tolerant": "tolerant teacher", "plain": "plain student",
-             "student": "KD-Loss student"}
     best = min(models, key=lambda r: models[r]["nme"])
     b = models[best]["nme"]
     parts = []
     beat = [r for r in models if models[r]["nme"] < base]
     if b < base:
-        parts.append(f"The best network, the {names[best]}, reaches {_pct(b)} NME against {_pct(base)} for the "
+        parts.append(f"The best network, the {_ROLE_NAMES[best]}, reaches {_pct(b)} NME against {_pct(base)} for the "
                      f"mean shape ({base / b:.1f}× lower); {len(beat)} of {len(models)} networks beat the "
                      "baseline, so they have learned more than where the average face sits in a crop.")
     else:
-        parts.append(f"No network beats the mean-shape baseline ({_pct(base)}; the best, the {names[best]}, "
+        parts.append(f"No network beats the mean-shape baseline ({_pct(base)}; the best, the {_ROLE_NAMES[best]}, "
                      f"is at {_pct(b)}): in this run they have not learned more than where the average face "
                      "sits in a crop.")
     last = [r for r in models if models[r]["best_epoch"] is not None and models[r]["best_epoch"] >= models[r]["epochs"]]

@@ -15,7 +15,10 @@ from shapekit.errors import ShapekitError
 
 def register(sub):
     p = sub.add_parser("train", help="train a landmark model (teacher, student or plain)", description=__doc__)
-    p.add_argument("--role", choices=["tough", "tolerant", "student", "plain"], help="what to train (default plain)")
+    # no argparse choices: the roles live in shapekit.train.role (which loads torch, kept out of the CLI's
+    # start-up), and a Role subclass registered by user code is a valid --role too; run() checks the name
+    p.add_argument("--role", metavar="ROLE",
+                   help="what to train: tough, tolerant, student, plain, or a registered Role's name (default plain)")
     p.add_argument("--data", nargs="+", metavar="SOURCE",
                    help="training data: prepared caches (shapekit prepare) or folders/files shapekit reads")
     p.add_argument("--out", metavar="DIR", help="output folder for checkpoints and logs")
@@ -83,12 +86,13 @@ def run(args):
     # local: heavy (torch, numba, scipy), not loaded at CLI start-up
     from shapekit.train import TrainConfig, fit_role, read_config_file
     from shapekit.train.data import load_training_data
-    from shapekit.train.roles import DEFAULT_MODELS
+    from shapekit.train.role import get_role
 
     settings = read_config_file(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if v is not None}
     merged = {**settings, **flags}
     role = merged.get("role", "plain")
+    spec = get_role(role)
     data = merged.get("data")
     out = merged.get("out")
     if not data:
@@ -104,7 +108,7 @@ def run(args):
         model_kwargs["pretrained"] = merged["pretrained"]
     fields = {k: v for k, v in merged.items() if k not in _CLI_ONLY}
     fields["role"] = role
-    fields.setdefault("model", DEFAULT_MODELS[role])
+    fields.setdefault("model", spec.default_model)
     fields["model_kwargs"] = model_kwargs
     cfg = TrainConfig.from_dict(fields)
     pdm = None
@@ -118,7 +122,7 @@ def run(args):
     split_seed = cfg.seed if merged.get("split_seed") is None else merged["split_seed"]
     train_ds, val_ds = load_training_data(data, size=size, grey=grey, val_fraction=merged.get("val_fraction", 0.1),
                                           seed=split_seed, augment=not merged.get("no_augment"), pdm=pdm)
-    if role == "tolerant" and pdm is None and "soft" not in train_ds[0]:
+    if spec.target == "soft" and pdm is None and "soft" not in train_ds[0]:
         # No model given: fit it on the training split only, so that the soft targets
         # carry no statistics of the validation shapes; kept beside the checkpoints.
         # local: heavy (torch, numba, scipy), not loaded at CLI start-up
@@ -135,8 +139,8 @@ def run(args):
                                               val_fraction=merged.get("val_fraction", 0.1), seed=split_seed,
                                               augment=not merged.get("no_augment"), pdm=pdm)
     teachers = merged.get("teachers")
-    if role == "student" and not teachers:
-        raise ShapekitError("--teachers: the student needs TOUGH.pt and TOLERANT.pt")
+    if spec.teachers and not teachers:
+        raise ShapekitError(f"--teachers: the {role} needs {' and '.join(f'{t.upper()}.pt' for t in spec.teachers)}")
     print(f"training {role} {cfg.model} on {len(train_ds)} faces, validating on "
           f"{0 if val_ds is None else len(val_ds)}; writing {out}", file=sys.stderr)
     res = fit_role(role, train_ds, val_ds, cfg, teachers=teachers, pdm=pdm, out=out, resume=bool(args.resume))

@@ -6,6 +6,7 @@
 """
 
 from shapekit.train.checkpoint import load_checkpoint, load_model, save_checkpoint  # noqa: F401
-from shapekit.train.config import ROLES, TrainConfig, read_config_file  # noqa: F401
+from shapekit.train.config import TrainConfig, read_config_file  # noqa: F401
 from shapekit.train.loop import StopTraining, Trainer, TrainResult, fit  # noqa: F401
+from shapekit.train.role import ROLES, Role, get_role  # noqa: F401
 from shapekit.train.roles import DEFAULT_MODELS, build_model, fit_role  # noqa: F401

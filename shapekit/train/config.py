@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shapekit.errors import ShapekitError
-
-ROLES = ("plain", "tough", "tolerant", "student")
+from shapekit.train.role import ROLES, get_role  # noqa: F401  (ROLES: kept importable from here)
 
 
 @dataclass
@@ -20,12 +19,12 @@ class TrainConfig:
     ``input_size`` in pixels (None: the dataset's crop size).
     """
 
-    role: str = "plain"
+    role: str = "plain"  # a registered role's name (shapekit.train.role); stored as this string in checkpoints
     model: str = "mobilenetv2"
     model_kwargs: dict = field(default_factory=dict)
     head: str = "regression"
     input_size: int | None = None
-    loss: str | None = None  # None: the role's default (l2 for teachers/plain, kd for student, dsnt for DSNT heads)
+    loss: str | None = None  # None: the role's default (Role.default_loss: kd for the student, else dsnt/l2 by head)
     loss_kwargs: dict = field(default_factory=dict)
     kd_constants: str = "code"
     epochs: int = 30
@@ -58,8 +57,7 @@ class TrainConfig:
     bn_recalibrate: int | None = None  # before each validation, recompute BatchNorm statistics on this many batches
 
     def __post_init__(self):
-        if self.role not in ROLES:
-            raise ShapekitError(f"role: expected one of {', '.join(ROLES)}, got {self.role!r}")
+        get_role(self.role)  # an error naming the known roles
         if self.schedule not in ("cosine", "step", "constant"):
             raise ShapekitError(f"schedule: expected cosine, step or constant, got {self.schedule!r}")
         for name in ("epochs", "batch_size"):

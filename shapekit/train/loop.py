@@ -54,6 +54,7 @@ from shapekit.train.checkpoint import load_checkpoint, rng_state, save_checkpoin
 from shapekit.train.config import TrainConfig
 from shapekit.train.data import _scale_of
 from shapekit.viz.curves import plot_training_curves
+from shapekit.train.role import get_role
 
 
 @dataclass
@@ -284,10 +285,10 @@ class Trainer:
         self.norm = self.cfg.norm or ("box" if schema is None else None)
 
         # Loss: the role decides the default (method.md §2: teachers use plain L2).
-        role = self.cfg.role
+        self.role = role = get_role(self.cfg.role)
         loss = loss or self.cfg.loss
         if loss is None:
-            loss = "kd" if role == "student" else ("dsnt" if self.cfg.head == "dsnt" else "l2")
+            loss = role.default_loss(self.cfg.head)
         kw = dict(self.cfg.loss_kwargs)
         if loss == "kd":
             kw.setdefault("constants", self.cfg.kd_constants)
@@ -296,9 +297,7 @@ class Trainer:
         self.loss_units = LOSS_UNITS.get(loss, "normalized") if isinstance(loss, str) else "normalized"
         if "heatmaps" in getattr(self.loss_fn, "needs", ()) and not getattr(model, "has_heatmaps", False):
             raise ShapekitError(f"loss {self.loss_name!r} needs a DSNT-head model (head='dsnt')")
-        if role == "student":
-            if not teachers or not {"tough", "tolerant"} <= set(teachers):
-                raise ShapekitError("teachers: the student role needs a 'tough' and a 'tolerant' teacher model")
+        role.check_teachers(teachers)
         self.teachers = {}
         for k, t in (teachers or {}).items():
             t = t.to(self.device).eval()
@@ -307,9 +306,7 @@ class Trainer:
             for p in t.parameters():
                 p.requires_grad_(False)
             self.teachers[k] = t
-        if role == "tolerant" and "soft" not in sample and pdm is None:
-            raise ShapekitError("tolerant role: the dataset has no 'soft' landmarks; give it a shape model (pdm=) "
-                                "or pass pdm= to the trainer")
+        role.check_data(sample, pdm)
 
         if self.distributed:
             ddp_kw = {"device_ids": [self.local_rank]} if self.device.type == "cuda" else {}
@@ -321,7 +318,7 @@ class Trainer:
         self.device_data = None
         if self.cfg.batched:
             self.device_data = DeviceCache.from_dataset(train_ds, device=self.device, out_size=self.input_size,
-                                                        pdm=pdm if role == "tolerant" else None)
+                                                        pdm=pdm if role.target == "soft" else None)
             self.train_loader, self.sampler = None, None
             self.loader_gen = torch.Generator()
             n_batches = self._batched_steps()
@@ -383,9 +380,11 @@ class Trainer:
         return DataLoader(self.val_ds, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size, shuffle=False,
                           num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda")
 
-    def _soft_targets(self, batch, targets):
-        if "soft" in targets:
-            return targets["soft"]
+    def _targets(self, batch, targets):
+        """Return what the loss compares with: the role's target entry (soft landmarks from the pdm when absent)."""
+        entry = self.role.target_entry
+        if entry in targets:
+            return targets[entry]
         shapes = batch["shape"].double().numpy().copy()
         shapes[~batch["mask"].numpy()] = np.nan
         soft = soft_landmarks(shapes, self.pdm)
@@ -409,11 +408,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- one step
     def _loss(self, batch, images, targets):
-        cfg = self.cfg
-        target = self._soft_targets(batch, targets) if cfg.role == "tolerant" else targets["shape"]
+        target = self._targets(batch, targets)
         mask = targets["mask"]
         extra = {}
-        if cfg.role == "student" or "tough" in getattr(self.loss_fn, "needs", ()):
+        if self.role.teachers or "tough" in getattr(self.loss_fn, "needs", ()):
             with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                 out = {k: predict_normalized(t, self._teacher_images(batch, images, t))
                        for k, t in self.teachers.items()}
@@ -430,7 +428,7 @@ class Trainer:
             # Pixel-sized loss constants: measure errors in pixels of the network input.
             s = self.input_size / 2.0
             coords, target = coords * s, target * s
-            extra = {k: (v * s if k in ("tough", "tolerant") else v) for k, v in extra.items()}
+            extra = {k: (v * s if k in self.teachers else v) for k, v in extra.items()}
         return self.loss_fn(coords, target, mask, **extra)
 
     def _forward_heatmaps(self, images):

@@ -5,21 +5,25 @@
   on a point distribution model with few modes);
 - ``student``: trained on the hard landmarks with the KD-Loss and both teachers;
 - ``plain``: any loss on the hard landmarks (the baseline the student must beat).
+
+What each role means (targets, default loss, teachers, default model) is one
+:class:`~shapekit.train.role.Role` object per role, registered by name in
+:mod:`shapekit.train.role`; a new role is one subclass there or in user code.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from shapekit.errors import ShapekitError
 from shapekit.nn import create_model
 from shapekit.train.checkpoint import load_model
-from shapekit.train.config import ROLES, TrainConfig
+from shapekit.train.config import TrainConfig
 from shapekit.train.loop import fit, seed_everything
+from shapekit.train.role import ROLES, get_role
 
-#: Default models per role: EfficientNet teachers, MobileNetV2 student (authors' setup).
-DEFAULT_MODELS = {"tough": "efficientnet_b3", "tolerant": "efficientnet_b3", "student": "mobilenetv2",
-                  "plain": "mobilenetv2"}
+#: Default models per built-in role: EfficientNet teachers, MobileNetV2 student (authors' setup);
+#: each role's own is ``get_role(name).default_model``.
+DEFAULT_MODELS = {name: get_role(name).default_model for name in ROLES}
 
 
 def build_model(config, n_points, in_channels, crop_size):
@@ -41,19 +45,20 @@ def fit_role(role, train_ds, val_ds=None, config=None, *, teachers=None, pdm=Non
     """Train one role and return a :class:`~shapekit.train.loop.TrainResult`.
 
     ``config``: :class:`TrainConfig`, dict of its fields, or None (defaults; the model
-    defaults to the role's, see :data:`DEFAULT_MODELS`). ``teachers``: for the student,
-    a pair ``(tough, tolerant)`` or dict of models or checkpoint paths. ``pdm``: a
-    fitted shape model giving the tolerant teacher's soft targets when ``train_ds`` has
-    no ``soft`` entry. ``out``: folder for checkpoints and logs. ``model``: start from
-    this model instead of a fresh one.
+    defaults to the role's ``default_model``). ``role``: a registered role's name
+    (:func:`~shapekit.train.role.get_role`). ``teachers``: for a role with teachers (the
+    student), a tuple in the order of its ``teachers`` (``(tough, tolerant)``) or a dict,
+    of models or checkpoint paths; ignored by other roles. ``pdm``: a fitted shape model
+    giving soft targets (the tolerant teacher's) when ``train_ds`` has no ``soft`` entry.
+    ``out``: folder for checkpoints and logs. ``model``: start from this model instead
+    of a fresh one.
     """
-    if role not in ROLES:
-        raise ShapekitError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
+    spec = get_role(role)
     if config is None:
-        config = TrainConfig(role=role, model=DEFAULT_MODELS[role])
+        config = TrainConfig(role=role, model=spec.default_model)
     elif isinstance(config, dict):
         d = dict(config)
-        d.setdefault("model", DEFAULT_MODELS[role])
+        d.setdefault("model", spec.default_model)
         d["role"] = role
         config = TrainConfig.from_dict(d)
     else:
@@ -63,19 +68,6 @@ def fit_role(role, train_ds, val_ds=None, config=None, *, teachers=None, pdm=Non
         seed_everything(config.seed)  # the initial weights depend on the seed only
         model = build_model(config, int(sample["shape"].shape[0]), int(sample["image"].shape[0]),
                             int(sample["image"].shape[-1]))
-    tdict = None
-    if role == "student":
-        if teachers is None:
-            raise ShapekitError("teachers: the student role needs the tough and tolerant teachers (models or .pt)")
-        if isinstance(teachers, dict):
-            tdict = {k: _load_teacher(v) for k, v in teachers.items()}
-        else:
-            tough, tolerant = teachers
-            tdict = {"tough": _load_teacher(tough), "tolerant": _load_teacher(tolerant)}
-        for k, t in tdict.items():
-            n = getattr(t, "config", {}).get("n_points")
-            if n is not None and n != int(sample["shape"].shape[0]):
-                raise ShapekitError(f"teachers: the {k} teacher predicts {n} points, the data has "
-                                    f"{int(sample['shape'].shape[0])}")
+    tdict = spec.teacher_models(teachers, int(sample["shape"].shape[0]), _load_teacher)
     return fit(model, train_ds, val_ds, config, teachers=tdict, pdm=pdm, out=Path(out) if out else None,
                resume=resume, step_callback=step_callback)
