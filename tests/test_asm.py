@@ -769,3 +769,22 @@ def test_cli_train_and_fit(tmp_path):
     assert all(np.asarray(v).shape == (68, 2) for v in result.values())
     assert len(list(out.glob("*_asm.png"))) == 2
     assert main(["asm", "fit", str(tmp_path / "missing.npz"), images[0], "--box", "1", "1", "9", "9"]) == 2
+
+
+def test_a_model_file_from_before_the_split_loads_and_finds_the_same_landmarks():
+    # tests/data/asm_v1_tiny.npz: a tiny ASM (2 levels, synthetic faces, with start shapes,
+    # mode starts, template refinement, a face verifier, acceptance and rescue levels and
+    # a framing prior) saved by the code before the model was split into a point
+    # distribution model and a profile model; the expected landmarks were found by that code
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    model = ActiveShapeModel.load(data / "asm_v1_tiny.npz")
+    with np.load(data / "asm_v1_tiny_expected.npz") as z:
+        want = {k: z[k] for k in z.files}
+    points, info = model.search(want["image"], boxes=want["boxes"], box_kind="detector", return_info=True)
+    np.testing.assert_allclose(points, want["from_boxes"], rtol=0, atol=1e-9)
+    assert info.quality == pytest.approx(float(want["quality"]), rel=1e-9, abs=1e-12)
+    assert (info.n_starts, info.rescued, info.box_index) == (int(want["n_starts"]), bool(want["rescued"]),
+                                                             int(want["box_index"]))
+    np.testing.assert_allclose(model.search(want["image"], box=want["box"]), want["from_box"], rtol=0, atol=1e-9)
