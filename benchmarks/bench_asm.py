@@ -115,7 +115,7 @@ def main(argv=None):
     else:
         asm = ActiveShapeModel(**params).fit(tr_images, tr_shapes)
     train_s = time.perf_counter() - t0
-    from shapekit.asm.model import default_detector
+    from shapekit.data.detect import default_detector
 
     detector = default_detector(args.detector)
     asm.detector_ = detector.name

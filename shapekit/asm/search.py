@@ -2,9 +2,11 @@
 multi-resolution profile search (Cootes et al. 1995; Cootes & Taylor, "Statistical
 models of appearance", sections 4.4 and 7).
 
-The shape model is handled as three arrays, taken from a fitted
-:class:`shapekit.shape.PointDistributionModel`: ``mean`` (L, 2), centred, unit norm;
-``components`` (K, L, 2), orthonormal modes; ``variances`` (K,), the eigenvalues λ.
+The kernels take the shape model as three arrays of a fitted
+:class:`shapekit.shape.PointDistributionModel`: ``mean`` (L, 2) (``mean_``), centred,
+unit norm; ``components`` (K, 2L) (``components_``, rows ``[x0, y0, x1, y1, ...]``; the
+same modes as (K, L, 2) are accepted), orthonormal modes; ``variances`` (K,)
+(``explained_variance_``), the eigenvalues λ.
 A shape instance is ``T(mean + Σ b_i components_i)`` with ``T`` a similarity from the
 model frame to image pixels; a plausible shape has ``|b_i| ≤ k √λ_i``.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shapekit.asm.profiles import _profile_costs_nb, profile_costs, profile_costs_reference, shape_normals
+from shapekit.asm.profiles import _profile_costs_nb, profile_costs, profile_costs_reference
 from shapekit.asm.pyramid import build_pyramid, from_level, to_level
 from shapekit.errors import ShapekitError
 
@@ -75,7 +77,12 @@ def invert_similarity(params):
 # --------------------------------------------------------------------------- shape update
 def constrain(b, variances, k=3.0, mode="box"):
     """Return shape weights ``b`` made plausible: clipped to ``±k√λ_i`` (``box``) or scaled
-    back onto the ellipsoid ``Σ b_i²/λ_i ≤ k²`` (``ellipsoid``)."""
+    back onto the ellipsoid ``Σ b_i²/λ_i ≤ k²`` (``ellipsoid``).
+
+    The array form of :meth:`PointDistributionModel.constrain
+    <shapekit.shape.PointDistributionModel.constrain>` for :func:`fit_shape_reference`
+    (the NumPy twin of the fit kernel, which clips inline); a model's own weights go
+    through its PDM's method."""
     sd = np.sqrt(variances)
     if mode == "box":
         return np.clip(b, -k * sd, k * sd)
@@ -374,105 +381,85 @@ class SearchInfo:
     prior_box: bool = False
 
 
-def search_pyramid(
-    pyramid,
-    start,
-    mean,
-    components,
-    variances,
-    profile_mean,
-    profile_icov,
-    prev,
-    nxt,
-    k_profile,
-    m_search,
-    clip=3.0,
-    max_iter=8,
-    converge_fraction=0.9,
-    mode="box",
-    levels=None,
-    weighted=False,
-    kernels="numba",
-    level_modes=None,
-):
+def search_pyramid(pyramid, model, start, config):
     """Return ``(points, info)``: the shape found by the multi-resolution ASM search.
 
-    ``pyramid`` is the list of grey images (finest first, see
-    :func:`shapekit.asm.pyramid.build_pyramid`); ``start`` the start shape (L, 2) in
-    pixels of level 0; ``profile_mean[l]`` / ``profile_icov[l]`` the profile model of
-    level ``l``. At each level, coarse to fine: every landmark moves to the offset
-    along its normal (within ``±m_search`` pixels of that level) whose profile has the
-    lowest Mahalanobis cost, then pose and shape are refitted to those targets with
-    ``|b_i| ≤ clip √λ_i``. A level ends when at least ``converge_fraction`` of the
-    points moved by at most ``m_search // 2`` pixels (Cootes' test), or after
-    ``max_iter`` iterations. ``m_search`` is one half-width for every level or a
-    sequence indexed by level. ``weighted`` down-weights landmarks whose best cost is
-    high (robust fit) instead of weighting all landmarks equally. With ``kernels="numba"``
-    each level runs as one fused numba kernel; ``kernels="numpy"`` runs the same steps
-    as a Python loop with the NumPy reference of the profile matching (the reference:
-    same result, for tests and timing).
-    ``level_modes``: the number of shape modes used at each level (indexed by level,
-    finest first; None: all): fewer modes where the image is coarse keep the early
-    moves rigid, the later modes come in as the detail appears.
+    ``pyramid``: the list of grey images (finest first, see
+    :func:`shapekit.asm.pyramid.build_pyramid`); ``model``: a fitted
+    :class:`~shapekit.asm.ActiveShapeModel` (its shape model ``pdm_`` and profile model
+    ``profiles_``, one level of each per pyramid level); ``start``: the start shape
+    (L, 2) in pixels of level 0; ``config``: a :class:`~shapekit.asm.search_config.SearchConfig`.
+    At each level of ``config.levels`` (default coarse to fine): every landmark moves to
+    the offset along its normal (within ``±config.half(level)`` pixels of that level)
+    whose profile has the lowest Mahalanobis cost, then pose and shape are refitted to
+    those targets with ``|b_i| <= clip √λ_i``, until the level converges (see
+    :class:`~shapekit.asm.search_config.SearchConfig`). With ``kernels="numba"`` each
+    level runs as one fused numba kernel; ``kernels="numpy"`` runs the same steps as a
+    Python loop with the NumPy reference of the profile matching (the reference: same
+    result, for tests and timing). Fewer modes at the coarse levels (``level_modes``)
+    keep the early moves rigid; the later modes come in as the detail appears.
     """
-    if kernels not in ("numba", "numpy"):
-        raise ShapekitError(f"kernels: expected 'numba' or 'numpy', got {kernels!r}")
-    costs_fn = profile_costs if kernels == "numba" else profile_costs_reference
+    pdm, profiles = model.pdm_, model.profiles_
+    mean, components, variances = pdm.mean_, pdm.components_, pdm.explained_variance_
+    costs_fn = profile_costs if config.kernels == "numba" else profile_costs_reference
     n_levels = len(pyramid)
-    levels = range(n_levels - 1, -1, -1) if levels is None else levels
+    levels = range(n_levels - 1, -1, -1) if config.levels is None else config.levels
     info = SearchInfo()
     points = np.asarray(start, dtype=np.float64)
     if not np.all(np.isfinite(points)):
         raise ShapekitError("start: the start shape must have no missing points")
     n_modes = len(variances)
-    if level_modes is not None and len(level_modes) != n_levels:
-        raise ShapekitError(f"level_modes: expected one mode count per level ({n_levels}), got {level_modes!r}")
+    if config.level_modes is not None and len(config.level_modes) != n_levels:
+        raise ShapekitError(f"level_modes: expected one mode count per level ({n_levels}), "
+                            f"got {config.level_modes!r}")
+    clip, mode, k_profile = config.clip, config.mode, profiles.k
     b = np.zeros(n_modes)
     first = True
     cost = np.nan
     for level in levels:
-        k_modes = n_modes if level_modes is None else max(1, min(int(level_modes[level]), n_modes))
+        k_modes = config.n_modes(level, n_modes)
         comps, var = components[:k_modes], variances[:k_modes]
         if first:
             _, bk, _ = fit_shape(points, mean, comps, var, clip, mode=mode)
             first = False
         else:
             bk = b[:k_modes].copy()
-        m = int(m_search[level]) if np.ndim(m_search) else int(m_search)
+        m = config.half(level)
         near = max(m // 2, 1) if m > 1 else 0
         img = pyramid[level]
         pts = to_level(points, level)
         done = False
         it = 0
-        if kernels == "numba":
+        if config.kernels == "numba":
             pts, bk, it, done, cost = _search_level_nb(
                 np.ascontiguousarray(img, dtype=np.float32), np.ascontiguousarray(pts, dtype=np.float64),
                 np.ascontiguousarray(mean, dtype=np.float64),
                 np.ascontiguousarray(np.asarray(comps, dtype=np.float64).reshape(k_modes, -1)),
-                np.asarray(var, dtype=np.float64), np.ascontiguousarray(profile_mean[level], dtype=np.float64),
-                np.ascontiguousarray(profile_icov[level], dtype=np.float64), np.asarray(prev, dtype=np.int64),
-                np.asarray(nxt, dtype=np.int64), int(k_profile), m, float(clip), int(max_iter), near,
-                float(converge_fraction), mode == "ellipsoid", bool(weighted), np.array(bk, dtype=np.float64))
+                np.asarray(var, dtype=np.float64), np.ascontiguousarray(profiles.mean[level], dtype=np.float64),
+                np.ascontiguousarray(profiles.icov[level], dtype=np.float64),
+                np.asarray(profiles.prev, dtype=np.int64), np.asarray(profiles.next, dtype=np.int64),
+                int(k_profile), m, float(clip), int(config.max_iter), near, float(config.converge_fraction),
+                mode == "ellipsoid", bool(config.weighted), np.array(bk, dtype=np.float64))
             b = np.zeros(n_modes)
             b[:k_modes] = bk
             info.iterations.append(int(it))
             info.converged.append(bool(done))
             points = from_level(pts, level)
             continue
-        for it in range(1, max_iter + 1):
-            normals = shape_normals(pts, prev, nxt)
-            costs = costs_fn(img, pts, normals, profile_mean[level], profile_icov[level], k_profile, m)
+        for it in range(1, int(config.max_iter) + 1):
+            normals = profiles.normals(pts)
+            costs = costs_fn(img, pts, normals, profiles.mean[level], profiles.icov[level], k_profile, m)
             best = np.argmin(costs, axis=1)
             offset = best - m
             target = pts + (offset + subpixel_offsets(costs, best))[:, None] * normals
             weights = None
-            if weighted:
+            if config.weighted:
                 c = costs[np.arange(len(best)), best]
                 scale = np.median(c) + 1e-9
                 weights = 1.0 / (1.0 + c / scale)
             pts, bk, _ = fit_shape(target, mean, comps, var, clip, weights=weights, mode=mode, b=bk)
             cost = float(np.mean(costs[np.arange(len(best)), best]))
-            if np.mean(np.abs(offset) <= near) >= converge_fraction:
+            if np.mean(np.abs(offset) <= near) >= config.converge_fraction:
                 done = True
                 break
         b = np.zeros(n_modes)
