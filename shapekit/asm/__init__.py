@@ -7,8 +7,8 @@ model as a shape prior for deep predictions.
 
 from shapekit.asm.detector_start import DetectorStart
 from shapekit.asm.model import ActiveShapeModel, fit_images, train_asm
-from shapekit.asm.profile_model import ProfileModel
 from shapekit.asm.prior import apply_shape_prior, heatmap_confidence
+from shapekit.asm.profile_model import ProfileModel
 from shapekit.asm.profiles import (
     contour_neighbours,
     extract_profiles,
@@ -17,8 +17,9 @@ from shapekit.asm.profiles import (
     profile_costs_reference,
     shape_normals,
 )
-from shapekit.asm.search import SearchInfo, fit_shape, fit_shape_reference, fit_similarity, search_pyramid
+from shapekit.asm.search import SearchInfo, search_pyramid
 from shapekit.asm.search_config import SearchConfig
+from shapekit.asm.shape_fit import fit_shape, fit_shape_reference, fit_similarity
 from shapekit.asm.start_config import StartConfig
 from shapekit.asm.verify import FaceVerifier, hog_features
 

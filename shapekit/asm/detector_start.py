@@ -59,8 +59,8 @@ class DetectorStarts:
 
     def face_detector(self):
         """Return the face detector of searches without a box: the one the detector start was
-        learned for (``detector_``, set by :func:`train_asm`; "lbp" in files from before the
-        choice); without a learned detector start, "auto" (:func:`default_detector`)."""
+        learned for (``detector_``, set by :func:`~shapekit.asm.train_asm`; "lbp" in files from before the
+        choice); without a learned detector start, "auto" (:func:`~shapekit.data.detect.default_detector`)."""
         if getattr(self, "_face_detector", None) is None:
             learned = "detector" in getattr(self, "box_starts_", {})
             self._face_detector = default_detector(getattr(self, "detector_", "lbp") if learned else "auto")
@@ -96,7 +96,7 @@ class DetectorStarts:
 
         ``images``: training images (arrays or paths), ``shapes`` (N, L, 2) their
         landmarks (pixels), ``detections``: the detector's raw boxes ``(K, 5)`` on each
-        (``x0, y0, x1, y1, score``, e.g. from :func:`detector_boxes` with
+        (``x0, y0, x1, y1, score``, e.g. from :func:`~shapekit.data.detect.detector_boxes` with
         ``return_detections=True``).
         """
         self._check_fitted()

@@ -28,8 +28,8 @@ from shapekit.asm.multistart import MultiStartSearch
 from shapekit.asm.profile_model import ProfileSums
 from shapekit.asm.profiles import contour_neighbours
 from shapekit.asm.pyramid import SearchFrame, build_pyramid, to_level
-from shapekit.asm.search import fit_shape, fit_similarity
 from shapekit.asm.search_config import SearchConfig, default_search_halves
+from shapekit.asm.shape_fit import fit_shape, fit_similarity
 from shapekit.asm.start_config import BoxStarts, StartConfig, kmeans
 from shapekit.asm.template import sample_template_reference, template_grid
 from shapekit.data.detect import default_detector, detector_boxes
@@ -345,7 +345,8 @@ class ActiveShapeModel(BoxStarts, DetectorStarts, MultiStartSearch, Estimator):
         state = f", fitted on {self.n_train_} images" if hasattr(self, "n_train_") else ""
         if getattr(self, "verifier_", None) is not None:
             state += ", with a face verifier"
-        return f"ActiveShapeModel(n_levels={self.n_levels}, profile_half={self.profile_half}, search_half={self.search_half}{state})"
+        return (f"ActiveShapeModel(n_levels={self.n_levels}, profile_half={self.profile_half}, "
+                f"search_half={self.search_half}{state})")
 
 
 def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_samples=0, seed=0, verifier=True,

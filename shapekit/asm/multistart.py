@@ -11,7 +11,8 @@ import numpy as np
 
 from shapekit._progress import progress
 from shapekit.asm.pyramid import SearchFrame, build_pyramid, to_level
-from shapekit.asm.search import apply_similarity, fit_shape, fit_similarity, search_pyramid
+from shapekit.asm.search import search_pyramid
+from shapekit.asm.shape_fit import apply_similarity, fit_shape, fit_similarity
 from shapekit.asm.template import ncc_scores
 from shapekit.data.images import load_image
 from shapekit.errors import ShapekitError
@@ -68,7 +69,7 @@ class MultiStartSearch:
         Starts from ``start`` (a shape (L, 2) in image pixels) when given, else from the
         face ``box`` (x0, y0, x1, y1) pixels of ``box_kind`` (see :meth:`start_from_box`),
         else from each of the candidate face ``boxes`` (B, 4+), else from the detector's
-        best ``max_boxes`` faces (:func:`detect_boxes`; placed with the ``detector``
+        best ``max_boxes`` faces (:func:`~shapekit.data.detect.detect_boxes`; placed with the ``detector``
         start when the model learned one, else as landmark boxes). From a box the search
         runs once per start of :meth:`box_starts` (start shapes × scales) and keeps the
         fit with the lowest :meth:`fit_quality`. With ``return_info`` also returns a

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from shapekit.asm.model import ActiveShapeModel
-from shapekit.asm.search import fit_shape
+from shapekit.asm.shape_fit import fit_shape
 from shapekit.errors import ShapekitError
 from shapekit.shape import PointDistributionModel
 

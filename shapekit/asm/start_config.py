@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shapekit.asm.pyramid import from_level, to_level
-from shapekit.asm.search import apply_similarity, fit_shape, fit_similarity, invert_similarity
+from shapekit.asm.shape_fit import apply_similarity, fit_shape, fit_similarity, invert_similarity
 from shapekit.asm.template import candidate_poses, ncc_scores
 from shapekit.errors import ShapekitError
 

@@ -262,7 +262,7 @@ class FivePointFraming:
 
     def squares(self, points):
         """Return landmark squares ``(K, 3)`` ``cx, cy, side`` (pixels) of faces with five points ``(K, 5, 2)``."""
-        from shapekit.asm.search import fit_similarity
+        from shapekit.asm.shape_fit import fit_similarity
 
         p = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
         out = np.zeros((len(p), 3))
