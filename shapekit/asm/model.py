@@ -35,6 +35,7 @@ from shapekit.asm.template import sample_template_reference, template_grid
 from shapekit.data.detect import default_detector, detector_boxes
 from shapekit.data.images import load_image
 from shapekit.errors import ShapekitError
+from shapekit.io import read
 from shapekit.shape import PointDistributionModel
 
 __all__ = ["ActiveShapeModel", "train_asm", "fit_images", "FILE_VERSION", "kmeans"]
@@ -369,8 +370,6 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
     "auto": :func:`default_detector`); the model keeps its name (``detector_``) and its
     searches use that detector.
     """
-    from shapekit.io import read
-
     ann = read(source, format=format)
     images = ann.images if getattr(ann, "images", None) is not None else [m.get("image") for m in ann.meta]
     keep = [i for i, im in enumerate(images) if im is not None]

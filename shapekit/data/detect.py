@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shapekit._estimator import Estimator, factors, integers, number, optional
+from shapekit._progress import progress as _progress
 from shapekit.data import crops as _crops
 from shapekit.data.images import load_image
 from shapekit.errors import FormatError, ShapekitError
@@ -509,8 +510,6 @@ def match_detection(boxes, square, min_ratio=0.5, max_ratio=2.0):
 
 def detect_all(detector, images, progress=None, desc="detecting faces"):
     """Return the raw detector boxes of every image: a list of ``(K, 5)`` arrays."""
-    from shapekit._progress import progress as _progress
-
     return [detector.detect(im) for im in _progress(images, disable=progress is False if progress is not None else None,
                                                      desc=desc)]
 
@@ -690,13 +689,11 @@ def detector_boxes(images, shapes, detector=None, progress_bar=None, return_dete
     landmark square and whose size is within a factor 2 of it
     (:func:`match_detection`).
     """
-    from shapekit._progress import progress
-
     detector = default_detector() if detector is None else detector
     out = np.full((len(images), 5), np.nan)
     raw = []
     disable = None if progress_bar is None else not progress_bar  # None: automatic (tqdm on a terminal)
-    for i in progress(range(len(images)), desc="detecting faces", disable=disable):
+    for i in _progress(range(len(images)), desc="detecting faces", disable=disable):
         pts = np.asarray(shapes[i], dtype=np.float64)
         pts = pts[np.isfinite(pts).all(axis=1)]
         lo, hi = pts.min(axis=0), pts.max(axis=0)
