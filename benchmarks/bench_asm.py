@@ -1,7 +1,7 @@
 """Active shape model on real faces: accuracy from the landmark box and from the face
 detector's box, and time per face, on a fixed validation split of LFPW.
 
-    python benchmarks/bench_asm.py [--json] [--extra] [--n-val N] [--train-limit N] [--detector-samples N]
+    python benchmarks/bench_asm.py [--json] [--extra] [--n-val N] [--detector-samples N]
                                    [--detections CACHE.npz] [--tune] [--set NAME=VALUE ...]
 
 Split: ``shapekit.data.datasets.split_indices`` of lfpw68/train, 20% held out, seed 0.
@@ -15,7 +15,7 @@ per face is the whole search (all starts) alone: image decoding and face detecti
 timed apart, single process. The ratio compares it with the same search run as a Python
 loop over the NumPy reference of the profile matching (``kernels="numpy"``), measured in
 the same run. The machine is shared: the load average is printed with the timings.
-The detector is the ASM's default (``shapekit.asm.default_detector``: the LBP cascade
+The detector is the ASM's default (``shapekit.data.detect.default_detector``: the LBP cascade
 at 0 and ±25 degrees and on the mirrored image); its best ``verify_boxes`` (25) boxes are
 re-ranked by the model's face verifier (``shapekit.asm.verify``, learned on the same
 training images as the detector start; its time is part of the search time, and
@@ -49,9 +49,6 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--extra", action="store_true", help="also train on helen68/train and afw68/train")
     ap.add_argument("--n-val", type=int, default=None, help="use only the first N validation faces")
-    ap.add_argument("--train-limit", type=int, default=None,
-                    help="train on only the first N faces of the training part (a quick before/after check of "
-                         "the code, not a measurement of the model)")
     ap.add_argument("--detector-samples", type=int, default=150,
                     help="training images the detector runs on to learn the start in its boxes")
     ap.add_argument("--no-detector", action="store_true", help="skip the detector-box measurement")
@@ -74,7 +71,7 @@ def main(argv=None):
     ap.add_argument("--verifier-set", nargs="*", default=[], metavar="NAME=VALUE",
                     help="FaceVerifier parameters (Python literals), e.g. use_framing=False")
     ap.add_argument("--detector", choices=["lbp", "mtcnn"], default="lbp",
-                    help="the face detector (shapekit.asm.default_detector(NAME)); lbp reproduces the figures "
+                    help="the face detector (shapekit.data.detect.default_detector(NAME)); lbp reproduces the figures "
                          "measured before MTCNN")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
@@ -99,8 +96,6 @@ def main(argv=None):
         train, val = train[inner_train], train[inner_val]
     if args.n_val:
         val = val[: args.n_val]
-    if args.train_limit:
-        train = train[: args.train_limit]
     images = [m["image"] for m in ann.meta]
     tr_images = [images[i] for i in train]
     tr_shapes = ann.shapes[train]
@@ -120,7 +115,7 @@ def main(argv=None):
     else:
         asm = ActiveShapeModel(**params).fit(tr_images, tr_shapes)
     train_s = time.perf_counter() - t0
-    from shapekit.asm import default_detector  # its home is shapekit.data.detect; this name also in older trees
+    from shapekit.data.detect import default_detector
 
     detector = default_detector(args.detector)
     asm.detector_ = detector.name
