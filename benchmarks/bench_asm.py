@@ -15,7 +15,7 @@ per face is the whole search (all starts) alone: image decoding and face detecti
 timed apart, single process. The ratio compares it with the same search run as a Python
 loop over the NumPy reference of the profile matching (``kernels="numpy"``), measured in
 the same run. The machine is shared: the load average is printed with the timings.
-The detector is the ASM's default (``shapekit.asm.default_detector``: the LBP cascade
+The detector is the ASM's default (``shapekit.data.detect.default_detector``: the LBP cascade
 at 0 and ±25 degrees and on the mirrored image); its best ``verify_boxes`` (25) boxes are
 re-ranked by the model's face verifier (``shapekit.asm.verify``, learned on the same
 training images as the detector start; its time is part of the search time, and
@@ -71,7 +71,7 @@ def main(argv=None):
     ap.add_argument("--verifier-set", nargs="*", default=[], metavar="NAME=VALUE",
                     help="FaceVerifier parameters (Python literals), e.g. use_framing=False")
     ap.add_argument("--detector", choices=["lbp", "mtcnn"], default="lbp",
-                    help="the face detector (shapekit.asm.default_detector(NAME)); lbp reproduces the figures "
+                    help="the face detector (shapekit.data.detect.default_detector(NAME)); lbp reproduces the figures "
                          "measured before MTCNN")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
@@ -115,7 +115,7 @@ def main(argv=None):
     else:
         asm = ActiveShapeModel(**params).fit(tr_images, tr_shapes)
     train_s = time.perf_counter() - t0
-    from shapekit.asm.model import default_detector
+    from shapekit.data.detect import default_detector
 
     detector = default_detector(args.detector)
     asm.detector_ = detector.name

@@ -769,3 +769,57 @@ def test_cli_train_and_fit(tmp_path):
     assert all(np.asarray(v).shape == (68, 2) for v in result.values())
     assert len(list(out.glob("*_asm.png"))) == 2
     assert main(["asm", "fit", str(tmp_path / "missing.npz"), images[0], "--box", "1", "1", "9", "9"]) == 2
+
+
+def test_a_model_file_from_before_the_split_loads_and_finds_the_same_landmarks():
+    # tests/data/asm_v1_tiny.npz: a tiny ASM (2 levels, synthetic faces, with start shapes,
+    # mode starts, template refinement, a face verifier, acceptance and rescue levels and
+    # a framing prior) saved by the code before the model was split into a point
+    # distribution model and a profile model; the expected landmarks were found by that code
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    model = ActiveShapeModel.load(data / "asm_v1_tiny.npz")
+    with np.load(data / "asm_v1_tiny_expected.npz") as z:
+        want = {k: z[k] for k in z.files}
+    points, info = model.search(want["image"], boxes=want["boxes"], box_kind="detector", return_info=True)
+    np.testing.assert_allclose(points, want["from_boxes"], rtol=0, atol=1e-9)
+    assert info.quality == pytest.approx(float(want["quality"]), rel=1e-9, abs=1e-12)
+    assert (info.n_starts, info.rescued, info.box_index) == (int(want["n_starts"]), bool(want["rescued"]),
+                                                             int(want["box_index"]))
+    np.testing.assert_allclose(model.search(want["image"], box=want["box"]), want["from_box"], rtol=0, atol=1e-9)
+
+
+def test_the_model_parts_and_its_settings_objects(synthetic, tmp_path):
+    # the learned model is a point distribution model and a profile model; the flat
+    # parameters are read as settings objects, and a model built from them is the same
+    import shapekit.asm as asm_pkg
+    from shapekit.asm import DetectorStart, ProfileModel, SearchConfig, StartConfig
+    from shapekit.data import detect
+    from shapekit.shape import PointDistributionModel
+
+    asm, images, shapes = synthetic
+    assert isinstance(asm.pdm_, PointDistributionModel) and isinstance(asm.profiles_, ProfileModel)
+    k = asm.pdm_.n_components_
+    assert asm.pdm_.components_.shape == (k, 2 * 68) and asm.components_.shape == (k, 68, 2)
+    assert asm.profiles_.k == asm.profile_half and asm.profile_icov_ is asm.profiles_.icov
+    config = asm.search_config
+    assert isinstance(config, SearchConfig) and config.search_half == (1, 2, 3, 3) and config.clip == asm.clip
+    assert config.level_modes == asm.level_modes and config.kernels == "numba"
+    assert asm.start_config == StartConfig(start_shapes=5, start_scales=(0.9, 1.0, 1.1))
+    assert asm.detector_start == DetectorStart()
+    built = ActiveShapeModel.from_configs(search=SearchConfig(search_half=2, clip=2.5, max_iter=6),
+                                          start=StartConfig(start_shapes=3, start_scales=(1.0,)),
+                                          detector_start=DetectorStart(rescue_quantile=None), n_levels=3)
+    params = built.get_params()
+    assert (params["search_half"], params["clip"], params["max_iter"], params["n_levels"]) == (2, 2.5, 6, 3)
+    assert params["start_shapes"] == 3 and params["rescue_quantile"] is None and params["weighted"] is False
+    with pytest.raises(ShapekitError, match="kernels"):
+        SearchConfig(kernels="cuda")
+    # the model file (version 2) keeps the whole point distribution model
+    again = ActiveShapeModel.load(asm.save(tmp_path / "m.npz"))
+    np.testing.assert_array_equal(again.pdm_.components_, asm.pdm_.components_)
+    np.testing.assert_array_equal(again.pdm_.reference_, asm.pdm_.reference_)
+    assert again.pdm_.n_shapes_ == asm.pdm_.n_shapes_
+    # the detector helpers live in shapekit.data.detect, still reachable from shapekit.asm
+    assert asm_pkg.default_detector is detect.default_detector and asm_pkg.detect_boxes is detect.detect_boxes

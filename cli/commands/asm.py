@@ -130,8 +130,8 @@ def run_train(args):
                       verifier=not args.no_verifier,
                       verifier_params={"use_framing": False} if args.no_framing else None, **params)
     model.save(args.output)
-    print(f"{args.output}: {model!r}, {model.components_.shape[0]} shape modes, "
-          f"{model.n_levels} levels, {model.mean_.shape[0]} points")
+    print(f"{args.output}: {model!r}, {model.pdm_.n_components_} shape modes, "
+          f"{model.n_levels} levels, {model.pdm_.n_points_} points")
     return 0
 
 

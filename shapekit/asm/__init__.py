@@ -5,17 +5,10 @@ model as a shape prior for deep predictions.
 >>> from shapekit.asm import train_asm, ActiveShapeModel, apply_shape_prior
 """
 
-from shapekit.asm.model import (
-    ActiveShapeModel,
-    default_detector,
-    detect_box,
-    detect_boxes,
-    detector_boxes,
-    fit_images,
-    load_image,
-    train_asm,
-)
+from shapekit.asm.detector_start import DetectorStart
+from shapekit.asm.model import ActiveShapeModel, fit_images, train_asm
 from shapekit.asm.prior import apply_shape_prior, heatmap_confidence
+from shapekit.asm.profile_model import ProfileModel
 from shapekit.asm.profiles import (
     contour_neighbours,
     extract_profiles,
@@ -24,11 +17,22 @@ from shapekit.asm.profiles import (
     profile_costs_reference,
     shape_normals,
 )
-from shapekit.asm.search import SearchInfo, fit_shape, fit_shape_reference, fit_similarity, search_pyramid
+from shapekit.asm.search import SearchInfo, search_pyramid
+from shapekit.asm.search_config import SearchConfig
+from shapekit.asm.shape_fit import fit_shape, fit_shape_reference, fit_similarity
+from shapekit.asm.start_config import StartConfig
 from shapekit.asm.verify import FaceVerifier, hog_features
+
+# the detector helpers live in shapekit.data.detect; reachable from here as before
+from shapekit.data.detect import default_detector, detect_box, detect_boxes, detector_boxes
+from shapekit.data.images import load_image
 
 __all__ = [
     "ActiveShapeModel",
+    "SearchConfig",
+    "StartConfig",
+    "DetectorStart",
+    "ProfileModel",
     "train_asm",
     "fit_images",
     "default_detector",

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from shapekit.asm.model import ActiveShapeModel
+from shapekit.asm.shape_fit import fit_shape
 from shapekit.errors import ShapekitError
+from shapekit.shape import PointDistributionModel
 
 
 def _as_shapes(shapes):
@@ -30,12 +33,8 @@ def _load_model(pdm):
     if isinstance(pdm, (str, Path)):
         path = Path(pdm)
         try:
-            from shapekit.asm.model import ActiveShapeModel
-
             return ActiveShapeModel.load(path)
         except ShapekitError:
-            from shapekit.shape import PointDistributionModel
-
             return PointDistributionModel.load(path)
     return pdm
 
@@ -72,8 +71,6 @@ def apply_shape_prior(shapes, pdm, confidence=None, k=3.0, n_components=None, mo
     if not k > 0:
         raise ShapekitError(f"k: expected a positive number of standard deviations, got {k!r}")
     model = _load_model(pdm)
-    from shapekit.asm.model import ActiveShapeModel
-
     if isinstance(model, ActiveShapeModel):
         out = _project_asm(model, shapes, conf, k, n_components, mode)
     else:
@@ -85,19 +82,18 @@ def apply_shape_prior(shapes, pdm, confidence=None, k=3.0, n_components=None, mo
 
 
 def _project_asm(model, shapes, conf, k, n_components, mode):
-    from shapekit.asm.search import fit_shape
-
     model._check_fitted()
-    if model.mean_.shape[0] != shapes.shape[1]:
-        raise ShapekitError(f"pdm: the model has {model.mean_.shape[0]} points but the shapes have {shapes.shape[1]}")
-    comps, var = model.components_, model.variances_
+    pdm = model.pdm_
+    if pdm.mean_.shape[0] != shapes.shape[1]:
+        raise ShapekitError(f"pdm: the model has {pdm.mean_.shape[0]} points but the shapes have {shapes.shape[1]}")
+    comps, var = pdm.components_, pdm.explained_variance_
     if n_components is not None:
         comps, var = comps[: int(n_components)], var[: int(n_components)]
     out = np.empty_like(shapes)
     for i, s in enumerate(shapes):
         w = (np.isfinite(s).all(axis=1)).astype(float) if conf is None else conf[i]
         target = np.where(np.isfinite(s), s, 0.0)
-        out[i] = fit_shape(target, model.mean_, comps, var, k, weights=w, n_iter=5, mode=mode)[0]
+        out[i] = fit_shape(target, pdm.mean_, comps, var, k, weights=w, n_iter=5, mode=mode)[0]
     return out
 
 

@@ -32,6 +32,7 @@ try:  # the project's wrapper falls back to a writable cache dir (or none) on re
 except ImportError:  # pragma: no cover - until shapekit._numba exists
     from numba import njit
 
+from shapekit import schemas
 from shapekit.errors import ShapekitError
 
 #: Added to the sum of absolute derivatives so that a flat profile normalises to zeros.
@@ -235,8 +236,6 @@ def contour_neighbours(schema, n_points=None):
     nostrils, closed eyes and lips). Other schemas use their drawing edges: the first two
     neighbours of each point in the edge graph.
     """
-    from shapekit import schemas
-
     if schema is not None:
         schema = schemas.get(schema)
         n_points = schema.n_points

@@ -33,7 +33,10 @@ import math
 import numpy as np
 
 from shapekit._estimator import Estimator, integer, number, one_of
+from shapekit._progress import progress
 from shapekit.asm.pyramid import resample_grey
+from shapekit.data.detect import box_iou, match_detection
+from shapekit.data.images import load_image
 from shapekit.errors import ShapekitError
 
 
@@ -103,8 +106,6 @@ def box_windows(image, boxes, size=48, context=1.2):
 
 
 def _box_iou(a, b):
-    from shapekit.data.detect import box_iou
-
     return box_iou(a, b)
 
 
@@ -210,8 +211,6 @@ class FaceVerifier(Estimator):
         ``n_random`` random crops as negatives. ``shape`` (L, 2) its landmarks (pixels),
         ``detections`` ``(K, 5)`` the detector's raw boxes there; ``rng``: a NumPy
         generator for the jitter and the crops (default: one seeded with ``seed``)."""
-        from shapekit.data.detect import match_detection
-
         image = np.asarray(image)
         det = np.asarray(detections, dtype=np.float64).reshape(-1, 5)
         pts = np.asarray(shape, dtype=np.float64)
@@ -263,9 +262,6 @@ class FaceVerifier(Estimator):
         """Learn the classifier from training images, their landmarks ``(N, L, 2)`` (pixels)
         and the detector's raw boxes on each (a list of ``(K, 5)`` arrays); return self."""
         from sklearn.linear_model import LogisticRegression
-
-        from shapekit._progress import progress
-        from shapekit.data.images import load_image
 
         self._validate()
         if not (len(images) == len(shapes) == len(detections)):
