@@ -29,6 +29,7 @@ from shapekit._progress import progress as _progress
 from shapekit.data import crops as _crops
 from shapekit.data.images import load_image
 from shapekit.errors import FormatError, ShapekitError
+from shapekit.shape.transforms import estimate_similarity
 
 CORRECTION_VERSION = 1
 
@@ -222,7 +223,7 @@ class FivePointFraming:
     ``reference_`` ``(5, 2)`` holds the mean position of the five points (see
     :func:`five_points`) in the frame of each face's square landmark box (centre at
     0, side 1). :meth:`squares` fits the least-squares similarity from the reference
-    to a face's five points (``shapekit.asm.search.fit_similarity``) and returns the
+    to a face's five points (``shapekit.shape.transforms.estimate_similarity``) and returns the
     square it maps the unit landmark square to (centre, side = the similarity's scale;
     the rotation is not kept: crops stay upright).
 
@@ -263,14 +264,11 @@ class FivePointFraming:
 
     def squares(self, points):
         """Return landmark squares ``(K, 3)`` ``cx, cy, side`` (pixels) of faces with five points ``(K, 5, 2)``."""
-        from shapekit.asm.shape_fit import fit_similarity
-
         p = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
-        out = np.zeros((len(p), 3))
-        for k, pts in enumerate(p):
-            a, b, tx, ty = fit_similarity(self.reference_, pts)
-            out[k] = tx, ty, np.hypot(a, b)
-        return out
+        if len(p) == 0:
+            return np.zeros((0, 3))
+        sim = estimate_similarity(self.reference_, p)
+        return np.column_stack([sim.translation.reshape(-1, 2), sim.scale.reshape(-1)])
 
 
 class Detector:
