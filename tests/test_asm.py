@@ -24,7 +24,8 @@ from shapekit.asm import (
     shape_normals,
 )
 from shapekit.asm.pyramid import SearchFrame, build_pyramid, downsample2, from_level, resample_grey, to_level
-from shapekit.asm.search import apply_similarity, constrain, invert_similarity, subpixel_offsets
+from shapekit.asm.search import apply_similarity, invert_similarity, subpixel_offsets
+from shapekit.shape.pdm import constrain_weights
 from shapekit.asm.template import candidate_poses, ncc_scores, ncc_scores_reference, sample_template_reference
 from shapekit.errors import FormatError, ShapekitError
 from shapekit.metrics import nme
@@ -182,7 +183,7 @@ def test_fit_shape_reproduces_plausible_shapes_and_clips_implausible_ones():
     _, b_fit, _ = fit_shape(target, mean, comps, var, k=3.0, n_iter=10)
     assert np.all(np.abs(b_fit) <= 3.0 * np.sqrt(var) + 1e-12)
     assert b_fit[0] == pytest.approx(3.0 * np.sqrt(var[0]))
-    e = constrain(np.array([3.0, 4.0, 0.0]) * np.sqrt(var), var, k=2.0, mode="ellipsoid")
+    e = constrain_weights(np.array([3.0, 4.0, 0.0]) * np.sqrt(var), var, k=2.0, mode="ellipsoid")
     assert np.sum(e**2 / var) == pytest.approx(4.0)
 
 

@@ -27,12 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-try:  # the project's wrapper falls back to a writable cache dir (or none) on read-only installs
-    from shapekit._numba import njit
-except ImportError:  # pragma: no cover - until shapekit._numba exists
-    from numba import njit
-
 from shapekit import schemas
+from shapekit._numba import njit
 from shapekit.errors import ShapekitError
 
 #: Added to the sum of absolute derivatives so that a flat profile normalises to zeros.

@@ -12,10 +12,7 @@ import math
 
 import numpy as np
 
-try:
-    from shapekit._numba import njit
-except ImportError:  # pragma: no cover - until shapekit._numba exists
-    from numba import njit
+from shapekit._numba import njit
 
 from shapekit.data.images import LUMA
 from shapekit.errors import ShapekitError

@@ -17,7 +17,6 @@ from shapekit.asm.pyramid import build_pyramid, from_level, to_level
 from shapekit.asm.shape_fit import (
     _fit_shape_nb,
     apply_similarity,
-    constrain,
     fit_shape,
     fit_shape_reference,
     fit_similarity,
@@ -25,10 +24,7 @@ from shapekit.asm.shape_fit import (
 )
 from shapekit.errors import ShapekitError
 
-try:
-    from shapekit._numba import njit
-except ImportError:  # pragma: no cover - until shapekit._numba exists
-    from numba import njit
+from shapekit._numba import njit
 
 
 # --------------------------------------------------------------------------- search
@@ -238,7 +234,6 @@ __all__ = [
     "fit_similarity",
     "apply_similarity",
     "invert_similarity",
-    "constrain",
     "fit_shape",
     "fit_shape_reference",
     "search_pyramid",

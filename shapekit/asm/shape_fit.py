@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from shapekit._numba import njit
 from shapekit.errors import ShapekitError
+from shapekit.shape.pdm import constrain_weights
 
-try:
-    from shapekit._numba import njit
-except ImportError:  # pragma: no cover - until shapekit._numba exists
-    from numba import njit
-
-__all__ = ["fit_similarity", "apply_similarity", "invert_similarity", "constrain", "fit_shape",
+__all__ = ["fit_similarity", "apply_similarity", "invert_similarity", "fit_shape",
            "fit_shape_reference"]
 
 
@@ -74,23 +71,6 @@ def invert_similarity(params):
 
 
 # --------------------------------------------------------------------------- shape update
-def constrain(b, variances, k=3.0, mode="box"):
-    """Return shape weights ``b`` made plausible: clipped to ``±k√λ_i`` (``box``) or scaled
-    back onto the ellipsoid ``Σ b_i²/λ_i ≤ k²`` (``ellipsoid``).
-
-    The array form of :meth:`PointDistributionModel.constrain
-    <shapekit.shape.PointDistributionModel.constrain>` for :func:`fit_shape_reference`
-    (the NumPy twin of the fit kernel, which clips inline); a model's own weights go
-    through its PDM's method."""
-    sd = np.sqrt(variances)
-    if mode == "box":
-        return np.clip(b, -k * sd, k * sd)
-    if mode == "ellipsoid":
-        d = np.sqrt(np.sum(b * b / variances))
-        return b * (k / d) if d > k else b
-    raise ShapekitError(f"mode: expected 'box' or 'ellipsoid', got {mode!r}")
-
-
 def fit_shape_reference(target, mean, components, variances, k=3.0, weights=None, n_iter=3, mode="box", b=None):
     """NumPy reference of :func:`fit_shape` (same arguments, same result)."""
     n_modes = components.shape[0]
@@ -114,7 +94,7 @@ def fit_shape_reference(target, mean, components, variances, k=3.0, weights=None
             b = flat @ r
         else:
             b = np.linalg.solve(gram, (flat * w2) @ r)
-        b = constrain(b, variances, k, mode)
+        b = constrain_weights(b, variances, k, mode)
     x = mean + np.tensordot(b, components, axes=1)
     pose = fit_similarity(x, target, w)
     return apply_similarity(pose, x), b, pose

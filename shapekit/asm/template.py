@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-try:
-    from shapekit._numba import njit
-except ImportError:  # pragma: no cover - until shapekit._numba exists
-    from numba import njit
+from shapekit._numba import njit
 
 from shapekit.asm.profiles import _bilinear, _bilinear_reference
 from shapekit.errors import ShapekitError

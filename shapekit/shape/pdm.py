@@ -255,6 +255,24 @@ def _n_components_ok(v):
     return 0 < float(v) <= 1
 
 
+def constrain_weights(b, variances, k=3.0, mode="box"):
+    """Return mode weights ``b`` (..., t) made plausible against the mode variances ``variances`` (t,):
+    clipped to ``|b_i| <= k sqrt(lambda_i)`` (``mode="box"``) or scaled back onto the
+    ellipsoid ``sum b_i^2 / lambda_i <= k^2`` (``mode="ellipsoid"``; modes of zero variance
+    do not count). The array form of :meth:`PointDistributionModel.constrain`, which
+    checks ``k`` and the number of modes first (Cootes et al. 1995)."""
+    lam = np.asarray(variances, dtype=float)
+    sd = np.sqrt(lam)
+    if mode == "box":
+        return np.clip(b, -k * sd, k * sd)
+    if mode == "ellipsoid":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.sqrt(np.sum(np.where(lam > 0, b ** 2 / lam, 0), axis=-1, keepdims=True))
+            f = np.where(d > k, k / np.where(d > 0, d, 1), 1.0)
+        return b * f
+    raise ShapekitError(f"mode: expected 'box' or 'ellipsoid', got {mode!r}")
+
+
 class PointDistributionModel(Estimator):
     """Point distribution model: Procrustes-aligned mean shape and principal modes of variation.
 
@@ -739,18 +757,9 @@ class PointDistributionModel(Estimator):
             return b.copy()
         if not np.isfinite(k) or k <= 0:
             raise ShapekitError(f"k: must be > 0, got {k}")
-        lam = self.explained_variance_[: b.shape[-1]]
         if b.shape[-1] > self.n_components_:
             raise ShapekitError(f"b: has {b.shape[-1]} modes, the model has {self.n_components_}")
-        sd = np.sqrt(lam)
-        if mode == "box":
-            return np.clip(b, -k * sd, k * sd)
-        if mode == "ellipsoid":
-            with np.errstate(divide="ignore", invalid="ignore"):
-                d = np.sqrt(np.sum(np.where(lam > 0, b ** 2 / lam, 0), axis=-1, keepdims=True))
-                f = np.where(d > k, k / np.where(d > 0, d, 1), 1.0)
-            return b * f
-        raise ShapekitError(f"mode: expected 'box' or 'ellipsoid', got {mode!r}")
+        return constrain_weights(b, self.explained_variance_[: b.shape[-1]], k, mode)
 
     def mahalanobis(self, b):
         """Return the Mahalanobis distance ``sqrt(sum b_i^2 / lambda_i)`` of mode weights ``b``."""
