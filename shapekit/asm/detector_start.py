@@ -159,7 +159,7 @@ class DetectorStarts:
 
         The qualities are measured on images whose profiles trained the model, where fits
         score better than on new faces: the level triggers the rescue on more than
-        ``1 - quantile`` of new faces (on LFPW with the default 0.7: about a third).
+        ``1 - quantile`` of new faces (the measured share: benchmarks/RESULTS.md, "ASM on LFPW").
         """
         self._check_fitted()
         q = self.detector_start.rescue_quantile if quantile is None else quantile

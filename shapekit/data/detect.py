@@ -344,18 +344,15 @@ class FaceDetector(Estimator, Detector):
     angles : in-plane angles in degrees at which the image is searched. The frontal
         cascade misses faces rolled by more than ~15 degrees; the default
         ``(0, -25, 25)`` finds them at three times the cost of ``(0,)``. Windows from
-        all angles are grouped together. On the 2,012 68-point crops of the shared
-        data (max_side=192) it raised the found rate from 89.2 % to 90.9 %.
+        all angles are grouped together (found rates of both: benchmarks/RESULTS.md,
+        "Face detector with learned correction").
     mirror : also search the mirrored image (the cascade is not exactly symmetric,
         which helps with half-profile faces).
     extra_sides : also search the image reduced to each of these longer sides (pixels;
         sides not below the working image's are skipped); the boxes of all passes are
         merged by the same suppression. A reduced image smooths away detail that makes
-        the cascade miss large faces: on the 644 LFPW training-part crops (384 px) a
-        pass at 200 px alone found the face among its boxes in 636 images against 628 at
-        full size (and 5 times faster), but its boxes frame the face less precisely;
-        adding it to the full-size pass left the active shape model's NME unchanged on
-        average (see ``shapekit.asm.default_detector``).
+        the cascade miss large faces, but its boxes frame the face less precisely
+        (measured: benchmarks/RESULTS.md, "Detector passes on a reduced image").
     correction : a :class:`BoxCorrection` (or a path to one); without it the raw
         detector boxes are returned by :meth:`face_squares` as their own squares.
     """
@@ -640,16 +637,9 @@ def default_detector(name="lbp"):
     are in the cache, else the LBP cascade: :func:`make_detector`), or
     "lbp": shapekit's LBP cascade
     detector (:class:`FaceDetector`) with its default angles, also
-    searching the mirrored image (on the LFPW tuning split it found the face as its top
-    box in 6 of the 12 images where the search without the mirror did not, and kept
-    the 30 checked others).
-
-    An extra pass on the image reduced to 200 px (``extra_sides=(200,)``) finds large
-    faces this one misses (the face among the boxes in 636 of the 644 LFPW training-part
-    crops instead of 628) and improved the tuning split, but over three validation
-    splits the ASM's NME over all images was the same on average (9.94% against 9.93%;
-    the 200 px pass alone was worse: its boxes frame the face less precisely), so the
-    default stays the cheaper single pass (about 2.5 s per 384 px image).
+    searching the mirrored image, in one full-size pass. How the mirror and the
+    single pass were chosen (an extra pass on the image reduced to 200 px, tried and
+    left as ``extra_sides``): benchmarks/RESULTS.md, "Detector passes on a reduced image".
     """
     if name == "auto":
         name = make_detector("auto").name
