@@ -23,6 +23,7 @@ from shapekit.shape import PointDistributionModel
 from shapekit.train import TrainConfig, fit_role
 from shapekit.train.data import Subset
 from shapekit.train.evaluate import evaluate
+from shapekit.train.role import get_role
 from shapekit.viz.curves import plot_ced, plot_training_curves
 
 
@@ -50,7 +51,8 @@ def main(argv=None):
     student = dict(small, model="mobilenetv2", model_kwargs={"width": 0.35})
     results = {}
     for role, cfg in (("tough", small), ("tolerant", small), ("plain", student), ("student", student)):
-        teachers = (out / "tough" / "best.pt", out / "tolerant" / "best.pt") if role == "student" else None
+        # a role with teachers (the student) gets their checkpoints, in the order it names them
+        teachers = tuple(out / t / "best.pt" for t in get_role(role).teachers) or None
         res = fit_role(role, train, val, TrainConfig(**cfg), teachers=teachers, out=out / role)
         plot_training_curves(res.history, out / f"curves_{role}.png", title=f"{role} (synthetic faces)")
         ev = evaluate(res.model, val, device="cpu")
