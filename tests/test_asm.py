@@ -772,23 +772,70 @@ def test_cli_train_and_fit(tmp_path):
     assert main(["asm", "fit", str(tmp_path / "missing.npz"), images[0], "--box", "1", "1", "9", "9"]) == 2
 
 
-def test_a_model_file_from_before_the_split_loads_and_finds_the_same_landmarks():
-    # tests/data/asm_v1_tiny.npz: a tiny ASM (2 levels, synthetic faces, with start shapes,
-    # mode starts, template refinement, a face verifier, acceptance and rescue levels and
-    # a framing prior) saved by the code before the model was split into a point
-    # distribution model and a profile model; the expected landmarks were found by that code
-    from pathlib import Path
+def _write_version_1(model, v2_path, path):
+    """Write ``model`` (saved at ``v2_path``) in the version 1 layout: the file of
+    ``ActiveShapeModel.save`` before the model held a point distribution model. Its
+    shape model is three arrays named after the attributes without their trailing
+    underscore (``mean`` (L, 2), ``components`` (K, L, 2), ``variances`` (K,)) instead
+    of the nested ``pdm`` file; the other arrays and the meta data are the same."""
+    import json
 
-    data = Path(__file__).parent / "data"
-    model = ActiveShapeModel.load(data / "asm_v1_tiny.npz")
-    with np.load(data / "asm_v1_tiny_expected.npz") as z:
-        want = {k: z[k] for k in z.files}
-    points, info = model.search(want["image"], boxes=want["boxes"], box_kind="detector", return_info=True)
-    np.testing.assert_allclose(points, want["from_boxes"], rtol=0, atol=1e-9)
-    assert info.quality == pytest.approx(float(want["quality"]), rel=1e-9, abs=1e-12)
-    assert (info.n_starts, info.rescued, info.box_index) == (int(want["n_starts"]), bool(want["rescued"]),
-                                                             int(want["box_index"]))
-    np.testing.assert_allclose(model.search(want["image"], box=want["box"]), want["from_box"], rtol=0, atol=1e-9)
+    with np.load(v2_path, allow_pickle=False) as z:
+        arrays = {name: z[name] for name in z.files if name not in ("meta", "pdm")}
+        meta = json.loads(str(z["meta"]))
+    meta["version"] = 1
+    np.savez(path, meta=np.array(json.dumps(meta)), mean=model.mean_, components=model.components_,
+             variances=model.variances_, **arrays)
+    return path
+
+
+def test_a_model_file_of_version_1_loads_and_finds_the_same_landmarks(tmp_path):
+    # a tiny ASM with everything a file holds (start shapes, mode starts, template
+    # refinement, a face verifier, acceptance and rescue levels, a framing prior), written
+    # in the layout of shapekit before the split; loaded, it searches as the model does
+    from shapekit.data.synth import generate
+
+    images, shapes = generate(14, seed=11, size=96, occlusion=0.0, progress=False, **_POSE)
+    asm = ActiveShapeModel(n_levels=2, face_size=48, profile_half=3, n_components=0.9, start_shapes=3,
+                           start_scales=(0.95, 1.05), template_size=8, prior_box=True, verify_boxes=4,
+                           max_boxes=2, search_half=(1, 2), starts=((0, 1.0),), refine_start=True,
+                           quality_template_weight=0.1, quality_shape_weight=0.05)
+    asm.fit(images[:10], shapes[:10], progress_bar=False)
+    rng = np.random.default_rng(0)
+    boxes, dets = [], []
+    for g in shapes[:10]:
+        lo, hi = g.min(axis=0), g.max(axis=0)
+        b = np.array([*(lo - 2), *(hi + 2), 5.0])
+        x0, y0 = rng.uniform(0, 40, 2)
+        dets.append(np.array([b, [x0, y0, x0 + 30, y0 + 30, 1.0], [60 - x0, 50 - y0, 90 - x0, 80 - y0, 2.0]]))
+        boxes.append(b)
+    asm.fit_detector_start(images[:10], shapes[:10], np.array(boxes), dets,
+                           verifier_params=dict(size=16, cell=8, n_jitter=1, n_random=1))
+    assert asm.verifier_ is not None and asm.prior_box_ is not None and asm.rescue_quality_ is not None
+
+    v1 = _write_version_1(asm, asm.save(tmp_path / "v2.npz"), tmp_path / "v1.npz")
+    with np.load(v1) as z:
+        assert "pdm" not in z.files and z["components"].ndim == 3
+    model = ActiveShapeModel.load(v1)
+    assert model.get_params() == asm.get_params()
+    np.testing.assert_allclose(model.pdm_.components_, asm.pdm_.components_, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(model.pdm_.explained_variance_, asm.pdm_.explained_variance_)
+    np.testing.assert_array_equal(model.profile_icov_, asm.profile_icov_)
+    np.testing.assert_array_equal(model.prior_box_, asm.prior_box_)
+    assert (model.accept_quality_, model.rescue_quality_) == (asm.accept_quality_, asm.rescue_quality_)
+
+    g = shapes[12]
+    lo, hi = g.min(axis=0), g.max(axis=0)
+    cands = np.array([[60, 40, 90, 70, 3.0], [*(lo - 2), *(hi + 2), 2.0], [0, 0, 30, 30, 1.0]])
+    want, want_info = asm.search(images[12], boxes=cands, box_kind="detector", return_info=True)
+    points, info = model.search(images[12], boxes=cands, box_kind="detector", return_info=True)
+    np.testing.assert_allclose(points, want, rtol=0, atol=1e-9)
+    assert info.quality == pytest.approx(want_info.quality, rel=1e-9, abs=1e-12)
+    assert (info.n_starts, info.rescued, info.box_index) == (want_info.n_starts, want_info.rescued,
+                                                             want_info.box_index)
+    small = (*(0.5 * (lo + hi) - 0.3 * (hi - lo)), *(0.5 * (lo + hi) + 0.3 * (hi - lo)))
+    np.testing.assert_allclose(model.search(images[12], box=small), asm.search(images[12], box=small),
+                               rtol=0, atol=1e-9)
 
 
 def test_the_model_parts_and_its_settings_objects(synthetic, tmp_path):
