@@ -19,7 +19,9 @@ The detector is the ASM's default (``shapekit.data.detect.default_detector``: th
 at 0 and ±25 degrees and on the mirrored image); its best ``verify_boxes`` (25) boxes are
 re-ranked by the model's face verifier (``shapekit.asm.verify``, learned on the same
 training images as the detector start; its time is part of the search time, and
-``--no-verifier`` leaves the detector's order). ``--detections`` caches its raw boxes
+``--no-verifier`` leaves the detector's order). With MTCNN the starts are placed from its
+five face points (``point_start``; ``--set point_start=False`` places them from its boxes).
+``--detections`` caches its raw detection rows
 of every image it runs on (validation images and the training images that teach the
 detector start), keyed by file stem: use one cache file per detector setting.
 The rescue stage's quality level is learned from the searches on the same training
@@ -125,18 +127,23 @@ def main(argv=None):
             cache = {k: z[k] for k in z.files}
     new_cache = {}
 
+    # detection rows: x0, y0, x1, y1, score, then the detector's face points (MTCNN's five)
+    # when the model places its starts from them
+    width = 5 + (2 * detector.n_points if asm.point_start else 0)
+
     def detect(path):
-        # raw detector boxes (K, 5) of one image, from the cache when it has them
+        # raw detection rows (K, width) of one image, from the cache when it has them
         key = Path(str(path)).stem
-        if key not in cache:
-            cache[key] = new_cache[key] = np.asarray(detector.detect(load_image(path)), dtype=np.float64).reshape(-1, 5)
+        if key not in cache or cache[key].shape[1] != width:
+            rows = detector.detect_rows(load_image(path)) if width > 5 else detector.detect(load_image(path))
+            cache[key] = new_cache[key] = np.asarray(rows, dtype=np.float64).reshape(-1, width)
         return cache[key]
 
     det_train_s = 0.0
     if not args.no_detector and args.detector_samples and "detector" not in asm.box_starts_:
         t0 = time.perf_counter()
         pick = np.random.default_rng(args.seed).permutation(len(tr_images))[: args.detector_samples]
-        boxes = np.full((len(pick), 5), np.nan)
+        boxes = np.full((len(pick), width), np.nan)
         for j, i in enumerate(pick):
             g = tr_shapes[i][np.isfinite(tr_shapes[i]).all(axis=1)]
             lo, hi = g.min(axis=0), g.max(axis=0)
@@ -199,7 +206,8 @@ def main(argv=None):
         det_hit.append(match_detection(by_score[:1], square) == 0)
         det_any.append(match_detection(by_score[:max(max_boxes, asm._n_verify())], square) >= 0)
         chosen_hit.append(match_detection(cands[:1], square) == 0)
-        kind = "detector" if "detector" in asm.box_starts_ else "landmarks"
+        kind = ("points" if "points" in asm.box_starts_ and asm.point_start
+                else "detector" if "detector" in asm.box_starts_ else "landmarks")
         t = time.perf_counter()
         p, info = asm.search(image, boxes=cands, box_kind=kind, return_info=True)
         det_ms.append(1e3 * (time.perf_counter() - t) + rank_ms[-1])

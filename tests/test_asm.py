@@ -871,3 +871,111 @@ def test_the_model_parts_and_its_settings_objects(synthetic, tmp_path):
     assert again.pdm_.n_shapes_ == asm.pdm_.n_shapes_
     # the detector helpers live in shapekit.data.detect, still reachable from shapekit.asm
     assert asm_pkg.default_detector is detect.default_detector and asm_pkg.detect_boxes is detect.detect_boxes
+
+
+class _PointDetector:
+    """A face detector that places five face points (as MTCNN does) on the face it is told
+    of: the landmark box and the shape's five points, moved by ``noise`` pixels."""
+
+    name, n_points = "points-test", 5
+
+    def __init__(self, noise=0.0, seed=0):
+        self.shape, self.noise, self.rng = None, noise, np.random.default_rng(seed)
+
+    def detect_faces(self, image):
+        from shapekit.data.detect import five_points
+
+        g = self.shape
+        box = np.array([[*g.min(axis=0), *g.max(axis=0), 0.99]])
+        return box, five_points(g)[None] + self.rng.normal(0, self.noise, (1, 5, 2))
+
+    def detect(self, image):
+        return self.detect_faces(image)[0]
+
+    def detect_rows(self, image):
+        from shapekit.data.detect import Detector
+
+        return Detector.detect_rows(self, image)
+
+
+def _similar(shape, angle_deg, scale, shift):
+    a = np.radians(angle_deg)
+    rot = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    c = shape.mean(axis=0)
+    return (shape - c) @ rot.T + c + np.asarray(shift, float)
+
+
+def test_start_from_the_detectors_face_points(synthetic, tmp_path):
+    # the start placed from five face points follows the face's in-plane rotation, which a
+    # box cannot give; with exact points on exact similarity copies of the mean shape the
+    # learned points are the mean's own and the start is the face itself
+    from shapekit.asm.shape_fit import apply_similarity
+    from shapekit.data.detect import five_points
+
+    asm, images, shapes = synthetic
+    model = ActiveShapeModel.load(asm.save(tmp_path / "m.npz"))
+    mean = model.pdm_.mean_
+    copies = np.array([apply_similarity((80 * np.cos(t), 80 * np.sin(t), 70 + 9 * t, 90 - 4 * t), mean)
+                       for t in np.linspace(-0.4, 0.4, 6)])
+    model.fit_point_start(five_points(copies), copies)
+    np.testing.assert_allclose(np.reshape(model.box_starts_["points"], (5, 2)), five_points(mean), atol=1e-12)
+    face = apply_similarity((70 * np.cos(0.5), 70 * np.sin(0.5), 81.0, 77.0), mean)
+    row = np.array([*face.min(axis=0), *face.max(axis=0), 0.9, *five_points(face).ravel()])
+    np.testing.assert_allclose(model.start_from_box(row, "points"), face, atol=1e-9)
+    bigger = model.start_from_box(row, "points", scale=1.1)
+    np.testing.assert_allclose(bigger - bigger.mean(axis=0), 1.1 * (face - face.mean(axis=0)), atol=1e-9)
+    # real faces turned by 25 degrees: the points' start is far closer than the box's
+    model.fit_point_start(five_points(shapes), shapes)
+    g = _similar(shapes[0], 25.0, 1.0, (0, 0))
+    row = np.array([*g.min(axis=0), *g.max(axis=0), 0.9, *five_points(g).ravel()])
+    from_points = nme(model.start_from_box(row, "points"), g)[0]
+    from_box = nme(model.start_from_box(row[:4], "landmarks"), g)[0]
+    assert from_points < 0.06 and from_points < 0.5 * from_box
+    again = ActiveShapeModel.load(model.save(tmp_path / "m2.npz"))
+    assert again.box_starts_["points"] == model.box_starts_["points"]
+    with pytest.raises(ShapekitError, match="5 points"):
+        model.start_from_box(row[:7], "points")
+    with pytest.raises(ShapekitError, match="at least 3 faces"):
+        model.fit_point_start(np.full((4, 5, 2), np.nan), shapes[:4])
+
+
+def test_detector_start_learned_from_face_points(synthetic, tmp_path):
+    # detection rows with five points teach the point start; the search without a box
+    # then places its starts from the detector's points (rotated faces are found), and
+    # point_start=False goes back to the box start
+    from shapekit.data.detect import detector_boxes, match_detection
+
+    asm, images, shapes = synthetic
+    det = _PointDetector(noise=0.5)
+
+    class Told(list):
+        # the detector is told of each image's face as detector_boxes reads it
+        def __getitem__(self, i):
+            det.shape = shapes[i]
+            return list.__getitem__(self, i)
+
+    told = Told(images[:6])
+    boxes, rows = detector_boxes(told, shapes[:6], detector=det, return_detections=True, points=True)
+    assert boxes.shape == (6, 15) and all(r.shape == (1, 15) for r in rows)
+    plain, _ = detector_boxes(told, shapes[:6], detector=det, return_detections=True)
+    assert plain.shape == (6, 5)
+    g = shapes[0]
+    square = (*(0.5 * (g.min(axis=0) + g.max(axis=0))), float(np.ptp(g, axis=0).max()))
+    assert match_detection(rows[0], square) == 0 and match_detection(rows[0][0], square) == 0
+    model = ActiveShapeModel.load(asm.save(tmp_path / "m.npz"))
+    boxes[5], rows[5] = np.nan, np.zeros((0, 15))  # a face the detector missed
+    model.fit_detector_start(images[:6], shapes[:6], boxes, rows,
+                             verifier_params=dict(size=16, cell=8, n_jitter=1, n_random=1))
+    assert {"detector", "points"} <= set(model.box_starts_) and np.isfinite(model.rescue_quality_)
+    model._face_detector = det
+    det.shape = shapes[7]
+    found, kind = model._detector_boxes(images[7], 1)
+    assert kind == "points" and found.shape == (1, 15)
+    points, info = model.search(images[7], return_info=True)
+    assert nme(points, shapes[7])[0] < 0.08 and info.box.shape == (4,)
+    model.set_params(point_start=False)
+    assert model._detector_boxes(images[7], 1)[1] == "detector"
+    # a model that never saw points keeps the box start even with a points detector
+    boxed = ActiveShapeModel.load(asm.save(tmp_path / "b.npz")).set_params(point_start=False)
+    boxed.fit_detector_start(images[:6], shapes[:6], boxes, rows, verifier=False)
+    assert "points" not in boxed.box_starts_

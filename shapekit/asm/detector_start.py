@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shapekit.asm.start_config import POINT_KIND
 from shapekit.asm.verify import FaceVerifier
 from shapekit.data import crops as _crops
-from shapekit.data.detect import FivePointFraming, default_detector, detect_boxes
+from shapekit.data.detect import FivePointFraming, default_detector, detect_boxes, detection_rows
 from shapekit.data.images import load_image
 from shapekit.errors import ShapekitError
 
@@ -33,7 +34,10 @@ class DetectorStart:
     moved by each of ``rescue_scales`` (sizes), ``rescue_angles`` (degrees) and
     ``rescue_shift`` (shifts left, right, up and down, in box sizes). ``prior_box``: learn
     and use the framing prior box (where faces sit in the training images) for fits that
-    stay poor.
+    stay poor. ``point_start``: with a detector that places face points (MTCNN's five),
+    learn where they sit on the mean shape and place the starts from them (position, size
+    and in-plane rotation: :meth:`~shapekit.asm.ActiveShapeModel.fit_point_start`) rather
+    than from the box.
     """
 
     max_boxes: int | None = None
@@ -44,6 +48,7 @@ class DetectorStart:
     rescue_angles: tuple | None = (-15.0, 15.0)
     rescue_shift: float | None = 0.15
     prior_box: bool = False
+    point_start: bool = True
 
 
 class DetectorStarts:
@@ -69,14 +74,18 @@ class DetectorStarts:
     def _detector_boxes(self, image, n):
         """The detector's best ``n`` boxes ``(B, 5)`` and their kind for :meth:`box_starts`.
 
-        With a learned detector start: the raw boxes ("detector"). Without one, MTCNN's
+        With a learned start from the detector's face points: detection rows with the points
+        ("points"). With a learned detector start: the raw boxes ("detector"). Without one, MTCNN's
         faces become landmark squares placed from their five points
         (:class:`shapekit.data.detect.FivePointFraming` of the synthetic faces), so the
         start needs no learning ("landmarks"); other detectors' raw boxes are taken as
         landmark boxes.
         """
         det = self.face_detector()
-        if "detector" in getattr(self, "box_starts_", {}):
+        learned = getattr(self, "box_starts_", {})
+        if POINT_KIND in learned and self.detector_start.point_start and getattr(det, "n_points", 0):
+            return detect_boxes(image, n, det, points=True), POINT_KIND
+        if "detector" in learned:
             return detect_boxes(image, n, det), "detector"
         if getattr(det, "name", None) == "mtcnn":
             if getattr(self, "_framing", None) is None:
@@ -104,11 +113,12 @@ class DetectorStarts:
         return self
 
     def rank_boxes(self, image, boxes):
-        """Return the candidate face boxes ``(B', 5)`` in the order the search tries them:
+        """Return the candidate face boxes ``(B', 5+)`` in the order the search tries them:
         by detector score (column 4), highest first; with a learned verifier, its best
         ``verify_boxes`` of them re-ranked by :meth:`FaceVerifier.score
         <shapekit.asm.verify.FaceVerifier.score>` (most face-like first; the others
-        dropped). ``boxes`` ``(B, 5)`` in ``image`` pixels."""
+        dropped). ``boxes`` ``(B, 5+)`` detection rows in ``image`` pixels (any columns
+        after the score, such as face points, travel with their box)."""
         boxes = np.asarray(boxes, dtype=np.float64)
         if boxes.ndim != 2 or boxes.shape[1] < 5:
             raise ShapekitError(f"boxes: expected (B, 5) detector boxes x0, y0, x1, y1, score, got {boxes.shape}")
@@ -116,7 +126,7 @@ class DetectorStarts:
         n = self._n_verify()
         if n and len(boxes) > 1:
             boxes = boxes[:n]
-            order, _ = self.verifier_.rank(load_image(image, convert=False), boxes)
+            order, _ = self.verifier_.rank(load_image(image, convert=False), boxes[:, :5])
             boxes = boxes[order]
         return boxes
 
@@ -145,7 +155,7 @@ class DetectorStarts:
         qualities = []
         for image, b in zip(images, boxes):
             if np.all(np.isfinite(b[:4])):
-                results, _, _ = self._search_starts(load_image(image, convert=False), box=b[:4], box_kind=kind)
+                results, _, _ = self._search_starts(load_image(image, convert=False), box=b, box_kind=kind)
                 qualities.append(min(r[1].quality for r in results))
         if len(qualities) < 3:
             raise ShapekitError(f"boxes: the quality level needs at least 3 usable boxes, got {len(qualities)}")
@@ -200,20 +210,30 @@ class DetectorStarts:
         ``images`` (arrays or paths) with their annotated ``shapes`` (N, L, 2) pixels,
         ``boxes`` (N, 4+) the detector's box on each face (NaN rows: not found) and
         ``detections`` the detector's raw boxes per image (for the verifier). In turn: the
-        box-to-shape start (:meth:`fit_box_start`), the face verifier (when ``verifier``),
+        box-to-shape start (:meth:`fit_box_start`), the start from the detector's face
+        points when ``boxes`` are detection rows with them (``(N, 5 + 2 P)``, see
+        :meth:`~shapekit.data.detect.Detector.detect_rows`) and ``point_start`` is set
+        (:meth:`fit_point_start`), the face verifier (when ``verifier``),
         the fit-quality levels at which the search moves on to the next box and rescues a
-        poor fit (from searches from ``boxes``), and the framing prior box when
-        ``prior_box`` is set. ``train_asm(..., detector_samples=N)`` calls this.
+        poor fit (from searches from ``boxes``, placed as the search will place them), and
+        the framing prior box when ``prior_box`` is set. ``train_asm(..., detector_samples=N)``
+        calls this.
         """
         config = self.detector_start
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(len(shapes), -1)
         self.fit_box_start(boxes, shapes, kind="detector")
+        kind = "detector"
+        if config.point_start and boxes.shape[1] > 5 and (boxes.shape[1] - 5) % 2 == 0:
+            self.fit_point_start(boxes[:, 5:].reshape(len(boxes), -1, 2), shapes)
+            kind = POINT_KIND
         if verifier:
-            self.fit_verifier(images, shapes, detections, progress_bar=progress_bar, **(verifier_params or {}))
+            self.fit_verifier(images, shapes, [detection_rows(d)[:, :5] for d in detections],
+                              progress_bar=progress_bar, **(verifier_params or {}))
         need_accept = config.box_accept is not None
         if need_accept or config.rescue_quantile is not None:
             # how good fits from the detector's face boxes are on training faces: decides
             # when the search moves on to the detector's next box, and when it rescues
-            qualities = self.training_qualities(images, boxes, kind="detector")
+            qualities = self.training_qualities(images, boxes, kind=kind)
             if need_accept:
                 self.accept_quality_ = float(np.quantile(qualities, float(config.box_accept)))
             if config.rescue_quantile is not None:
@@ -234,13 +254,14 @@ class DetectorStarts:
 
     def rescue_starts(self, box, kind="landmarks"):
         """Return the rescue start groups ``[(S, L, 2), ...]`` for a face box (image
-        pixels): every start shape (at scale 1) moved by one transform per group, about
-        the centre of the mean start: each of ``rescue_scales``, each rotation of
-        ``rescue_angles`` (degrees), and shifts by ``rescue_shift`` box sizes left,
-        right, up and down."""
-        box = np.asarray(box, dtype=np.float64).ravel()[:4]
+        pixels; a detection row for ``kind="points"``): every start shape (at scale 1)
+        moved by one transform per group, about the centre of the mean start: each of
+        ``rescue_scales``, each rotation of ``rescue_angles`` (degrees), and shifts by
+        ``rescue_shift`` box sizes left, right, up and down."""
+        row = np.asarray(box, dtype=np.float64).ravel()
+        box = row[:4]
         shapes = getattr(self, "start_shapes_", self.pdm_.mean_[None])
-        base = np.array([self.start_from_box(box, kind, shape=sh) for sh in shapes])
+        base = np.array([self.start_from_box(row, kind, shape=sh) for sh in shapes])
         centre = base[0].mean(axis=0)
         size = 0.5 * ((box[2] - box[0]) + (box[3] - box[1]))
         config = self.detector_start

@@ -65,13 +65,15 @@ class ActiveShapeModel(BoxStarts, DetectorStarts, MultiStartSearch, Estimator):
       ``start_shapes``, ``start_scales``, ``starts``, ``refine_start``, ``template_radius``;
     * :attr:`detector_start` (:class:`~shapekit.asm.detector_start.DetectorStart`):
       ``max_boxes``, ``verify_boxes``, ``box_accept``, ``rescue_quantile``,
-      ``rescue_scales``, ``rescue_angles``, ``rescue_shift``, ``prior_box``;
+      ``rescue_scales``, ``rescue_angles``, ``rescue_shift``, ``prior_box``, ``point_start``;
     * the fit quality (:meth:`fit_quality`): ``quality_background``, ``quality_levels``,
       ``quality_shape_weight``, ``quality_template_weight``.
 
     From a box the search runs once per start (start shapes × scales) and keeps the fit
     of best :meth:`fit_quality`. Without a box it starts from the detector's boxes,
-    re-ranked by a learned face verifier (:meth:`fit_verifier`), tried in order until one
+    (placed from its face points when the model learned where they sit:
+    :meth:`fit_point_start`), re-ranked by a learned face verifier (:meth:`fit_verifier`),
+    tried in order until one
     fits at least as well as ``accept_quality_`` (:meth:`fit_accept_quality`); a fit worse
     than ``rescue_quality_`` (:meth:`fit_rescue_quality`) is searched again from moved
     starts (:meth:`rescue_starts`) and, with ``prior_box`` and a learned framing prior
@@ -148,6 +150,7 @@ class ActiveShapeModel(BoxStarts, DetectorStarts, MultiStartSearch, Estimator):
         rescue_angles=(-15.0, 15.0),
         rescue_shift=0.15,
         prior_box=False,
+        point_start=True,
     ):
         self.n_levels = n_levels
         self.profile_half = profile_half
@@ -182,6 +185,7 @@ class ActiveShapeModel(BoxStarts, DetectorStarts, MultiStartSearch, Estimator):
         self.rescue_angles = rescue_angles
         self.rescue_shift = rescue_shift
         self.prior_box = prior_box
+        self.point_start = point_start
 
     def _check_relations(self):
         n_levels = int(self.n_levels)
@@ -385,7 +389,8 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
         model.detector_ = face_detector.name
         model._face_detector = face_detector
         boxes, found = detector_boxes([images[i] for i in pick], ann.shapes[pick], detector=face_detector,
-                                      progress_bar=progress_bar, return_detections=True)
+                                      progress_bar=progress_bar, return_detections=True,
+                                      points=bool(model.point_start and getattr(face_detector, "n_points", 0)))
         model.fit_detector_start([images[i] for i in pick], ann.shapes[pick], boxes, found, verifier=verifier,
                                  verifier_params=verifier_params, progress_bar=progress_bar)
     return model

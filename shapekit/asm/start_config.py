@@ -18,7 +18,10 @@ from shapekit.asm.shape_fit import apply_similarity, fit_shape, fit_similarity, 
 from shapekit.asm.template import candidate_poses, ncc_scores
 from shapekit.errors import ShapekitError
 
-__all__ = ["StartConfig", "kmeans", "BoxStarts"]
+__all__ = ["StartConfig", "kmeans", "BoxStarts", "POINT_KIND"]
+
+#: the start kind placed from a detector's face points (:meth:`BoxStarts.fit_point_start`)
+POINT_KIND = "points"
 
 
 @dataclass(frozen=True)
@@ -144,25 +147,68 @@ class BoxStarts:
         self.box_starts_[str(kind)] = np.median(np.asarray(rel), axis=0).tolist()
         return self
 
+    def fit_point_start(self, points, shapes, kind=POINT_KIND):
+        """Learn where a face detector's face points sit on the mean shape; return self.
+
+        ``points`` (N, P, 2) pixels: the points the detector placed on training faces
+        (e.g. MTCNN's eye centres, nose and mouth corners; rows with NaN are skipped),
+        ``shapes`` (N, L, 2) their landmarks. Each face's points are mapped into the model
+        frame by the inverse of the similarity that best maps the mean shape onto its
+        landmarks, and ``box_starts_[kind]`` keeps their median (P x, y pairs, flattened).
+        :meth:`start_from_box` with ``kind`` then places the start by the least-squares
+        similarity from those points to the detector's points on a new face: position,
+        size and in-plane rotation, where a box gives no rotation.
+        """
+        self._check_fitted()
+        shapes = np.asarray(shapes, dtype=np.float64)
+        points = np.asarray(points, dtype=np.float64).reshape(len(shapes), -1, 2)
+        rel = []
+        for p, s in zip(points, shapes):
+            if np.isfinite(p).all() and np.isfinite(s).all(axis=1).sum() >= 3:
+                ok = np.isfinite(s).all(axis=1)
+                pose = fit_similarity(self.pdm_.mean_[ok], s[ok])
+                rel.append(apply_similarity(invert_similarity(pose), p))
+        if len(rel) < 3:
+            raise ShapekitError(f"fit_point_start: needs at least 3 faces with their points, got {len(rel)}")
+        if not hasattr(self, "box_starts_"):
+            self.box_starts_ = {"landmarks": np.asarray(self.box_pose_).tolist()}
+        self.box_starts_[str(kind)] = np.median(np.asarray(rel), axis=0).ravel().tolist()
+        return self
+
     def start_from_box(self, box, kind="landmarks", shape=None, scale=1.0):
         """Return the start shape (L, 2) for a face box ``(x0, y0, x1, y1)`` in image pixels:
         the mean shape placed as the training shapes sat in their boxes of ``kind``
         (``landmarks``: the landmark box; ``detector``: see :meth:`fit_box_start`).
         ``shape``: another model-frame shape (L, 2) placed with the same pose (e.g. one of
-        ``start_shapes_``); ``scale``: a factor on the start's size (about its centre)."""
+        ``start_shapes_``); ``scale``: a factor on the start's size (about its centre).
+
+        ``kind="points"`` (see :meth:`fit_point_start`): ``box`` is a detection row
+        ``x0, y0, x1, y1, score, x_1, y_1, ..., x_P, y_P`` and the start is placed by the
+        least-squares similarity from the learned points to the row's P face points."""
         self._check_fitted()
-        box = np.asarray(box, dtype=np.float64).ravel()[:4]
+        row = np.asarray(box, dtype=np.float64).ravel()
+        box = row[:4]
         if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
             raise ShapekitError(f"box: expected (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box.tolist()}")
         starts = getattr(self, "box_starts_", {"landmarks": self.box_pose_})
         if kind not in starts:
             raise ShapekitError(f"box kind {kind!r}: this model knows {sorted(starts)} (see fit_box_start)")
+        target = self.pdm_.mean_ if shape is None else np.asarray(shape, dtype=np.float64)
+        if kind == POINT_KIND:
+            ref = np.asarray(starts[kind], dtype=np.float64).reshape(-1, 2)
+            pts = row[5:5 + ref.size].reshape(-1, 2)
+            if len(pts) != len(ref) or not np.isfinite(pts).all():
+                raise ShapekitError(f"box: a start from face points needs a detection row x0, y0, x1, y1, score "
+                                    f"and {len(ref)} points, got {row.size} values")
+            pose = fit_similarity(ref, pts)
+            pose[:2] *= float(scale)
+            return apply_similarity(pose, target)
         size = 0.5 * ((box[2] - box[0]) + (box[3] - box[1]))
         centre = 0.5 * (box[:2] + box[2:])
         rel_scale, angle, ox, oy = starts[kind]
         s = rel_scale * size * float(scale)
         pose = np.array([s * math.cos(angle), s * math.sin(angle), centre[0] + ox * size, centre[1] + oy * size])
-        return apply_similarity(pose, self.pdm_.mean_ if shape is None else np.asarray(shape, dtype=np.float64))
+        return apply_similarity(pose, target)
 
     def box_starts(self, box, kind="landmarks"):
         """Return the start shapes (S, L, 2) the search tries in one face box (image

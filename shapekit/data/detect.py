@@ -281,6 +281,8 @@ class Detector:
     """
 
     name = None
+    #: face points the detector places with each box (MTCNN: 5); see :meth:`detect_rows`
+    n_points = 0
 
     def __init__(self, correction=None):
         if correction is not None and not isinstance(correction, BoxCorrection):
@@ -297,6 +299,18 @@ class Detector:
         """Return ``(boxes (K, 5), points)``: the boxes of :meth:`detect` and the detector's face points
         ``(K, P, 2)`` (MTCNN's five), or None when it gives none."""
         return self.detect(image), None
+
+    def detect_rows(self, image):
+        """Return detection rows ``(K, 5 + 2 P)``: ``x0, y0, x1, y1, score`` then the
+        detector's ``P = n_points`` face points ``x, y`` in order (none for a detector without
+        points), best first."""
+        boxes, points = self.detect_faces(image)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+        if not self.n_points:
+            return boxes
+        if points is None or len(points) != len(boxes):
+            raise ShapekitError(f"the {self.name} detector gave no face points with its boxes")
+        return np.column_stack([boxes, np.asarray(points, dtype=np.float64).reshape(len(boxes), 2 * self.n_points)])
 
     def face_squares(self, image, framing=None):
         """Return face squares ``(K, 4)``: ``cx, cy, side, score`` pixels, best first.
@@ -481,14 +495,25 @@ class FaceDetector(Estimator, Detector):
         return np.column_stack([x - side / 2, y - side / 2, x + side / 2, y + side / 2])
 
 
+def detection_rows(boxes):
+    """Return ``boxes`` as detection rows ``(K, 5+)`` (``x0, y0, x1, y1, score``, then any face
+    points): from a (K, 5+) array, one row (5+,) or an empty array."""
+    b = np.asarray(boxes, dtype=np.float64)
+    if b.size == 0:
+        return np.zeros((0, max(5, b.shape[-1] if b.ndim else 5)))
+    return b.reshape(-1, b.shape[-1]) if b.ndim else b.reshape(1, -1)
+
+
 def match_detection(boxes, square, min_ratio=0.5, max_ratio=2.0):
     """Return the index of the detector box that belongs to the face of ``square`` (cx, cy, side), or -1.
+
+    ``boxes``: detection rows ``(K, 5+)`` (``x0, y0, x1, y1, score``, then any face points).
 
     A candidate's centre must lie inside the landmark square and its side within
     ``[min_ratio, max_ratio]`` of the square's; among candidates the best score wins
     (ties: the nearer centre).
     """
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+    b = detection_rows(boxes)
     if len(b) == 0:
         return -1
     cx, cy, s = square
@@ -648,12 +673,13 @@ def default_detector(name="lbp"):
     return make_detector(name)
 
 
-def detect_boxes(image, max_boxes=1, detector=None):
+def detect_boxes(image, max_boxes=1, detector=None, points=False):
     """Return the detector's best ``max_boxes`` face boxes ``(B, 5)`` ``x0, y0, x1, y1,
     score`` in ``image`` (pixels), highest score first (``detector``: default
-    :func:`default_detector`)."""
+    :func:`default_detector`). With ``points``, detection rows ``(B, 5 + 2 P)`` with the
+    detector's face points (:meth:`Detector.detect_rows`)."""
     detector = default_detector() if detector is None else detector
-    boxes = np.asarray(detector.detect(image), dtype=np.float64)
+    boxes = np.asarray(detector.detect_rows(image) if points else detector.detect(image), dtype=np.float64)
     if boxes.size == 0:
         raise ShapekitError("the face detector found no face in the image; pass a box")
     boxes = boxes.reshape(len(boxes), -1)
@@ -668,24 +694,28 @@ def detect_box(image, detector=None):
     return detect_boxes(image, 1, detector)[0, :4]
 
 
-def detector_boxes(images, shapes, detector=None, progress_bar=None, return_detections=False):
+def detector_boxes(images, shapes, detector=None, progress_bar=None, return_detections=False, points=False):
     """Return the detector box ``(N, 5)`` of each training face (NaN where it was missed);
     with ``return_detections`` also the detector's raw boxes of each image (a list of
-    ``(K, 5)`` arrays).
+    ``(K, 5)`` arrays). With ``points``, detection rows ``(N, 5 + 2 P)`` and ``(K, 5 + 2 P)``
+    with the detector's face points (:meth:`Detector.detect_rows`).
 
     Among the detections of an image, the face is the one whose centre falls inside the
     landmark square and whose size is within a factor 2 of it
     (:func:`match_detection`).
     """
     detector = default_detector() if detector is None else detector
-    out = np.full((len(images), 5), np.nan)
+    width = 5 + (2 * int(getattr(detector, "n_points", 0)) if points else 0)
+    out = np.full((len(images), width), np.nan)
     raw = []
     disable = None if progress_bar is None else not progress_bar  # None: automatic (tqdm on a terminal)
     for i in _progress(range(len(images)), desc="detecting faces", disable=disable):
         pts = np.asarray(shapes[i], dtype=np.float64)
         pts = pts[np.isfinite(pts).all(axis=1)]
         lo, hi = pts.min(axis=0), pts.max(axis=0)
-        boxes = np.asarray(detector.detect(load_image(images[i], convert=False)), dtype=np.float64).reshape(-1, 5)
+        image = load_image(images[i], convert=False)
+        boxes = (detector.detect_rows(image) if points else np.asarray(detector.detect(image), dtype=np.float64))
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, width)
         raw.append(boxes)
         j = match_detection(boxes, (*(0.5 * (lo + hi)), float((hi - lo).max())))
         if j >= 0:

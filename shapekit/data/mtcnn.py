@@ -382,6 +382,7 @@ class MTCNN(Detector):
     """
 
     name = "mtcnn"
+    n_points = 5
 
     def __init__(self, weights=None, min_face=20, thresholds=(0.6, 0.7, 0.7), factor=0.709, max_side=None,
                  device="cpu", correction=None, fetch=False, batch_pixels=4_000_000, framing=None):
