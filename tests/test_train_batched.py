@@ -217,3 +217,51 @@ def test_from_dataset_keeps_the_order_of_subsets_and_concats(cache):
         item = mixed[k]
         m = item["mask"].numpy()
         np.testing.assert_allclose(pts[k].numpy()[m], item["shape"].numpy()[m], atol=1e-4)
+
+
+def test_hashed_normal_kernel_equals_reference_and_is_standard_normal():
+    from scipy import stats
+
+    from shapekit.train.batched import hashed_normal, hashed_normal_reference
+
+    images = np.array([0, 5, 2, 11])
+    for n in (1, 7, 1000):
+        torch.testing.assert_close(hashed_normal(99, images, n), hashed_normal_reference(99, images, n),
+                                   atol=2e-6, rtol=0)
+    z = hashed_normal(2 ** 61 + 3, np.arange(40), 5001)
+    # an image's noise does not depend on which other images are drawn with it
+    torch.testing.assert_close(hashed_normal(2 ** 61 + 3, [7], 5001)[0], z[7])
+    assert not torch.equal(z[0], z[1]) and not torch.equal(hashed_normal(1, [0], 50), hashed_normal(2, [0], 50))
+    flat = z.flatten().double().numpy()
+    assert abs(flat.mean()) < 0.01 and abs(flat.std() - 1) < 0.01
+    assert stats.kstest(flat[:20000], "norm").pvalue > 1e-3
+    assert abs(np.corrcoef(flat[:-1:2], flat[1::2])[0, 1]) < 0.02  # the two values of a pair
+
+
+@pytest.mark.parametrize("out_size", [64, 40])
+@pytest.mark.parametrize("chain", ["default", "all_on", "occlusion_first", "grey_cache"])
+def test_fused_cpu_kernel_equals_the_tensor_operations(cache, chain, out_size):
+    """The fused pass (warp and photometric operations per image) gives the batches of its
+    reference, the warp and then the tensor operations, from the same draws."""
+    ops = {
+        "default": None,
+        "all_on": [A.RandomSimilarity(p=1.0, rotation=20), A.Brightness(p=1), A.Contrast(p=1), A.Gamma(p=1),
+                   A.ToGrey(p=0.5), A.GaussianNoise(p=1, sigma=(0.02, 0.08)), A.Contrast(p=1), A.Blur(p=1),
+                   A.Brightness(p=1), A.Occlusion(p=1, fill="random")],
+        "occlusion_first": [A.RandomFlip(p=0.5), A.Occlusion(p=1, fill="mean"), A.GaussianNoise(p=1), A.Blur(p=1)],
+        "grey_cache": [A.Brightness(p=1), A.ToGrey(p=1), A.Gamma(p=1), A.Blur(p=0.5)],
+    }[chain]
+    aug = A.default_augmentation(seed=3) if ops is None else A.Compose(ops, seed=3)
+    ds = PreparedDataset(cache, augment=aug, grey=chain == "grey_cache")
+    dc = DeviceCache.from_dataset(ds, out_size=out_size)
+    n_fused = dc.augment.n_fused
+    assert n_fused == {"default": 6, "all_on": 8, "occlusion_first": 0, "grey_cache": 4}[chain]
+    idx = torch.tensor([4, 0, 3, 3, 1, 5, 2])
+    for step in range(3):
+        got = dc.batch(idx, epoch=1, step=step)
+        ref = dc.batch(idx, epoch=1, step=step, fused=False)
+        torch.testing.assert_close(got[0], ref[0], atol=2e-6, rtol=0)
+        for a, b in zip(got[1:], ref[1:]):
+            assert (a is None and b is None) or torch.equal(a, b)
+        assert got[0].shape == (7, 1 if chain == "grey_cache" else 3, out_size, out_size)
+        assert 0 <= got[0].min() and got[0].max() <= 1
