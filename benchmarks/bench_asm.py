@@ -26,8 +26,7 @@ of every image it runs on (validation images and the training images that teach 
 detector start), keyed by file stem: use one cache file per detector setting.
 The rescue stage's quality level is learned from the searches on the same training
 images' detector boxes (as ``train_asm`` does); the rescued faces' share is printed, and
-their time is part of the search time. ``--set prior_box=True`` also learns and uses the
-framing prior box (not the default; see ``ActiveShapeModel``).
+their time is part of the search time.
 """
 
 from __future__ import annotations
@@ -163,7 +162,7 @@ def main(argv=None):
         asm.save(args.save)
 
     gt = ann.shapes[val]
-    lm_pred, lm_start, lm_ms, lm_rescued, det_rescued, det_prior = [], [], [], [], [], []
+    lm_pred, lm_start, lm_ms, lm_rescued, det_rescued = [], [], [], [], []
     det_pred, det_start, det_ms, det_found, detect_ms, det_hit = [], [], [], [], [], []
     np_ms = []
     det_any, det_info, chosen_hit, rank_ms = [], [], [], []
@@ -211,15 +210,14 @@ def main(argv=None):
         t = time.perf_counter()
         p, info = asm.search(image, boxes=cands, box_kind=kind, return_info=True)
         det_ms.append(1e3 * (time.perf_counter() - t) + rank_ms[-1])
-        # the box the kept fit started from: a detector box, or the framing prior's box
+        # the detector box the kept fit started from
         det_info.append((info.box_index, match_detection(np.append(info.box[:4], 0.0)[None], square) == 0))
         det_rescued.append(info.rescued)
-        det_prior.append(info.prior_box)
         det_found.append(True)
         det_pred.append(p)
         det_start.append(asm.start_from_box(cands[0], kind=kind))
-        if args.show_misses and (not det_info[-1][1] or info.prior_box):
-            print(f"  kept box {'(framing prior) ' if info.prior_box else ''}is "
+        if args.show_misses and not det_info[-1][1]:
+            print(f"  kept box is "
                   f"{'' if det_info[-1][1] else 'not '}the face: {Path(str(images[i])).stem}, "
                   f"NME {float(nme(p[None], g[None])[0]):.3f}")
 
@@ -276,7 +274,6 @@ def main(argv=None):
             res["starts_per_box"] = int(len(asm.box_starts(cands[0], kind=kind)))
             res["ms_per_face_p90_detector_box"] = float(np.percentile(det_ms, 90))
             res["rescued_rate_detector_box"] = float(np.mean(det_rescued))
-            res["prior_box_kept"] = int(np.sum(det_prior))
             if hit.any():
                 e = nme(np.array(det_pred)[hit], dg[hit])
                 res.update({"nme_detector_box_found": float(e.mean()), "median_nme_detector_box_found": float(np.median(e)),
@@ -300,15 +297,13 @@ def main(argv=None):
     if "kept_box_is_face_rate" in res:
         print(f"  detector candidates: up to {res['max_boxes']} boxes searched x {res['starts_per_box']} starts each; "
               f"the face is among the detector's best {res['n_candidates']} boxes in "
-              f"{100 * res['face_among_candidates_rate']:.1f}% of images, the kept fit's box (detector or framing "
-              f"prior) is the face in "
+              f"{100 * res['face_among_candidates_rate']:.1f}% of images, the kept fit's box is the face in "
               f"{100 * res['kept_box_is_face_rate']:.1f}% (NME there {res.get('nme_detector_box_kept_face', float('nan')):.4f}); "
               f"the first box tried is the face in {100 * res['chosen_box_is_face_rate']:.1f}% "
               f"(verifier {'on' if res['verifier'] else 'off'}, {res['rank_ms_median']:.1f} ms); "
               f"search time from the detector boxes: median "
               f"{res['ms_per_face_median_detector_box']:.1f} ms (p90 {res['ms_per_face_p90_detector_box']:.1f}); "
-              f"rescue stage run on {100 * res['rescued_rate_detector_box']:.0f}% of the faces; the fit from the "
-              f"framing prior's box kept on {res['prior_box_kept']}")
+              f"rescue stage run on {100 * res['rescued_rate_detector_box']:.0f}% of the faces")
     print(f"  from the landmark box: rescue stage run on {100 * res['rescued_rate_landmark_box']:.0f}% of the faces "
           f"(level {res['rescue_quality']})")
     print(f"  search time per face: median {res['ms_per_face_median']:.1f} ms (p90 {res['ms_per_face_p90']:.1f}); "

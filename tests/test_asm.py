@@ -430,41 +430,6 @@ def test_rescue_stage_recovers_faces_from_a_badly_scaled_box(synthetic, tmp_path
         model.fit_rescue_quality(qualities=[0.1, np.nan, 0.2])
 
 
-def test_framing_prior_box_finds_a_face_the_boxes_missed(synthetic, tmp_path):
-    # the only candidate box is 0.6 face sizes off: the fit and its rescue stay poor;
-    # with prior_box the search also starts from where faces sit in the training images
-    asm, images, shapes = synthetic
-    model = ActiveShapeModel.load(asm.save(tmp_path / "m.npz"))
-    train_boxes = np.array([[*g.min(axis=0), *g.max(axis=0)] for g in shapes[:6]])
-    model.fit_rescue_quality(images[:6], train_boxes, kind="landmarks")
-    with pytest.raises(ShapekitError, match="framing prior"):
-        model.prior_box_in(images[0].shape)
-    model.fit_prior_box(images[:6], train_boxes)
-    h, w = images[0].shape[:2]
-    prior = model.prior_box_in((h, w))
-    np.testing.assert_allclose(prior, np.median(train_boxes, axis=0), atol=0.15 * w)
-    assert model.prior_box is False  # off by default
-    for i in (0, 3):
-        g = shapes[i]
-        box = np.array([*g.min(axis=0), *g.max(axis=0)])
-        far = box + np.array([1, 0, 1, 0]) * 0.6 * (box[2] - box[0])
-        p0, i0 = model.search(images[i], boxes=far[None], box_kind="landmarks", return_info=True)
-        assert i0.rescued and not i0.prior_box and nme(p0, g)[0] > 0.3
-        model.prior_box = True
-        p1, i1 = model.search(images[i], boxes=far[None], box_kind="landmarks", return_info=True)
-        model.prior_box = False
-        assert i1.prior_box and nme(p1, g)[0] < 0.05 and i1.quality < i0.quality
-        np.testing.assert_array_equal(i1.box, prior)
-        # a given box is never replaced by the prior box
-        model.prior_box = True
-        _, i2 = model.search(images[i], box=far, box_kind="landmarks", return_info=True)
-        model.prior_box = False
-        assert not i2.prior_box
-    again = ActiveShapeModel.load(model.save(tmp_path / "m2.npz"))
-    np.testing.assert_array_equal(again.prior_box_, model.prior_box_)
-
-
-# --------------------------------------------------------------------------- face verifier
 def _corner_boxes(rng, size, face, n, score_range):
     # small boxes in the image corners (background, clothes), off the face square: what a
     # face detector's false positives look like next to the face
@@ -749,13 +714,13 @@ def test_cli_train_and_fit(tmp_path):
     assert main(["asm", "train", str(tmp_path / "faces"), "-o", str(model), "--levels", "2",
                  "--search-half", "2", "3", "--detector-samples", "0", "--start-shapes", "2",
                  "--start-scales", "0.95", "1.05", "--level-modes", "6", "3", "--rescue-quantile", "0.8",
-                 "--rescue-scales", "1.3", "--rescue-angles", "--rescue-shift", "0.1", "--prior-box"]) == 0
+                 "--rescue-scales", "1.3", "--rescue-angles", "--rescue-shift", "0.1", "--no-point-start"]) == 0
     loaded = ActiveShapeModel.load(model)
     assert loaded.n_levels == 2 and loaded.start_shapes_.shape == (2, 68, 2)
     assert loaded.start_scales == (0.95, 1.05) and loaded.level_modes == (6, 3)
     assert loaded.rescue_quantile == 0.8 and loaded.rescue_scales == (1.3,) and loaded.rescue_angles == ()
     assert loaded.rescue_shift == 0.1 and len(loaded.rescue_starts((30, 30, 98, 98))) == 1 + 4
-    assert loaded.prior_box is True
+    assert loaded.point_start is False
     images = sorted(str(p) for p in (tmp_path / "faces").glob("*.png"))[:2]
     out = tmp_path / "overlays"
     import contextlib
@@ -784,6 +749,9 @@ def _write_version_1(model, v2_path, path):
         arrays = {name: z[name] for name in z.files if name not in ("meta", "pdm")}
         meta = json.loads(str(z["meta"]))
     meta["version"] = 1
+    # the files of that time also held the framing prior box (since removed)
+    meta["params"]["prior_box"] = True
+    meta["prior_box_"] = [0.5, 0.5, 0.6, 0.6]
     np.savez(path, meta=np.array(json.dumps(meta)), mean=model.mean_, components=model.components_,
              variances=model.variances_, **arrays)
     return path
@@ -791,13 +759,14 @@ def _write_version_1(model, v2_path, path):
 
 def test_a_model_file_of_version_1_loads_and_finds_the_same_landmarks(tmp_path):
     # a tiny ASM with everything a file holds (start shapes, mode starts, template
-    # refinement, a face verifier, acceptance and rescue levels, a framing prior), written
-    # in the layout of shapekit before the split; loaded, it searches as the model does
+    # refinement, a face verifier, acceptance and rescue levels, and the framing prior box
+    # of that time), written in the layout of shapekit before the split; loaded, it
+    # searches as the model does, and says that the prior box is gone
     from shapekit.data.synth import generate
 
     images, shapes = generate(14, seed=11, size=96, occlusion=0.0, progress=False, **_POSE)
     asm = ActiveShapeModel(n_levels=2, face_size=48, profile_half=3, n_components=0.9, start_shapes=3,
-                           start_scales=(0.95, 1.05), template_size=8, prior_box=True, verify_boxes=4,
+                           start_scales=(0.95, 1.05), template_size=8, verify_boxes=4,
                            max_boxes=2, search_half=(1, 2), starts=((0, 1.0),), refine_start=True,
                            quality_template_weight=0.1, quality_shape_weight=0.05)
     asm.fit(images[:10], shapes[:10], progress_bar=False)
@@ -811,17 +780,17 @@ def test_a_model_file_of_version_1_loads_and_finds_the_same_landmarks(tmp_path):
         boxes.append(b)
     asm.fit_detector_start(images[:10], shapes[:10], np.array(boxes), dets,
                            verifier_params=dict(size=16, cell=8, n_jitter=1, n_random=1))
-    assert asm.verifier_ is not None and asm.prior_box_ is not None and asm.rescue_quality_ is not None
+    assert asm.verifier_ is not None and asm.rescue_quality_ is not None
 
     v1 = _write_version_1(asm, asm.save(tmp_path / "v2.npz"), tmp_path / "v1.npz")
     with np.load(v1) as z:
         assert "pdm" not in z.files and z["components"].ndim == 3
-    model = ActiveShapeModel.load(v1)
-    assert model.get_params() == asm.get_params()
+    with pytest.warns(UserWarning, match="framing prior box"):
+        model = ActiveShapeModel.load(v1)
+    assert model.get_params() == asm.get_params() and not hasattr(model, "prior_box_")
     np.testing.assert_allclose(model.pdm_.components_, asm.pdm_.components_, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(model.pdm_.explained_variance_, asm.pdm_.explained_variance_)
     np.testing.assert_array_equal(model.profile_icov_, asm.profile_icov_)
-    np.testing.assert_array_equal(model.prior_box_, asm.prior_box_)
     assert (model.accept_quality_, model.rescue_quality_) == (asm.accept_quality_, asm.rescue_quality_)
 
     g = shapes[12]

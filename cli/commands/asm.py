@@ -57,10 +57,9 @@ def register(sub):
     t.add_argument("--rescue-shift", type=nonnegative_float, default=None,
                    help="rescue starts: shifts left, right, up and down by this fraction of the box (default 0.15; "
                         "0: none)")
-    t.add_argument("--prior-box", action="store_true",
-                   help="when a fit from the detector's box is still poor after the rescue, also search from where "
-                        "the face box sits in the training images (only for images cropped like them: in crops made "
-                        "around the landmarks this is nearly the landmark box)")
+    t.add_argument("--no-point-start", action="store_true",
+                   help="place the starts from the detector's box even when it gives face points (MTCNN's five "
+                        "points place them by default, with the face's in-plane rotation)")
     t.add_argument("--format", default="auto", help="annotation format (default: guessed)")
     t.add_argument("--detector-samples", type=nonnegative_int, default=100,
                    help="run the face detector on this many training images to learn where the start shape "
@@ -123,8 +122,8 @@ def run_train(args):
             params[name] = tuple(getattr(args, name))
     if args.rescue_shift is not None:
         params["rescue_shift"] = args.rescue_shift
-    if args.prior_box:
-        params["prior_box"] = True
+    if args.no_point_start:
+        params["point_start"] = False
     source = args.source if len(args.source) > 1 else args.source[0]
     model = train_asm(source, format=args.format, detector_samples=args.detector_samples, detector=args.detector,
                       verifier=not args.no_verifier,

@@ -32,9 +32,7 @@ class DetectorStart:
     over all boxes). ``rescue_quantile``: a fit worse than this quantile of the training
     fits is searched again from the rescue starts (None: no rescue), the start shapes
     moved by each of ``rescue_scales`` (sizes), ``rescue_angles`` (degrees) and
-    ``rescue_shift`` (shifts left, right, up and down, in box sizes). ``prior_box``: learn
-    and use the framing prior box (where faces sit in the training images) for fits that
-    stay poor. ``point_start``: with a detector that places face points (MTCNN's five),
+    ``rescue_shift`` (shifts left, right, up and down, in box sizes). ``point_start``: with a detector that places face points (MTCNN's five),
     learn where they sit on the mean shape and place the starts from them (position, size
     and in-plane rotation: :meth:`~shapekit.asm.ActiveShapeModel.fit_point_start`) rather
     than from the box.
@@ -47,14 +45,13 @@ class DetectorStart:
     rescue_scales: tuple | None = (1.25, 1.4)
     rescue_angles: tuple | None = (-15.0, 15.0)
     rescue_shift: float | None = 0.15
-    prior_box: bool = False
     point_start: bool = True
 
 
 class DetectorStarts:
     """The detector-start methods of :class:`~shapekit.asm.ActiveShapeModel` (a base class
     of it): the detector and its boxes, the face verifier, the acceptance and rescue
-    levels, the framing prior, and their fitting on training faces."""
+    levels, and their fitting on training faces."""
 
     def _n_boxes(self):
         """The number of detector boxes the search tries (see ``max_boxes``)."""
@@ -185,24 +182,6 @@ class DetectorStarts:
         self.rescue_quality_ = float(np.quantile(qualities, float(q)))
         return self
 
-    def fit_prior_box(self, images, boxes):
-        """Learn ``prior_box_``, the framing prior: the median face box of the training
-        images relative to their size (centre x / width, centre y / height, width and
-        height / the shorter side), from ``boxes`` (N, 4+) pixels (rows with NaN
-        skipped) on ``images`` (arrays or paths); return self."""
-        self._check_fitted()
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(len(images), -1)
-        rel = []
-        for image, b in zip(images, boxes):
-            if np.all(np.isfinite(b[:4])):
-                h, w = load_image(image, convert=False).shape[:2]
-                s = float(min(h, w))
-                rel.append([0.5 * (b[0] + b[2]) / w, 0.5 * (b[1] + b[3]) / h, (b[2] - b[0]) / s, (b[3] - b[1]) / s])
-        if len(rel) < 3:
-            raise ShapekitError(f"boxes: the framing prior needs at least 3 usable boxes, got {len(rel)}")
-        self.prior_box_ = np.median(np.asarray(rel), axis=0)
-        return self
-
     def fit_detector_start(self, images, shapes, boxes, detections, verifier=True, verifier_params=None,
                            progress_bar=None):
         """Learn everything a search from the face detector needs, on training faces; return self.
@@ -215,9 +194,8 @@ class DetectorStarts:
         :meth:`~shapekit.data.detect.Detector.detect_rows`) and ``point_start`` is set
         (:meth:`fit_point_start`), the face verifier (when ``verifier``),
         the fit-quality levels at which the search moves on to the next box and rescues a
-        poor fit (from searches from ``boxes``, placed as the search will place them), and
-        the framing prior box when ``prior_box`` is set. ``train_asm(..., detector_samples=N)``
-        calls this.
+        poor fit (from searches from ``boxes``, placed as the search will place them).
+        ``train_asm(..., detector_samples=N)`` calls this.
         """
         config = self.detector_start
         boxes = np.asarray(boxes, dtype=np.float64).reshape(len(shapes), -1)
@@ -238,19 +216,7 @@ class DetectorStarts:
                 self.accept_quality_ = float(np.quantile(qualities, float(config.box_accept)))
             if config.rescue_quantile is not None:
                 self.fit_rescue_quality(qualities=qualities)
-        if config.prior_box:
-            self.fit_prior_box(images, boxes)
         return self
-
-    def prior_box_in(self, image_shape):
-        """Return the framing prior's face box ``(x0, y0, x1, y1)`` (pixels) in an image of
-        ``image_shape`` (H, W[, C]) (see :meth:`fit_prior_box`)."""
-        if getattr(self, "prior_box_", None) is None:
-            raise ShapekitError("this model has no framing prior: call fit_prior_box() first")
-        h, w = image_shape[:2]
-        s = float(min(h, w))
-        cx, cy, bw, bh = (float(v) for v in self.prior_box_)
-        return np.array([cx * w - 0.5 * bw * s, cy * h - 0.5 * bh * s, cx * w + 0.5 * bw * s, cy * h + 0.5 * bh * s])
 
     def rescue_starts(self, box, kind="landmarks"):
         """Return the rescue start groups ``[(S, L, 2), ...]`` for a face box (image

@@ -65,20 +65,17 @@ class ActiveShapeModel(BoxStarts, DetectorStarts, MultiStartSearch, Estimator):
       ``start_shapes``, ``start_scales``, ``starts``, ``refine_start``, ``template_radius``;
     * :attr:`detector_start` (:class:`~shapekit.asm.detector_start.DetectorStart`):
       ``max_boxes``, ``verify_boxes``, ``box_accept``, ``rescue_quantile``,
-      ``rescue_scales``, ``rescue_angles``, ``rescue_shift``, ``prior_box``, ``point_start``;
+      ``rescue_scales``, ``rescue_angles``, ``rescue_shift``, ``point_start``;
     * the fit quality (:meth:`fit_quality`): ``quality_background``, ``quality_levels``,
       ``quality_shape_weight``, ``quality_template_weight``.
 
     From a box the search runs once per start (start shapes × scales) and keeps the fit
-    of best :meth:`fit_quality`. Without a box it starts from the detector's boxes,
+    of best :meth:`fit_quality`. Without a box it starts from the detector's boxes
     (placed from its face points when the model learned where they sit:
     :meth:`fit_point_start`), re-ranked by a learned face verifier (:meth:`fit_verifier`),
-    tried in order until one
-    fits at least as well as ``accept_quality_`` (:meth:`fit_accept_quality`); a fit worse
-    than ``rescue_quality_`` (:meth:`fit_rescue_quality`) is searched again from moved
-    starts (:meth:`rescue_starts`) and, with ``prior_box`` and a learned framing prior
-    ``prior_box_`` (:meth:`fit_prior_box`), from where faces sit in the training images:
-    only for images framed like them (face crops), never for photos with faces anywhere.
+    tried in order until one fits at least as well as ``accept_quality_``
+    (:meth:`fit_accept_quality`); a fit worse than ``rescue_quality_``
+    (:meth:`fit_rescue_quality`) is searched again from moved starts (:meth:`rescue_starts`).
 
     Learned state: ``pdm_`` (the :class:`~shapekit.shape.PointDistributionModel`, unit-norm
     model frame), ``profiles_`` (the :class:`~shapekit.asm.profile_model.ProfileModel`),
@@ -86,7 +83,7 @@ class ActiveShapeModel(BoxStarts, DetectorStarts, MultiStartSearch, Estimator):
     frame), ``box_pose_`` (how the mean shape sits in a landmark box), ``box_starts_``,
     ``start_shapes_`` (C, L, 2) (start shapes in the model frame, the mean first),
     ``accept_quality_``, ``verifier_`` (a :class:`~shapekit.asm.verify.FaceVerifier`),
-    ``rescue_quality_`` and ``prior_box_`` (each when learned), ``n_train_``, ``schema_``.
+    ``rescue_quality_`` (each when learned), ``n_train_``, ``schema_``.
     ``mean_``, ``components_`` (K, L, 2), ``variances_`` and ``profile_mean_``,
     ``profile_icov_``, ``prev_``, ``next_``, ``background_mean_``, ``background_icov_``
     read the same arrays of ``pdm_`` and ``profiles_``.
@@ -149,7 +146,6 @@ class ActiveShapeModel(BoxStarts, DetectorStarts, MultiStartSearch, Estimator):
         rescue_scales=(1.25, 1.4),
         rescue_angles=(-15.0, 15.0),
         rescue_shift=0.15,
-        prior_box=False,
         point_start=True,
     ):
         self.n_levels = n_levels
@@ -184,7 +180,6 @@ class ActiveShapeModel(BoxStarts, DetectorStarts, MultiStartSearch, Estimator):
         self.rescue_scales = rescue_scales
         self.rescue_angles = rescue_angles
         self.rescue_shift = rescue_shift
-        self.prior_box = prior_box
         self.point_start = point_start
 
     def _check_relations(self):
@@ -368,8 +363,7 @@ def train_asm(source, format="auto", pdm=None, progress_bar=None, detector_sampl
     boxes, and, with ``verifier``, the face verifier that re-ranks the detector's boxes
     (:meth:`ActiveShapeModel.fit_verifier` with ``verifier_params``) on the same images,
     and the fit quality below which the search rescues a fit
-    (:meth:`ActiveShapeModel.fit_rescue_quality`; without ``detector_samples`` no rescue)
-    and, with ``prior_box``, the framing prior (:meth:`ActiveShapeModel.fit_prior_box`).
+    (:meth:`ActiveShapeModel.fit_rescue_quality`; without ``detector_samples`` no rescue).
     ``detector`` names the face detector all this is learned for ("mtcnn", "lbp" or
     "auto": :func:`default_detector`); the model keeps its name (``detector_``) and its
     searches use that detector.

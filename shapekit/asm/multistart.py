@@ -106,16 +106,6 @@ class MultiStartSearch:
                 r[1].box_index, r[1].rescue_index, r[1].box = i, j, np.asarray(box_list[i], float)[:4]
             n_starts += len(extra)
             best = min([best] + extra, key=lambda r: r[1].quality)
-            if (best[1].quality > level and box is None and config.prior_box
-                    and getattr(self, "prior_box_", None) is not None):
-                # still poor from the detector's box: maybe the detector missed the face;
-                # try where faces sit in the training images
-                pbox = self.prior_box_in(image.shape)
-                extra = self._search_groups(image, [self.box_starts(pbox, kind=box_kind)], kernels)
-                for r in extra:
-                    r[1].box, r[1].prior_box = pbox, True
-                n_starts += len(extra)
-                best = min([best] + extra, key=lambda r: r[1].quality)
         best[1].n_starts, best[1].rescued = n_starts, rescued
         return (best[0], best[1]) if return_info else best[0]
 

@@ -124,8 +124,7 @@ class SearchInfo:
     :meth:`ActiveShapeModel.search`, the fit quality and which start gave it
     (``rescued``: the search tried the rescue starts; ``rescue_index``: the rescue start
     the kept fit came from, -1 when it came from an ordinary start; ``box``: the face box
-    ``(x0, y0, x1, y1)`` pixels its start came from, None from a start shape;
-    ``prior_box``: that box is the model's framing prior, not a given or detected one)."""
+    ``(x0, y0, x1, y1)`` pixels its start came from, None from a start shape)."""
 
     iterations: list = field(default_factory=list)
     converged: list = field(default_factory=list)
@@ -137,7 +136,6 @@ class SearchInfo:
     rescued: bool = False
     rescue_index: int = -1
     box: object = None
-    prior_box: bool = False
 
 
 def search_pyramid(pyramid, model, start, config):
