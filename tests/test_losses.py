@@ -298,3 +298,30 @@ def test_kd_single_teacher_and_weights():
     a1 = L.assistive_loss(k * p, k * g, k * tough, None, c["beta"], c["omega_pos_tough"], c["omega_neg_tough"])
     assert torch.isclose(only_tough, 2.0 * main + a1)
     assert torch.isclose(L.KDLoss(lambda_tolerant=0.0)(p, g, tough=tough, tolerant=tol), only_tough)
+
+
+def test_kd_loss_with_the_dsnt_regulariser():
+    # reg_weight adds exactly reg_weight x the mean JS divergence of the valid points' heatmaps
+    from shapekit.nn.functional import js_reg_losses
+
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(3, 5, 2, generator=g) * 2 - 1
+    target = torch.rand(3, 5, 2, generator=g) * 2 - 1
+    tough, tolerant = pred + 0.05, pred - 0.05
+    hm = torch.softmax(torch.rand(3, 5, 256, generator=g) * 4, -1).view(3, 5, 16, 16)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[0, 1] = False
+    js = js_reg_losses(hm, torch.where(mask[..., None], target, float("nan")), 2.0)
+    plain = L.KDLoss()(pred, target, mask, tough=tough, tolerant=tolerant)
+    reg = L.KDLoss(reg_weight=0.5, sigma=2.0)(pred, target, mask, tough=tough, tolerant=tolerant, heatmaps=hm)
+    assert torch.allclose(reg - plain, 0.5 * js[mask].mean(), atol=1e-6)
+    per = L.KDLoss(reg_weight=0.5, sigma=2.0, reduction="none")(pred, target, mask, tough=tough, tolerant=tolerant,
+                                                                heatmaps=hm)
+    total = L.KDLoss(reg_weight=0.5, sigma=2.0, reduction="sum")(pred, target, mask, tough=tough, tolerant=tolerant,
+                                                                 heatmaps=hm)
+    assert per.shape == (3, 5, 2) and torch.allclose(per.sum(), total, atol=1e-5)
+    assert "heatmaps" in L.KDLoss(reg_weight=1.0).needs and "heatmaps" not in L.KDLoss().needs
+    with pytest.raises(ShapekitError, match="heatmaps"):
+        L.KDLoss(reg_weight=1.0)(pred, target, mask, tough=tough, tolerant=tolerant)
+    with pytest.raises(ShapekitError, match="reg_weight"):
+        L.KDLoss(reg_weight=-1.0)

@@ -183,6 +183,24 @@ def test_dsnt_head_training_and_missing_points(tmp_path):
     assert res.model.has_heatmaps
 
 
+def test_dsnt_head_student_keeps_the_heatmap_regulariser(data):
+    # a DSNT-head student trains on the KD-Loss plus the DSNT loss's JS regulariser
+    train, val = data
+    kw = {"channels": (4, 8), "heatmap_stride": 4}
+    cfg = _cfg(epochs=1, head="dsnt", model_kwargs=kw, max_steps_per_epoch=2)
+    tough = fit_role("tough", train, None, cfg).model
+    tolerant = fit_role("plain", train, None, cfg).model
+    res = fit_role("student", train, val, cfg, teachers=(tough, tolerant))
+    assert np.isfinite(res.best_nme) and res.model.has_heatmaps
+    from shapekit.train.loop import Trainer
+
+    tr = Trainer(res.model, train, val, cfg.replace(role="student"), teachers={"tough": tough, "tolerant": tolerant})
+    assert tr.loss_name == "kd" and tr.loss_fn.reg_weight == 1.0 and "heatmaps" in tr.loss_fn.needs
+    off = Trainer(res.model, train, val, cfg.replace(role="student", loss_kwargs={"reg_weight": 0.0}),
+                  teachers={"tough": tough, "tolerant": tolerant})
+    assert off.loss_fn.reg_weight == 0.0
+
+
 @pytest.mark.parametrize("loss", ["l1", "smooth_l1", "wing", "awing", "cgd"])
 def test_plain_role_losses_run(loss, data):
     train, val = data

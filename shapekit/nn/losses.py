@@ -396,19 +396,41 @@ class DSNTLoss(_Loss):
 
 
 class KDLoss(_Loss):
-    """KD-Loss of a student with a tough and a tolerant teacher (default constants: authors' code)."""
+    """KD-Loss of a student with a tough and a tolerant teacher (default constants: authors' code).
 
-    needs = ("tough", "tolerant")
+    ``reg_weight`` > 0 (a student with a DSNT head) adds ``reg_weight`` times the mean
+    Jensen-Shannon divergence between its heatmaps and Gaussians of ``sigma`` heatmap
+    pixels at the targets: the regulariser of :func:`dsnt_loss`, which the KD-Loss
+    (written for coordinate regression) does not have. The loss then needs the heatmaps.
+    """
 
-    def __init__(self, constants="code", reduction="mean", **overrides):
+    def __init__(self, constants="code", reduction="mean", reg_weight=0.0, sigma=1.0, **overrides):
         super().__init__(reduction)
+        if not reg_weight >= 0:
+            raise ShapekitError(f"reg_weight: expected a weight >= 0, got {reg_weight!r}")
         self.constants = _kd_constants(constants, overrides)
+        self.reg_weight, self.sigma = float(reg_weight), float(sigma)
         self.kw = {"constants": constants, **overrides}
+        if self.reg_weight:
+            self.kw.update(reg_weight=self.reg_weight, sigma=self.sigma)
+        self.needs = ("tough", "tolerant") + (("heatmaps",) if self.reg_weight else ())
 
-    def forward(self, pred, target, mask=None, tough=None, tolerant=None):
+    def forward(self, pred, target, mask=None, tough=None, tolerant=None, heatmaps=None):
         if tough is None or tolerant is None:
             raise ShapekitError("tough and tolerant: the KD-Loss needs both teachers' predictions")
-        return kd_loss(pred, target, tough, tolerant, mask, constants=self.constants, reduction=self.reduction)
+        loss = kd_loss(pred, target, tough, tolerant, mask, constants=self.constants, reduction=self.reduction)
+        if not self.reg_weight:
+            return loss
+        if heatmaps is None:
+            raise ShapekitError("heatmaps: the KD-Loss with reg_weight > 0 needs the heatmaps of a DSNT-head model")
+        valid = _valid(pred, target, mask)
+        reg = js_reg_losses(heatmaps, torch.where(valid.unsqueeze(-1), target, torch.full_like(target, float("nan"))),
+                            self.sigma)
+        if self.reduction == "none":
+            # per coordinate, as kd_loss: each point's divergence on both of its coordinates
+            return loss + self.reg_weight * (reg * valid).unsqueeze(-1).expand_as(loss) / 2
+        total = (reg * valid).sum()
+        return loss + self.reg_weight * (total if self.reduction == "sum" else total / valid.sum().clamp_min(1))
 
 
 class MimicLoss(_Loss):

@@ -292,6 +292,9 @@ class Trainer:
         kw = dict(self.cfg.loss_kwargs)
         if loss == "kd":
             kw.setdefault("constants", self.cfg.kd_constants)
+            if self.cfg.head == "dsnt":
+                # a DSNT-head student keeps the heatmap regulariser of the DSNT loss
+                kw.setdefault("reg_weight", 1.0)
         self.loss_name = loss if isinstance(loss, str) else type(loss).__name__
         self.loss_fn = get_loss(loss, **kw) if isinstance(loss, str) else loss
         self.loss_units = LOSS_UNITS.get(loss, "normalized") if isinstance(loss, str) else "normalized"
