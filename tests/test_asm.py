@@ -906,6 +906,8 @@ def test_start_from_the_detectors_face_points(synthetic, tmp_path):
         model.start_from_box(row[:7], "points")
     with pytest.raises(ShapekitError, match="at least 3 faces"):
         model.fit_point_start(np.full((4, 5, 2), np.nan), shapes[:4])
+    with pytest.raises(ShapekitError, match=r"points \(N, P, 2\)"):
+        model.fit_point_start(np.zeros((3, 5, 2)), shapes[:4])
 
 
 def test_detector_start_learned_from_face_points(synthetic, tmp_path):

@@ -2,7 +2,8 @@
 # Train the KD-Loss pipeline on 68-point faces: tough and tolerant teachers, then the
 # plain baseline and the KD student with the same budget, then evaluate all four.
 #
-#   bash examples/recipes/faces68.sh cpu [DATA] [OUT]   # ImageNet starts: teachers 128 px, students 64 px
+#   bash examples/recipes/faces68.sh cpu [DATA] [OUT]   # ImageNet starts, DSNT heads, 128 px, all four networks
+#   bash examples/recipes/faces68.sh cpu-64 [DATA] [OUT]  # ImageNet starts, regression heads: teachers 128, students 64 px
 #   bash examples/recipes/faces68.sh cpu-scratch [DATA] [OUT]  # random starts: ResNet-18 teachers, 64 px
 #   bash examples/recipes/faces68.sh gpu [DATA] [OUT]   # longer recipe for one CUDA GPU
 #   bash examples/recipes/faces68.sh gpu-bench [DATA] [OUT]  # the four roles in minutes (benchmarks/bench_gpu.py)
@@ -25,7 +26,11 @@ SETS="lfpw68 helen68 afw68"
 
 case "$MODE" in
   cpu)  # 2 cores, two one-thread jobs side by side; MobileNetV2 from its ImageNet file (shapekit weights get
-    # mobilenetv2) for all four networks; teachers on the 128-px crops, students at 64 px from the same crops
+    # mobilenetv2) with a DSNT head for all four networks, 128-px crops, 12 epochs each
+    SIZE=128; TEACHER=mobilenetv2; T_EPOCHS=${T_EPOCHS:-12}; S_EPOCHS=${S_EPOCHS:-12}
+    COMMON="--batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --threads 1 --pretrained imagenet --head dsnt"
+    COMMON="$COMMON --device ${DEVICE:-cpu}" ;;
+  cpu-64)  # as cpu with regression heads; teachers on the 128-px crops, students at 64 px from the same crops
     # (the teachers see 128 px)
     SIZE=128; TEACHER=mobilenetv2; T_EPOCHS=${T_EPOCHS:-14}; S_EPOCHS=${S_EPOCHS:-12}
     STUDENT_EXTRA="--input-size 64"
@@ -36,13 +41,13 @@ case "$MODE" in
   gpu|gpu-bench)  # one GPU: bfloat16 autocast, channels-last and fused AdamW are on by default on CUDA
     SIZE=256; TEACHER=efficientnet_b3; T_EPOCHS=${T_EPOCHS:-120}; S_EPOCHS=${S_EPOCHS:-150}
     COMMON="--batch-size 64 --lr 1e-3 --warmup-epochs 2 --batched --input-size 224 --ema --device ${DEVICE:-cuda}" ;;
-  *) echo "usage: $0 cpu|cpu-scratch|gpu|gpu-bench [DATA] [OUT]" >&2; exit 2 ;;
+  *) echo "usage: $0 cpu|cpu-64|cpu-scratch|gpu|gpu-bench [DATA] [OUT]" >&2; exit 2 ;;
 esac
 COMMON="$COMMON --val-fraction 0.1 --seed 0 --json ${EXTRA:-}"
 
 mkdir -p "$OUT"
 CACHES=""
-if [ "$MODE" = cpu ] || [ "$MODE" = cpu-scratch ]; then
+if [ "$MODE" = cpu ] || [ "$MODE" = cpu-64 ] || [ "$MODE" = cpu-scratch ]; then
   for s in $SETS; do
     if [ ! -f "$OUT/cache/${s}_$SIZE/meta.json" ]; then
       shapekit prepare "$DATA/$s/train" -o "$OUT/cache/${s}_$SIZE" --size "$SIZE"
@@ -66,7 +71,7 @@ train() {  # role name epochs extra...
     > "$OUT/$name.log" 2>&1
 }
 
-if [ "$MODE" = cpu ] || [ "$MODE" = cpu-scratch ]; then
+if [ "$MODE" = cpu ] || [ "$MODE" = cpu-64 ] || [ "$MODE" = cpu-scratch ]; then
   train tough tough "$T_EPOCHS" --model "$TEACHER" &
   train tolerant tolerant "$T_EPOCHS" --model "$TEACHER" &
   wait

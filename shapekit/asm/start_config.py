@@ -161,7 +161,10 @@ class BoxStarts:
         """
         self._check_fitted()
         shapes = np.asarray(shapes, dtype=np.float64)
-        points = np.asarray(points, dtype=np.float64).reshape(len(shapes), -1, 2)
+        points = np.asarray(points, dtype=np.float64)
+        if shapes.ndim != 3 or points.ndim != 3 or len(points) != len(shapes) or points.shape[2] != 2:
+            raise ShapekitError(f"fit_point_start: expected points (N, P, 2) and shapes (N, L, 2) of the same faces, "
+                                f"got {points.shape} and {shapes.shape}")
         rel = []
         for p, s in zip(points, shapes):
             if np.isfinite(p).all() and np.isfinite(s).all(axis=1).sum() >= 3:
