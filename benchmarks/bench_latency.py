@@ -93,16 +93,17 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=200)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    models = ([load_model(args.checkpoint)] if args.checkpoint
+    models = ([load_model(args.checkpoint)[0]] if args.checkpoint
               else [create_model(args.model, input_size=s) for s in args.sizes])
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for m in models:
-            row = {"model": m.config["name"], **measure(m, args.repeats, args.threads, folder)}
+            row = {"model": m.config["name"], "head": m.config.get("head", "regression"),
+                   **measure(m, args.repeats, args.threads, folder)}
             rows.append(row)
             if not args.json:
                 ort_ms = row["onnxruntime_ms"]
-                print(f"{row['model']} {row['input_size']:>4} px  eager {row['eager_ms']:6.2f} ms  "
+                print(f"{row['model']} ({row['head']}) {row['input_size']:>4} px  eager {row['eager_ms']:6.2f} ms  "
                       f"TorchScript {row['torchscript_ms']:6.2f} ms  ONNX Runtime "
                       f"{'n/a' if ort_ms is None else f'{ort_ms:6.2f} ms'}  "
                       f"(dlib, quoted: {DLIB_MS} ms)")
