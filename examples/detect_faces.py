@@ -14,8 +14,11 @@ astronaut photo and synthetic training faces (the output says which). Writes int
   the IoU between the two in the title;
 * ``detect_asm.png``    per photo, the active shape model searched from each face's
   five-point square (red), and for the annotated face the same model searched from the
-  LBP cascade's best box without a correction (blue: the start a newcomer got before)
-  and the annotation (green), with the NMEs (outer eye corners) in the title.
+  LBP cascade's best box without a correction (blue: the start a newcomer got before),
+  from its five points placed by the learned point start (magenta: where MTCNN's points
+  sit on the mean shape, learned from MTCNN on the training faces; the similarity also
+  gives the head's tilt, see ``ActiveShapeModel.fit_point_start``) and the annotation
+  (green), with the NMEs (outer eye corners) in the title.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from skimage import data
 
 from shapekit.asm import ActiveShapeModel
 from shapekit.data import crops
-from shapekit.data.detect import FaceDetector, FivePointFraming, box_iou
+from shapekit.data.detect import FaceDetector, FivePointFraming, box_iou, detector_boxes
 from shapekit.data.images import load_image
 from shapekit.data.mtcnn import MTCNN
 from shapekit.data.synth import generate
@@ -81,7 +84,7 @@ def main(argv=None):
     for ax, (name, img, truth) in zip(axes[0], shots):
         boxes, points = det.detect_faces(img)
         squares = framing.squares(points) if len(boxes) else np.zeros((0, 3))
-        found.append((boxes, squares))
+        found.append((boxes, points, squares))
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
         title = f"{name}: {len(boxes)} face(s)"
         for b, p, sq in zip(boxes, points, squares):
@@ -106,10 +109,17 @@ def main(argv=None):
     images, shapes, tnote = training_faces(args.n_train)
     print(f"training the active shape model on {tnote} (no detector start)")
     asm = ActiveShapeModel().fit(images, shapes, progress_bar=False)
+    # where MTCNN's five points sit on the mean shape, from its detections of the training faces
+    rows = detector_boxes(images, shapes, detector=det, points=True)
+    hit = np.isfinite(rows[:, 0])
+    asm.fit_point_start(rows[hit, 5:].reshape(-1, 5, 2), np.asarray(shapes)[hit])
+    print(f"point start learned from MTCNN on {int(hit.sum())} of {len(hit)} training faces")
     fig, axes = plt.subplots(1, len(shots), figsize=(5 * len(shots), 5.5), squeeze=False)
-    for ax, (name, img, truth), (boxes, squares) in zip(axes[0], shots, found):
+    for ax, (name, img, truth), (boxes, points, squares) in zip(axes[0], shots, found):
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
         fits = [asm.search(img, box=crops.box_from_square(sq), box_kind="landmarks") for sq in squares]
+        face_rows = np.column_stack([boxes, points.reshape(len(boxes), -1)]) if len(boxes) else np.zeros((0, 15))
+        from_points = [asm.search(img, box=r, box_kind="points") for r in face_rows]
         for f in fits:
             ax.scatter(f[:, 0], f[:, 1], s=3, c="red")
         title = f"{name}: {len(fits)} face(s) fitted from the five points"
@@ -117,18 +127,25 @@ def main(argv=None):
             ax.scatter(truth[:, 0], truth[:, 1], s=3, c="lime")
             errs = [float(nme(f[None], truth[None])[0]) for f in fits]
             k = int(np.argmin(errs)) if errs else -1
+            p_err = float(nme(from_points[k][None], truth[None])[0]) if errs else float("nan")
+            if errs:
+                ax.scatter(from_points[k][:, 0], from_points[k][:, 1], s=3, c="magenta")
             lb = lbp.detect(img)
             lbp_err = float("nan")
             if len(lb):
                 g = asm.search(img, box=crops.box_from_square(crops.square_from_box(lb[0, :4])), box_kind="landmarks")
                 ax.scatter(g[:, 0], g[:, 1], s=3, c="blue")
                 lbp_err = float(nme(g[None], truth[None])[0])
-            title += f"\nannotated face NME: {errs[k]:.1%} from MTCNN, {lbp_err:.1%} from the LBP box"
-            print(f"{name}: NME {errs[k]:.2%} from MTCNN's five points, {lbp_err:.2%} from the raw LBP box")
+            title += (f"\nannotated face NME: {errs[k]:.1%} from the five-point square, {p_err:.1%} from the "
+                      f"point start,\n{lbp_err:.1%} from the LBP box")
+            print(f"{name}: NME {errs[k]:.2%} from MTCNN's five-point square, {p_err:.2%} from the learned point "
+                  f"start, {lbp_err:.2%} from the raw LBP box")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    fig.suptitle("Active shape model from MTCNN's five-point squares (red) and from the LBP cascade's best raw box "
-                 "(blue); annotation (green)", fontsize=10)
+    fig.suptitle("Active shape model from MTCNN's five-point squares (red), from its five points by the learned "
+                 "point start (magenta) and from the LBP cascade's best raw box (blue); annotation (green)", fontsize=10,
+                 y=1.0)
+    fig.subplots_adjust(top=0.8)
     print(f"wrote {save_figure(fig, out / 'detect_asm.png')}")
 
 
