@@ -270,7 +270,7 @@ class Trainer:
             # On a shared CPU fewer threads can be much faster (no spinning on busy cores).
             torch.set_num_threads(int(self.cfg.threads))
             if self.cfg.batched:
-                # the batched path's fused CPU kernel (images in parallel)
+                # the batched path's CPU warp kernel
                 numba.set_num_threads(min(int(self.cfg.threads), numba.config.NUMBA_NUM_THREADS))
         seed_everything(self.cfg.seed)
         self.model = model.to(self.device)
