@@ -273,9 +273,8 @@ def _noise(op, x, gen, on):
 # Pixel noise on the CPU: a counter-based generator, so that the fused kernel and the
 # tensor operations draw the same numbers, whatever the threads and whichever images are
 # chosen. Each pair of values (2j, 2j+1) of image b comes from one 64-bit hash of the
-# batch's key and the pair's counter (splitmix64), as two 24-bit uniforms in (-1, 1)
-# turned into two standard normals by Marsaglia's polar method (a pair outside the unit
-# disc draws again from the hash of its hash; 21 % of pairs, 4.6 % twice, ...).
+# batch's key and the pair's counter (splitmix64), as two 24-bit uniforms turned into two
+# standard normals by the Box-Muller transform.
 
 _M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 _S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
@@ -293,14 +292,10 @@ def _splitmix(z):  # pragma: no cover - compiled
 @njit(fastmath=True)
 def _normal_pair(key, counter):  # pragma: no cover - compiled
     h = _splitmix(key ^ _splitmix(counter))
-    while True:
-        u = (float(h >> _S40) + 0.5) * (2.0 / 16777216.0) - 1.0
-        v = (float(h & _LOW24) + 0.5) * (2.0 / 16777216.0) - 1.0
-        q = u * u + v * v
-        if q < 1.0:
-            f = math.sqrt(-2.0 * math.log(q) / q)
-            return u * f, v * f
-        h = _splitmix(h)
+    u1 = (float(h >> _S40) + 1.0) * (1.0 / 16777216.0)  # (0, 1]
+    u2 = float(h & _LOW24) * (1.0 / 16777216.0)  # [0, 1)
+    r = math.sqrt(-2.0 * math.log(u1))
+    return r * math.cos(2.0 * math.pi * u2), r * math.sin(2.0 * math.pi * u2)
 
 
 @njit(parallel=True, fastmath=True)
@@ -338,19 +333,10 @@ def hashed_normal_reference(key, images, n):
 
     with np.errstate(over="ignore"):
         h = mix(np.uint64(key) ^ mix(counter))
-        u = np.empty(h.shape)
-        v = np.empty(h.shape)
-        todo = np.ones(h.shape, dtype=bool)
-        while todo.any():
-            uu = ((h >> _S40).astype(np.float64) + 0.5) * (2.0 / 16777216.0) - 1.0
-            vv = ((h & _LOW24).astype(np.float64) + 0.5) * (2.0 / 16777216.0) - 1.0
-            ok = todo & (uu * uu + vv * vv < 1.0)
-            u[ok], v[ok] = uu[ok], vv[ok]
-            todo &= ~ok
-            h = np.where(todo, mix(h), h)
-    q = u * u + v * v
-    f = np.sqrt(-2.0 * np.log(q) / q)
-    z = np.stack([u * f, v * f], axis=-1).reshape(len(images), -1)
+    u1 = ((h >> _S40).astype(np.float64) + 1.0) / 16777216.0
+    u2 = (h & _LOW24).astype(np.float64) / 16777216.0
+    r = np.sqrt(-2.0 * np.log(u1))
+    z = np.stack([r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)], axis=-1).reshape(len(images), -1)
     return torch.from_numpy(z[:, : int(n)].astype(np.float32))
 
 
@@ -454,22 +440,23 @@ def _mean(img):  # pragma: no cover - compiled
 def _blur_image(img, tmp, sigma, radius):  # pragma: no cover - compiled
     # separable Gaussian, truncated at 3 sigma, edges repeated (gaussian_blur's)
     k = np.zeros(2 * radius + 1)
-    cut = min(int(math.floor(3.0 * sigma + 0.5)), radius)  # taps beyond it weigh 0
-    for t in range(-cut, cut + 1):
-        k[t + radius] = math.exp(-0.5 * (t / sigma) ** 2)
+    cut = math.floor(3.0 * sigma + 0.5)
+    for t in range(-radius, radius + 1):
+        if abs(t) <= cut:
+            k[t + radius] = math.exp(-0.5 * (t / sigma) ** 2)
     k /= k.sum()
     c_n, h, w = img.shape
     for c in range(c_n):
         for y in range(h):
             for x in range(w):
                 acc = 0.0
-                for t in range(-cut, cut + 1):
+                for t in range(-radius, radius + 1):
                     acc += k[t + radius] * img[c, y, min(max(x + t, 0), w - 1)]
                 tmp[c, y, x] = acc
         for y in range(h):
             for x in range(w):
                 acc = 0.0
-                for t in range(-cut, cut + 1):
+                for t in range(-radius, radius + 1):
                     acc += k[t + radius] * tmp[c, min(max(y + t, 0), h - 1), x]
                 img[c, y, x] = acc
 
@@ -502,11 +489,11 @@ def _fused_kernel(cache, index, m, codes, on, param, keys, radii, luma, scale, c
             if code == 3 and c_n != 3:
                 continue
             if code == 2:  # gamma
-                g = np.float32(param[j, b])
+                g = param[j, b]
                 for c in range(c_n):
                     for y in range(o):
                         for x in range(o):
-                            v = np.float32(min(max(a * img[c, y, x] + bb, 0.0), 1.0))
+                            v = min(max(a * img[c, y, x] + bb, 0.0), 1.0)
                             img[c, y, x] = v ** g
             elif code == 3:  # grey
                 for y in range(o):
