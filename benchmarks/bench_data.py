@@ -13,11 +13,9 @@ other (not concurrently). ratio = loader images/s / training images/s; the targe
 is >= 5 so that loading never starves training.
 
 The batched path (``shapekit.train.batched``: the whole cache as one tensor, the
-same augmentation drawn and applied a batch at a time, in the main process: on the CPU
-one compiled pass per image for the warp and the photometric operations, elsewhere
-``grid_sample`` and tensor operations) is timed on the same cache in the same run, also
-with the tensor operations that are the CPU kernel's reference
-(``batched_tensor_ops_images_per_s``): ``batched_vs_pillow`` = its images/s / the loader's images/s
+same augmentation drawn and applied a batch at a time with ``grid_sample`` and
+tensor operations, in the main process with torch's threads) is timed on the same
+cache in the same run: ``batched_vs_pillow`` = its images/s / the loader's images/s
 (target >= 3 at 128 px on 2 cores). The batched path runs with ``--threads`` torch and
 numba threads (default 1: on a shared machine more threads than free cores spin
 and slow everything; the loader still has its ``--workers`` processes).
@@ -101,9 +99,8 @@ def loader_throughput(prep_path, size, workers, batch_size=32, n_batches=30, aug
     return n / dt
 
 
-def batched_throughput(prep_path, size, batch_size=32, n_batches=30, device="cpu", threads=1, fused=None):
-    """Return images/s of :class:`shapekit.train.batched.DeviceCache` batches (augmented) at ``size``
-    (``fused``: see ``DeviceCache.batch``; None: its default)."""
+def batched_throughput(prep_path, size, batch_size=32, n_batches=30, device="cpu", threads=1):
+    """Return images/s of :class:`shapekit.train.batched.DeviceCache` batches (augmented) at ``size``."""
     ds = PreparedDataset(prep_path, augment=default_augmentation(seed=0))
     dc = DeviceCache.from_dataset(ds, device=device, out_size=size)
     order = torch.randperm(len(dc), generator=torch.Generator().manual_seed(0)).to(dc.device)
@@ -111,7 +108,7 @@ def batched_throughput(prep_path, size, batch_size=32, n_batches=30, device="cpu
 
     def one(k):
         j = k % n_per_epoch
-        return dc.batch(order[j * batch_size:(j + 1) * batch_size], epoch=k // n_per_epoch, step=j, fused=fused)[0]
+        return dc.batch(order[j * batch_size:(j + 1) * batch_size], epoch=k // n_per_epoch, step=j)[0]
 
     old = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(threads)
@@ -268,13 +265,9 @@ def main(argv=None):
             load = loader_throughput(Path(tmp) / f"prep{size}", size, args.workers, n_batches=args.batches)
             batched = batched_throughput(Path(tmp) / f"prep{size}", size, n_batches=args.batches,
                                          device=args.device, threads=args.threads)
-            # the CPU's fused kernel against its reference (the warp, then tensor operations)
-            tensor_ops = batched_throughput(Path(tmp) / f"prep{size}", size, n_batches=args.batches,
-                                            device=args.device, threads=args.threads, fused=False)
             train, note = train_throughput(size, n_steps=args.steps)
             r = {"prepare_images_per_s": rep["n"] / prep_s, "loader_images_per_s": load,
                  "loader_plain_images_per_s": plain, "batched_images_per_s": batched,
-                 "batched_tensor_ops_images_per_s": tensor_ops,
                  "batched_vs_pillow": batched / load, "train_images_per_s": train, "ratio": load / train}
             if note:
                 r["model_note"] = note
@@ -282,7 +275,6 @@ def main(argv=None):
             if not args.json:
                 print(f"S={size}: prepare {r['prepare_images_per_s']:.0f} img/s | loader (aug, {args.workers} workers) "
                       f"{load:.0f} img/s, without aug {plain:.0f} img/s | batched ({args.device}, {args.threads} thread(s)) {batched:.0f} img/s "
-                      f"(tensor operations only: {tensor_ops:.0f}) "
                       f"= {r['batched_vs_pillow']:.1f}x the loader | mobilenetv2 CPU training {train:.1f} img/s "
                       f"| ratio {r['ratio']:.1f} (target >= 5)" + (f" [{note}]" if note else ""), flush=True)
     if args.sizes:

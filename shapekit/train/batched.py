@@ -8,10 +8,7 @@ draws, for a whole batch at once, the same operations as a
 it): the geometric ones are folded into one matrix per image (similarity, then the
 flip with the schema's point permutation, in the chain's order), applied to the
 pixels with ``affine_grid`` / ``grid_sample`` (bilinear, zeros outside the cache) and
-to the hard and soft landmarks; the photometric ones are tensor operations. On the CPU
-the warp and the photometric operations (up to the first one it does not know: the
-occlusion, in the default chain) run as one compiled pass per image, images in
-parallel (:meth:`BatchedAugment.fused_render`); the tensor operations are its reference.
+to the hard and soft landmarks; the photometric ones are tensor operations.
 
 Geometry conventions are those of :mod:`shapekit.data.crops`: matrices map **new crop
 pixels to old pixels** (0-based pixel centres), so for a crop of the training size
@@ -23,9 +20,7 @@ directly at another side (the network's input), the cache having been resized on
 
 Reproducibility: the draws of batch ``step`` of ``epoch`` come from a torch generator
 on the device seeded from ``(seed, epoch, step)`` only, so a resumed epoch replays
-its batches exactly (on the same kind of device: CPU and CUDA generators differ; on the
-CPU the pixel noise comes from a counter-based generator keyed by one draw per batch,
-:func:`hashed_normal`, so that the fused kernel and the tensor operations agree).
+its batches exactly (on the same kind of device: CPU and CUDA generators differ).
 Nothing in a batch waits for the device: the epoch's order is copied once, and all
 draws are made on the device.
 """
@@ -81,19 +76,19 @@ def _apply(points, matrices):
     return torch.einsum("bij,blj->bli", matrices[:, :2, :2], points) + matrices[:, None, :2, 2]
 
 
-@njit(fastmath=True)
-def _warp_image(cache, k, m, img):  # pragma: no cover - compiled
-    """Bilinear warp of ``cache[k]`` (uint8 ``(C, H, W)``) into ``img`` ``(C, O, O)`` float
-    (raw 0-255 values) under the output -> cache pixel map ``m`` (2x3); return the sum."""
-    c_n, o = img.shape[0], img.shape[1]
+@njit(parallel=True, fastmath=True)
+def _warp_u8_kernel(cache, index, m, out):  # pragma: no cover - compiled
+    b_n, c_n, o, _ = out.shape
     h, w = cache.shape[2], cache.shape[3]
-    total = 0.0
-    for v in range(o):
-        bx = m[0, 1] * v + m[0, 2]
-        by = m[1, 1] * v + m[1, 2]
+    for r in prange(b_n * o):
+        b = r // o
+        v = r % o
+        k = index[b]
+        bx = m[b, 0, 1] * v + m[b, 0, 2]
+        by = m[b, 1, 1] * v + m[b, 1, 2]
         for u in range(o):
-            sx = m[0, 0] * u + bx
-            sy = m[1, 0] * u + by
+            sx = m[b, 0, 0] * u + bx
+            sy = m[b, 1, 0] * u + by
             x0 = int(np.floor(sx))
             y0 = int(np.floor(sy))
             fx = sx - x0
@@ -101,10 +96,8 @@ def _warp_image(cache, k, m, img):  # pragma: no cover - compiled
             if 0 <= x0 and x0 + 1 < w and 0 <= y0 and y0 + 1 < h:  # inside: no bounds tests per tap
                 w00, w01, w10, w11 = (1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy
                 for c in range(c_n):
-                    val = (w00 * cache[k, c, y0, x0] + w01 * cache[k, c, y0, x0 + 1]
-                           + w10 * cache[k, c, y0 + 1, x0] + w11 * cache[k, c, y0 + 1, x0 + 1])
-                    img[c, v, u] = val
-                    total += val
+                    out[b, c, v, u] = (w00 * cache[k, c, y0, x0] + w01 * cache[k, c, y0, x0 + 1]
+                                       + w10 * cache[k, c, y0 + 1, x0] + w11 * cache[k, c, y0 + 1, x0 + 1])
                 continue
             for c in range(c_n):
                 acc = 0.0
@@ -118,15 +111,7 @@ def _warp_image(cache, k, m, img):  # pragma: no cover - compiled
                         acc += (1.0 - fx) * fy * cache[k, c, y0 + 1, x0]
                     if 0 <= x0 + 1 < w:
                         acc += fx * fy * cache[k, c, y0 + 1, x0 + 1]
-                img[c, v, u] = acc
-                total += acc
-    return total
-
-
-@njit(parallel=True, fastmath=True)
-def _warp_u8_kernel(cache, index, m, out):  # pragma: no cover - compiled
-    for b in prange(out.shape[0]):
-        _warp_image(cache, index[b], m[b], out[b])
+                out[b, c, v, u] = acc
 
 
 def warp_cached(cache, index, matrices, out_size, cache_scale=1.0, normalise=True):
@@ -207,44 +192,20 @@ def _col(v):
 # Brightness and contrast are affine maps of the pixel values: consecutive ones (and the
 # uint8 -> [0, 1] scaling) are folded into one ``a * x + b`` per image, applied in one pass.
 
-def _draw_noise(op, n, gen, device):
-    # the standard deviations, then (CPU) the batch's key of hashed_normal
-    s = _u(gen, n, *op.sigma, device)
-    if device.type == "cpu":
-        return s, int(torch.randint(0, 2 ** 62, (1,), generator=gen))
-    return s, None
-
-
-# the parameters each operation draws for a batch of n (after its coin), in this order:
-# one home for the draws of the tensor operations and of the fused CPU kernel
-_DRAW = {
-    _aug.Brightness: lambda op, n, gen, dev: (_u(gen, n, *op.delta, dev), None),
-    _aug.Contrast: lambda op, n, gen, dev: (_u(gen, n, *op.factor, dev), None),
-    _aug.Gamma: lambda op, n, gen, dev: (_log_u(gen, n, *op.gamma, dev), None),
-    _aug.ToGrey: lambda op, n, gen, dev: (None, None),
-    _aug.GaussianNoise: _draw_noise,
-    _aug.Blur: lambda op, n, gen, dev: (_u(gen, n, *op.sigma, dev), None),
-}
-
-
-def _blur_radius(op):
-    return max(1, int(math.floor(3.0 * op.sigma[1] + 0.5)))
-
-
 def _brightness(op, a, b, mean, gen, on):
-    d, _ = _DRAW[_aug.Brightness](op, a.shape[0], gen, a.device)
+    d = _u(gen, a.shape[0], *op.delta, a.device)
     return a, b + d * on
 
 
 def _contrast(op, a, b, mean, gen, on):
-    f, _ = _DRAW[_aug.Contrast](op, a.shape[0], gen, a.device)
+    f = _u(gen, a.shape[0], *op.factor, a.device)
     f = torch.where(on, f, torch.ones_like(f))
     m = a * mean() + b  # the image mean after the pending map
     return f * a, f * (b - m) + m
 
 
 def _gamma(op, x, gen, on):
-    g, _ = _DRAW[_aug.Gamma](op, x.shape[0], gen, x.device)
+    g = _log_u(gen, x.shape[0], *op.gamma, x.device)
     return _on_chosen(x, on, lambda v, gv: v.clamp(0.0, 1.0).pow_(_col(gv)), g)
 
 
@@ -256,88 +217,12 @@ def _grey(op, x, gen, on):
 
 
 def _noise(op, x, gen, on):
-    s, key = _DRAW[_aug.GaussianNoise](op, x.shape[0], gen, x.device)
-    if key is not None:
-        idx = on.nonzero().flatten()
-        if len(idx):
-            z = hashed_normal(key, idx.numpy(), x[0].numel()).view(len(idx), *x.shape[1:]).to(x.dtype)
-            x[idx] = x[idx] + z * _col(s[idx]).to(x.dtype)
-        return x
+    s = _u(gen, x.shape[0], *op.sigma, x.device)
 
     def add(v, sv):
         return v.add_(torch.randn(v.shape, generator=gen, device=v.device, dtype=v.dtype).mul_(_col(sv)))
 
     return _on_chosen(x, on, add, s)
-
-
-# Pixel noise on the CPU: a counter-based generator, so that the fused kernel and the
-# tensor operations draw the same numbers, whatever the threads and whichever images are
-# chosen. Each pair of values (2j, 2j+1) of image b comes from one 64-bit hash of the
-# batch's key and the pair's counter (splitmix64), as two 24-bit uniforms turned into two
-# standard normals by the Box-Muller transform.
-
-_M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
-_S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
-_LOW24 = np.uint64(0xFFFFFF)
-
-
-@njit
-def _splitmix(z):  # pragma: no cover - compiled
-    z = z + _GOLDEN
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
-
-
-@njit(fastmath=True)
-def _normal_pair(key, counter):  # pragma: no cover - compiled
-    h = _splitmix(key ^ _splitmix(counter))
-    u1 = (float(h >> _S40) + 1.0) * (1.0 / 16777216.0)  # (0, 1]
-    u2 = float(h & _LOW24) * (1.0 / 16777216.0)  # [0, 1)
-    r = math.sqrt(-2.0 * math.log(u1))
-    return r * math.cos(2.0 * math.pi * u2), r * math.sin(2.0 * math.pi * u2)
-
-
-@njit(parallel=True, fastmath=True)
-def _hashed_normal_kernel(key, images, out):  # pragma: no cover - compiled
-    n = out.shape[1]
-    pairs = (n + 1) // 2
-    for i in prange(out.shape[0]):
-        base = np.uint64(images[i]) * np.uint64(pairs)
-        for j in range(pairs):
-            z0, z1 = _normal_pair(key, base + np.uint64(j))
-            out[i, 2 * j] = z0
-            if 2 * j + 1 < n:
-                out[i, 2 * j + 1] = z1
-
-
-def hashed_normal(key, images, n):
-    """Return float32 standard normals ``(len(images), n)``: the noise of ``images`` (their
-    positions in the batch) under the batch's noise ``key`` (see the notes above)."""
-    out = np.empty((len(images), int(n)), dtype=np.float32)
-    _hashed_normal_kernel(np.uint64(key), np.asarray(images, dtype=np.int64), out)
-    return torch.from_numpy(out)
-
-
-def hashed_normal_reference(key, images, n):
-    """NumPy reference of :func:`hashed_normal` (same arguments, same numbers to float rounding)."""
-    images = np.asarray(images, dtype=np.uint64)
-    pairs = (int(n) + 1) // 2
-    counter = images[:, None] * np.uint64(pairs) + np.arange(pairs, dtype=np.uint64)[None]
-
-    def mix(z):
-        z = z + _GOLDEN
-        z = (z ^ (z >> _S30)) * _M1
-        z = (z ^ (z >> _S27)) * _M2
-        return z ^ (z >> _S31)
-
-    with np.errstate(over="ignore"):
-        h = mix(np.uint64(key) ^ mix(counter))
-    u1 = ((h >> _S40).astype(np.float64) + 1.0) / 16777216.0
-    u2 = (h & _LOW24).astype(np.float64) / 16777216.0
-    r = np.sqrt(-2.0 * np.log(u1))
-    z = np.stack([r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)], axis=-1).reshape(len(images), -1)
-    return torch.from_numpy(z[:, : int(n)].astype(np.float32))
 
 
 def _gauss_kernels(sigma, radius):
@@ -367,8 +252,8 @@ def gaussian_blur(x, sigma, radius=None):
 
 
 def _blur(op, x, gen, on):
-    s, _ = _DRAW[_aug.Blur](op, x.shape[0], gen, x.device)
-    radius = _blur_radius(op)
+    s = _u(gen, x.shape[0], *op.sigma, x.device)
+    radius = max(1, int(math.floor(3.0 * op.sigma[1] + 0.5)))
     return _on_chosen(x, on, lambda v, sv: gaussian_blur(v, sv, radius), s)
 
 
@@ -414,119 +299,6 @@ def _occlusion(op, x, gen, on):
                   & (xx >= x0[k].view(-1, 1, 1)) & (xx < (x0[k] + pw[k]).view(-1, 1, 1)))
         x = torch.where((inside & active[k].view(-1, 1, 1)).unsqueeze(1), patch, x)
     return x
-
-
-# --- the fused CPU kernel ------------------------------------------------------------------------
-#
-# On the CPU the warp and the leading run of brightness, contrast, gamma, grey, noise and
-# blur operations are one compiled pass per image, images in parallel: the same draws
-# (_DRAW, in the same order) and the same arithmetic as the tensor operations above,
-# which are its reference (DeviceCache.batch with fused=False; a test holds them equal).
-
-_CODE = {_aug.Brightness: 0, _aug.Contrast: 1, _aug.Gamma: 2, _aug.ToGrey: 3, _aug.GaussianNoise: 4, _aug.Blur: 5}
-
-
-@njit(fastmath=True)
-def _mean(img):  # pragma: no cover - compiled
-    total = 0.0
-    for c in range(img.shape[0]):
-        for y in range(img.shape[1]):
-            for x in range(img.shape[2]):
-                total += img[c, y, x]
-    return total / img.size
-
-
-@njit(fastmath=True)
-def _blur_image(img, tmp, sigma, radius):  # pragma: no cover - compiled
-    # separable Gaussian, truncated at 3 sigma, edges repeated (gaussian_blur's)
-    k = np.zeros(2 * radius + 1)
-    cut = math.floor(3.0 * sigma + 0.5)
-    for t in range(-radius, radius + 1):
-        if abs(t) <= cut:
-            k[t + radius] = math.exp(-0.5 * (t / sigma) ** 2)
-    k /= k.sum()
-    c_n, h, w = img.shape
-    for c in range(c_n):
-        for y in range(h):
-            for x in range(w):
-                acc = 0.0
-                for t in range(-radius, radius + 1):
-                    acc += k[t + radius] * img[c, y, min(max(x + t, 0), w - 1)]
-                tmp[c, y, x] = acc
-        for y in range(h):
-            for x in range(w):
-                acc = 0.0
-                for t in range(-radius, radius + 1):
-                    acc += k[t + radius] * tmp[c, min(max(y + t, 0), h - 1), x]
-                img[c, y, x] = acc
-
-
-@njit(parallel=True, fastmath=True)
-def _fused_kernel(cache, index, m, codes, on, param, keys, radii, luma, scale, clamp, out):  # pragma: no cover
-    n_img, c_n, o = out.shape[0], out.shape[1], out.shape[2]
-    n = c_n * o * o
-    pairs = (n + 1) // 2
-    for b in prange(n_img):
-        img = out[b]
-        mean_raw = _warp_image(cache, index[b], m[b], img) / n
-        have_mean = True
-        a, bb = scale, 0.0
-        for j in range(len(codes)):
-            code = codes[j]
-            if not on[j, b]:
-                continue
-            if code == 0:  # brightness
-                bb += param[j, b]
-                continue
-            if code == 1:  # contrast about the mean of the image under the pending map
-                if not have_mean:
-                    mean_raw = _mean(img)
-                    have_mean = True
-                mm = a * mean_raw + bb
-                f = param[j, b]
-                a, bb = f * a, f * (bb - mm) + mm
-                continue
-            if code == 3 and c_n != 3:
-                continue
-            if code == 2:  # gamma
-                g = param[j, b]
-                for c in range(c_n):
-                    for y in range(o):
-                        for x in range(o):
-                            v = min(max(a * img[c, y, x] + bb, 0.0), 1.0)
-                            img[c, y, x] = v ** g
-            elif code == 3:  # grey
-                for y in range(o):
-                    for x in range(o):
-                        lum = (luma[0] * (a * img[0, y, x] + bb) + luma[1] * (a * img[1, y, x] + bb)
-                               + luma[2] * (a * img[2, y, x] + bb))
-                        img[0, y, x] = lum
-                        img[1, y, x] = lum
-                        img[2, y, x] = lum
-            elif code == 4:  # noise
-                sd = param[j, b]
-                base = np.uint64(b) * np.uint64(pairs)
-                flat = img.reshape(n)
-                for q in range(pairs):
-                    z0, z1 = _normal_pair(keys[j], base + np.uint64(q))
-                    e = 2 * q
-                    flat[e] = a * flat[e] + bb + sd * z0
-                    if e + 1 < n:
-                        flat[e + 1] = a * flat[e + 1] + bb + sd * z1
-            else:  # blur
-                if a != 1.0 or bb != 0.0:
-                    for c in range(c_n):
-                        for y in range(o):
-                            for x in range(o):
-                                img[c, y, x] = a * img[c, y, x] + bb
-                _blur_image(img, np.empty_like(img), param[j, b], radii[j])
-            a, bb = 1.0, 0.0
-            have_mean = False
-        for c in range(c_n):
-            for y in range(o):
-                for x in range(o):
-                    v = a * img[c, y, x] + bb
-                    img[c, y, x] = min(max(v, 0.0), 1.0) if clamp else v
 
 
 _AFFINE = {_aug.Brightness: _brightness, _aug.Contrast: _contrast}
@@ -592,12 +364,11 @@ class BatchedAugment:
             g = g @ torch.where(on.view(-1, 1, 1), m, torch.eye(3, device=dev))
         return g, flipped
 
-    def photometric_ops(self, x, gen, scale=1.0, ops=None):
+    def photometric_ops(self, x, gen, scale=1.0):
         """Return the float batch ``scale * x`` ``(B, C, H, W)`` after the photometric operations, clipped to [0, 1].
 
         ``x`` is modified in place. ``scale`` (1/255 for uint8 values) is folded into
-        the first affine pixel map. ``ops``: these operations instead of all of them (the
-        ones after the fused kernel's).
+        the first affine pixel map.
         """
         n, dev = x.shape[0], x.device
         a = torch.full((n,), float(scale), device=dev)
@@ -610,7 +381,7 @@ class BatchedAugment:
                 cached.append(x.mean((1, 2, 3)))
             return cached[0]
 
-        for op in self.photometric if ops is None else ops:
+        for op in self.photometric:
             on = _coin(gen, n, op.p, dev)
             if type(op) in _AFFINE:
                 a, b = _AFFINE[type(op)](op, a, b, mean, gen, on)
@@ -624,47 +395,6 @@ class BatchedAugment:
         if pending:
             x = torch.addcmul(_col(b), x, _col(a), out=x)
         return x.clamp_(0.0, 1.0)
-
-    @property
-    def n_fused(self):
-        """How many leading photometric operations the fused CPU kernel applies."""
-        k = 0
-        while k < len(self.photometric) and type(self.photometric[k]) in _CODE:
-            k += 1
-        return k
-
-    def fused_render(self, cache, index, matrices, out_size, gen, cache_scale=1.0):
-        """Return the float32 batch ``(B, C, out, out)`` of uint8 CPU ``cache[index]`` under
-        output -> cache pixel ``matrices`` ``(B, 3, 3)`` after all the photometric
-        operations: the leading :attr:`n_fused` in one compiled pass per image (the
-        warp included), the others as tensor operations; the draws, in order, of
-        :meth:`photometric_ops` (which is its reference)."""
-        n = int(index.shape[0])
-        k = self.n_fused
-        ops = self.photometric[:k]
-        codes = np.array([_CODE[type(op)] for op in ops], dtype=np.int64)
-        on = np.zeros((k, n), dtype=np.bool_)
-        param = np.zeros((k, n), dtype=np.float64)
-        keys = np.zeros(k, dtype=np.uint64)
-        radii = np.zeros(k, dtype=np.int64)
-        for j, op in enumerate(ops):
-            on[j] = _coin(gen, n, op.p, gen.device).numpy()
-            p, key = _DRAW[type(op)](op, n, gen, gen.device)
-            if p is not None:
-                param[j] = p.double().numpy()
-            if key is not None:
-                keys[j] = np.uint64(key)
-            if isinstance(op, _aug.Blur):
-                radii[j] = _blur_radius(op)
-        h = cache.shape[-1]
-        m = matrices.to(torch.float32)
-        if cache_scale != 1.0:
-            m = _affine_inverse(_resize_matrix(h / cache_scale, h, "cpu")) @ m
-        out = torch.empty((n, cache.shape[1], out_size, out_size), dtype=torch.float32)
-        rest = self.photometric[k:]
-        _fused_kernel(cache.numpy(), index.numpy().astype(np.int64), m[:, :2].double().numpy(), codes, on, param,
-                      keys, radii, np.asarray(LUMA, dtype=np.float64), 1.0 / 255.0, not rest, out.numpy())
-        return self.photometric_ops(out, gen, ops=rest) if rest else out
 
 
 class DeviceCache:
@@ -757,24 +487,21 @@ class DeviceCache:
         """Return ``(B, 3, 3)`` output pixels -> cache pixels for crop -> crop ``geometry`` matrices."""
         return self._border @ geometry @ self._out_to_crop
 
-    def render(self, index, geometry=None, flipped=None, normalise=True, images=True):
+    def render(self, index, geometry=None, flipped=None, normalise=True):
         """Return ``(images, shapes, mask, soft)`` of items ``index`` under crop matrices ``geometry``.
 
         ``geometry`` ``(B, 3, 3)`` new crop -> old crop (identity when None) in the
         training-size crop frame; ``flipped`` ``(B,)`` re-indexes the points with the
         schema's flip permutation. Images float32 ``(B, C, out, out)`` in [0, 1]
         (in [0, 255] with ``normalise=False``); landmarks ``(B, L, 2)`` in output
-        pixels (0 where masked). ``images=False`` skips the pixels (None in their place).
+        pixels (0 where masked).
         """
         index = index.to(self.device)
         n = index.shape[0]
         if geometry is None:
             geometry = torch.eye(3, device=self.device).repeat(n, 1, 1)
         t = self.matrices(geometry.to(self.device, torch.float32))
-        if images:
-            images = warp_cached(self.images, index, t, self.out_size, self.cache_scale, normalise)
-        else:
-            images = None
+        images = warp_cached(self.images, index, t, self.out_size, self.cache_scale, normalise)
         inv = _affine_inverse(t)
         mask = self.mask[index]
         shapes = _apply(self.shapes[index], inv)
@@ -790,26 +517,16 @@ class DeviceCache:
         shapes = shapes * mask[..., None]
         return images, shapes, mask, soft
 
-    def batch(self, index, epoch=0, step=0, fused=None):
+    def batch(self, index, epoch=0, step=0):
         """Return one augmented batch ``(images, shapes, mask, soft)`` of items ``index`` (see :meth:`render`).
 
         Draws come from :meth:`BatchedAugment.generator` ``(epoch, step)``; without an
-        augmentation the items are the centre crops. ``fused``: on the CPU, render with
-        the fused kernel (:meth:`BatchedAugment.fused_render`; default) or, with False,
-        with its reference, the warp and then the tensor operations.
+        augmentation the items are the centre crops.
         """
         if self.augment is None:
             return self.render(index)
         gen = self.augment.generator(self.device, epoch, step)
         g, flipped = self.augment.geometry(int(index.shape[0]), self.size, gen)
-        if fused is None:
-            fused = self.device.type == "cpu" and self.images.dtype == torch.uint8
-        if fused:
-            images, shapes, mask, soft = self.render(index, g, flipped, images=False)
-            t = self.matrices(g.to(self.device, torch.float32))
-            images = self.augment.fused_render(self.images, index.to(self.device), t, self.out_size, gen,
-                                               self.cache_scale)
-            return images, shapes, mask, soft
         images, shapes, mask, soft = self.render(index, g, flipped, normalise=False)
         images = self.augment.photometric_ops(images, gen, scale=1.0 / 255.0)
         return images, shapes, mask, soft
