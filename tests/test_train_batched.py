@@ -107,6 +107,47 @@ def test_blur_matches_scipy():
         np.testing.assert_allclose(got[k], ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("radius", [1, 3, 5, 7])
+def test_cpu_blur_equals_the_convolution_form(radius):
+    from shapekit.train.batched import _gaussian_blur_conv
+
+    g = torch.Generator().manual_seed(radius)
+    x = torch.rand(3, 3, 17, 23, generator=g)
+    sig = torch.rand(3, generator=g) * (radius / 3.0) + 0.2
+    torch.testing.assert_close(gaussian_blur(x, sig, radius), _gaussian_blur_conv(x, sig, radius), atol=1e-6, rtol=0)
+
+
+def test_gamma_is_the_power_of_the_clipped_values():
+    x = torch.rand(6, 3, 9, 9, generator=torch.Generator().manual_seed(0)) * 1.4 - 0.2  # outside [0, 1] too
+    x[0, 0, 0, :3] = torch.tensor([0.0, 1.0, -0.1])
+    aug = BatchedAugment(A.Compose([A.Gamma(p=1, gamma=(0.6, 1.6))], seed=0))
+    y = aug.photometric_ops(x.clone(), torch.Generator().manual_seed(4))
+    # the drawn exponents: the coin comes first, then one log-uniform draw per image
+    g = torch.Generator().manual_seed(4)
+    torch.rand(6, generator=g)
+    gam = torch.exp(torch.rand(6, generator=g) * (np.log(1.6) - np.log(0.6)) + np.log(0.6))
+    ref = x.clamp(0, 1) ** gam.view(-1, 1, 1, 1)
+    torch.testing.assert_close(y, ref, atol=2e-6, rtol=1e-5)
+
+
+def test_cpu_noise_is_normal_per_image_reproducible_and_differs_between_images():
+    x = torch.full((8, 3, 64, 64), 0.5)
+    aug = BatchedAugment(A.Compose([A.GaussianNoise(p=1, sigma=(0.05, 0.05))], seed=0))
+    y = aug.photometric_ops(x.clone(), torch.Generator().manual_seed(2)) - 0.5
+    again = aug.photometric_ops(x.clone(), torch.Generator().manual_seed(2)) - 0.5
+    assert torch.equal(y, again)
+    for k in range(8):
+        v = y[k].flatten().double()
+        assert abs(float(v.mean())) < 0.003 and abs(float(v.std()) - 0.05) < 0.003
+        # neighbouring pixels are independent draws
+        assert abs(float(torch.corrcoef(torch.stack([y[k, :, :, :-1].flatten(), y[k, :, :, 1:].flatten()]))[0, 1])) < 0.05
+    flat = y.flatten(1)
+    corr = torch.corrcoef(flat)
+    assert float((corr - torch.eye(8)).abs().max()) < 0.1  # no two images share a noise window
+    other = aug.photometric_ops(x.clone(), torch.Generator().manual_seed(3)) - 0.5
+    assert not torch.equal(y, other)
+
+
 @pytest.mark.parametrize("op", [A.Brightness(p=1, delta=0.2), A.Contrast(p=1), A.Gamma(p=1), A.ToGrey(p=1),
                                 A.GaussianNoise(p=1, sigma=(0.05, 0.1)), A.Blur(p=1),
                                 A.Occlusion(p=1, fill="random")])

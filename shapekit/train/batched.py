@@ -78,40 +78,57 @@ def _apply(points, matrices):
 
 @njit(parallel=True, fastmath=True)
 def _warp_u8_kernel(cache, index, m, out):  # pragma: no cover - compiled
+    # One output row per task: its sampling positions first (float32: within 1e-5 px of
+    # float64 for caches up to 512 px), then each channel's bilinear taps.
     b_n, c_n, o, _ = out.shape
     h, w = cache.shape[2], cache.shape[3]
+    one = np.float32(1.0)
     for r in prange(b_n * o):
         b = r // o
         v = r % o
         k = index[b]
-        bx = m[b, 0, 1] * v + m[b, 0, 2]
-        by = m[b, 1, 1] * v + m[b, 1, 2]
+        m00 = np.float32(m[b, 0, 0])
+        m10 = np.float32(m[b, 1, 0])
+        bx = np.float32(m[b, 0, 1] * v + m[b, 0, 2])
+        by = np.float32(m[b, 1, 1] * v + m[b, 1, 2])
+        xs = np.empty(o, np.int32)
+        ys = np.empty(o, np.int32)
+        fxs = np.empty(o, np.float32)
+        fys = np.empty(o, np.float32)
         for u in range(o):
-            sx = m[b, 0, 0] * u + bx
-            sy = m[b, 1, 0] * u + by
-            x0 = int(np.floor(sx))
-            y0 = int(np.floor(sy))
-            fx = sx - x0
-            fy = sy - y0
-            if 0 <= x0 and x0 + 1 < w and 0 <= y0 and y0 + 1 < h:  # inside: no bounds tests per tap
-                w00, w01, w10, w11 = (1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy
-                for c in range(c_n):
-                    out[b, c, v, u] = (w00 * cache[k, c, y0, x0] + w01 * cache[k, c, y0, x0 + 1]
-                                       + w10 * cache[k, c, y0 + 1, x0] + w11 * cache[k, c, y0 + 1, x0 + 1])
-                continue
-            for c in range(c_n):
-                acc = 0.0
+            sx = m00 * np.float32(u) + bx
+            sy = m10 * np.float32(u) + by
+            x0 = np.floor(sx)
+            y0 = np.floor(sy)
+            xs[u] = np.int32(x0)
+            ys[u] = np.int32(y0)
+            fxs[u] = sx - x0
+            fys[u] = sy - y0
+        for c in range(c_n):
+            plane = cache[k, c]
+            row = out[b, c, v]
+            for u in range(o):
+                x0 = xs[u]
+                y0 = ys[u]
+                fx = fxs[u]
+                fy = fys[u]
+                if 0 <= x0 and x0 + 1 < w and 0 <= y0 and y0 + 1 < h:  # inside: no bounds tests per tap
+                    top = (one - fx) * np.float32(plane[y0, x0]) + fx * np.float32(plane[y0, x0 + 1])
+                    bot = (one - fx) * np.float32(plane[y0 + 1, x0]) + fx * np.float32(plane[y0 + 1, x0 + 1])
+                    row[u] = (one - fy) * top + fy * bot
+                    continue
+                acc = np.float32(0.0)  # zeros outside the cache
                 if 0 <= y0 < h:
                     if 0 <= x0 < w:
-                        acc += (1.0 - fx) * (1.0 - fy) * cache[k, c, y0, x0]
+                        acc += (one - fx) * (one - fy) * np.float32(plane[y0, x0])
                     if 0 <= x0 + 1 < w:
-                        acc += fx * (1.0 - fy) * cache[k, c, y0, x0 + 1]
+                        acc += fx * (one - fy) * np.float32(plane[y0, x0 + 1])
                 if 0 <= y0 + 1 < h:
                     if 0 <= x0 < w:
-                        acc += (1.0 - fx) * fy * cache[k, c, y0 + 1, x0]
+                        acc += (one - fx) * fy * np.float32(plane[y0 + 1, x0])
                     if 0 <= x0 + 1 < w:
-                        acc += fx * fy * cache[k, c, y0 + 1, x0 + 1]
-                out[b, c, v, u] = acc
+                        acc += fx * fy * np.float32(plane[y0 + 1, x0 + 1])
+                row[u] = acc
 
 
 def warp_cached(cache, index, matrices, out_size, cache_scale=1.0, normalise=True):
@@ -206,7 +223,9 @@ def _contrast(op, a, b, mean, gen, on):
 
 def _gamma(op, x, gen, on):
     g = _log_u(gen, x.shape[0], *op.gamma, x.device)
-    return _on_chosen(x, on, lambda v, gv: v.clamp(0.0, 1.0).pow_(_col(gv)), g)
+    # x ** g as exp(g log x): vectorised log and exp beat pow with a per-image exponent;
+    # values below 1e-20 (black) stay below 1e-12 for the gamma ranges used
+    return _on_chosen(x, on, lambda v, gv: v.clamp_(1e-20, 1.0).log_().mul_(_col(gv)).exp_(), g)
 
 
 def _grey(op, x, gen, on):
@@ -216,8 +235,36 @@ def _grey(op, x, gen, on):
     return _on_chosen(x, on, lambda v: (v * w).sum(1, keepdim=True).expand_as(v))
 
 
+_NOISE_FIELDS = 4
+_NOISE_BANKS = {}
+
+
+def _noise_bank(c, h, w, dtype):
+    """Return ``(K, C, 2H, 2W)`` standard normal fields drawn once from a fixed seed (CPU)."""
+    key = (c, h, w, dtype)
+    if key not in _NOISE_BANKS:
+        g = torch.Generator().manual_seed(0x5EED)
+        _NOISE_BANKS[key] = torch.randn((_NOISE_FIELDS, c, 2 * h, 2 * w), generator=g, dtype=dtype)
+    return _NOISE_BANKS[key]
+
+
 def _noise(op, x, gen, on):
-    s = _u(gen, x.shape[0], *op.sigma, x.device)
+    b, c, h, w = x.shape
+    s = _u(gen, b, *op.sigma, x.device)
+    if x.device.type == "cpu":
+        # On the CPU drawing fresh normals costs more than the rest of the operations
+        # together: each image gets an H x W window of a fixed bank of normal fields at
+        # a drawn field, offset and sign, so its noise is still i.i.d. N(0, sigma^2)
+        # per pixel. Three draws per image, chosen or not (a fixed number of draws).
+        bank = _noise_bank(c, h, w, x.dtype)
+        pick = torch.randint(0, _NOISE_FIELDS * 2, (b,), generator=gen)
+        dy = torch.randint(0, h + 1, (b,), generator=gen)
+        dx = torch.randint(0, w + 1, (b,), generator=gen)
+        for i in on.nonzero().flatten().tolist():
+            k, sign = divmod(int(pick[i]), 2)
+            y0, x0 = int(dy[i]), int(dx[i])
+            x[i].add_(bank[k, :, y0:y0 + h, x0:x0 + w], alpha=float(s[i]) * (1.0 - 2.0 * sign))
+        return x
 
     def add(v, sv):
         return v.add_(torch.randn(v.shape, generator=gen, device=v.device, dtype=v.dtype).mul_(_col(sv)))
@@ -238,10 +285,63 @@ def gaussian_blur(x, sigma, radius=None):
     Separable, truncated at 3 sigma, edges repeated (scipy.ndimage.gaussian_filter's
     ``mode="nearest", truncate=3.0``). ``radius``: the kernels' half width (default
     from the largest sigma; give it to avoid reading ``sigma`` back from a device).
+    On the CPU a compiled kernel (grouped convolutions with some kernel widths hit
+    slow paths there); elsewhere two grouped convolutions, :func:`_gaussian_blur_conv`,
+    which is also the reference.
     """
     b, c, h, w = x.shape
     if radius is None:
         radius = max(1, int(math.floor(3.0 * float(sigma.max()) + 0.5))) if b else 1
+    if x.device.type != "cpu":
+        return _gaussian_blur_conv(x, sigma, radius)
+    k = _gauss_kernels(sigma.float(), radius).numpy()  # (B, 2 radius + 1)
+    src = x.float().contiguous()
+    out = torch.empty_like(src)
+    _blur_kernel(src.numpy(), k, out.numpy())
+    return out.to(x.dtype)
+
+
+@njit(parallel=True, fastmath=True)
+def _blur_kernel(x, k, out):  # pragma: no cover - compiled
+    # one (image, channel) plane per task: rows through an edge-padded buffer, then columns
+    b_n, c_n, h, w = x.shape
+    taps = k.shape[1]
+    r = taps // 2
+    for p in prange(b_n * c_n):
+        b = p // c_n
+        c = p % c_n
+        src = x[b, c]
+        dst = out[b, c]
+        tmp = np.empty((h, w), np.float32)
+        row = np.empty(w + 2 * r, np.float32)
+        for y in range(h):
+            for i in range(r):
+                row[i] = src[y, 0]
+                row[w + r + i] = src[y, w - 1]
+            for i in range(w):
+                row[r + i] = src[y, i]
+            acc = tmp[y]
+            k0 = k[b, 0]
+            for i in range(w):
+                acc[i] = k0 * row[i]
+            for j in range(1, taps):
+                kj = k[b, j]
+                for i in range(w):
+                    acc[i] += kj * row[i + j]
+        for y in range(h):
+            d = dst[y]
+            for i in range(w):
+                d[i] = 0.0
+            for j in range(taps):
+                s = tmp[min(max(y + j - r, 0), h - 1)]
+                kj = k[b, j]
+                for i in range(w):
+                    d[i] += kj * s[i]
+
+
+def _gaussian_blur_conv(x, sigma, radius):
+    """:func:`gaussian_blur` as two grouped convolutions (the form used off the CPU)."""
+    b, c, h, w = x.shape
     k = _gauss_kernels(sigma.float(), radius).repeat_interleave(c, 0).to(x.dtype)  # (B*C, K)
     y = x.reshape(1, b * c, h, w)
     y = F.pad(y, (radius, radius, 0, 0), mode="replicate")
@@ -254,6 +354,8 @@ def gaussian_blur(x, sigma, radius=None):
 def _blur(op, x, gen, on):
     s = _u(gen, x.shape[0], *op.sigma, x.device)
     radius = max(1, int(math.floor(3.0 * op.sigma[1] + 0.5)))
+    if x.device.type == "cpu":  # only the chosen images' largest sigma sets the taps (no device to wait for)
+        radius = None
     return _on_chosen(x, on, lambda v, sv: gaussian_blur(v, sv, radius), s)
 
 
@@ -387,13 +489,13 @@ class BatchedAugment:
                 a, b = _AFFINE[type(op)](op, a, b, mean, gen, on)
                 pending = True
                 continue
-            if pending:
-                x = torch.addcmul(_col(b), x, _col(a), out=x)
+            if pending:  # in place, two passes: addcmul with per-image operands is 5x slower on the CPU
+                x = x.mul_(_col(a)).add_(_col(b))
                 a, b, pending = torch.ones_like(a), torch.zeros_like(b), False
                 cached.clear()
             x = _PHOTOMETRIC[type(op)](op, x, gen, on)
         if pending:
-            x = torch.addcmul(_col(b), x, _col(a), out=x)
+            x = x.mul_(_col(a)).add_(_col(b))
         return x.clamp_(0.0, 1.0)
 
 
