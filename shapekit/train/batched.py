@@ -375,11 +375,12 @@ def _occlusion(op, x, gen, on):
     flat = torch.rand(hi, b, c, generator=gen, device=dev, dtype=x.dtype)
     active = on[None] & (count[None] > torch.arange(hi, device=dev)[:, None])
     if dev.type == "cpu":  # paint only the rectangles
+        y0l, x0l, phl, pwl, noisy = y0.tolist(), x0.tolist(), ph.tolist(), pw.tolist(), use_noise.tolist()
         for k, i in active.nonzero().tolist():
-            t, l_, hh, ww = int(y0[k, i]), int(x0[k, i]), int(ph[k, i]), int(pw[k, i])
+            t, l_, hh, ww = int(y0l[k][i]), int(x0l[k][i]), int(phl[k][i]), int(pwl[k][i])
             region = x[i, :, t:t + hh, l_:l_ + ww]
             if op.fill in ("random", "noise"):
-                fill = (torch.rand(region.shape, generator=gen, dtype=x.dtype) if use_noise[k, i]
+                fill = (torch.rand(region.shape, generator=gen, dtype=x.dtype) if noisy[k][i]
                         else flat[k, i].view(c, 1, 1))
             elif op.fill == "mean":
                 fill = x[i].mean((1, 2), keepdim=True)
