@@ -16,7 +16,8 @@ The batched path (``shapekit.train.batched``: the whole cache as one tensor, the
 same augmentation drawn and applied a batch at a time with ``grid_sample`` and
 tensor operations, in the main process with torch's threads) is timed on the same
 cache in the same run: ``batched_vs_pillow`` = its images/s / the loader's images/s
-(target >= 3 at 128 px on 2 cores). The batched path runs with ``--threads`` torch and
+(target >= 3 at 128 px on 2 cores), each the median of ``--repeat`` timings taken in
+turn (loader, batched, loader, ...; each run's figures are in the JSON). The batched path runs with ``--threads`` torch and
 numba threads (default 1: on a shared machine more threads than free cores spin
 and slow everything; the loader still has its ``--workers`` processes).
 ``--device cuda`` times the batched path there.
@@ -237,6 +238,8 @@ def main(argv=None):
     ap.add_argument("--no-loader", action="store_true", help="only the detection part (with --detect)")
     ap.add_argument("--device", default="cpu", help="device of the batched path (default cpu)")
     ap.add_argument("--threads", type=int, default=1, help="torch and numba threads of the batched path (default 1)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="timings of the augmented loader and of the batched path, taken in turn; medians reported")
     ap.add_argument("--compare-caches", nargs=2, metavar=("RAW", "JPEG"),
                     help="compare a raw prepared cache with its --jpeg twin (and nothing else)")
     ap.add_argument("--model", metavar="CKPT", help="with --compare-caches: checkpoint scored on both caches")
@@ -262,13 +265,17 @@ def main(argv=None):
             prep_s = time.perf_counter() - t0
             plain = loader_throughput(Path(tmp) / f"prep{size}", size, args.workers, n_batches=args.batches,
                                       augment=False)
-            load = loader_throughput(Path(tmp) / f"prep{size}", size, args.workers, n_batches=args.batches)
-            batched = batched_throughput(Path(tmp) / f"prep{size}", size, n_batches=args.batches,
-                                         device=args.device, threads=args.threads)
+            loads, batcheds = [], []
+            for _ in range(max(1, args.repeat)):  # in turn, so that a drift of the machine hits both
+                loads.append(loader_throughput(Path(tmp) / f"prep{size}", size, args.workers, n_batches=args.batches))
+                batcheds.append(batched_throughput(Path(tmp) / f"prep{size}", size, n_batches=args.batches,
+                                                   device=args.device, threads=args.threads))
+            load, batched = float(np.median(loads)), float(np.median(batcheds))
             train, note = train_throughput(size, n_steps=args.steps)
             r = {"prepare_images_per_s": rep["n"] / prep_s, "loader_images_per_s": load,
                  "loader_plain_images_per_s": plain, "batched_images_per_s": batched,
-                 "batched_vs_pillow": batched / load, "train_images_per_s": train, "ratio": load / train}
+                 "batched_vs_pillow": batched / load, "train_images_per_s": train, "ratio": load / train,
+                 "loader_images_per_s_runs": loads, "batched_images_per_s_runs": batcheds}
             if note:
                 r["model_note"] = note
             result["sizes"][str(size)] = r

@@ -181,10 +181,13 @@ def test_cpu_kernel_equals_grid_sample():
     m = torch.eye(3).repeat(4, 1, 1)
     m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = torch.cos(ang) * 1.3, -torch.sin(ang), torch.sin(ang), torch.cos(ang)
     m[:, :2, 2] = torch.rand(4, 2, generator=g) * 8 - 2  # partly outside: zeros there
-    for scale in (1.0, 1.5):
-        got = warp_cached(cache, index, m, 16, cache_scale=scale)
-        ref = warp_batch(cache[index], m, 16, cache_scale=scale)
-        torch.testing.assert_close(got, ref, atol=2e-5, rtol=0)
+    far = m.clone()
+    far[:, :2, 2] = torch.tensor([[-30.0, 3.0], [25.0, -4.0], [-9.0, -9.0], [12.0, 14.0]])  # mostly or all outside
+    for mats in (m, far):
+        for scale in (1.0, 1.5):
+            got = warp_cached(cache, index, mats, 16, cache_scale=scale)
+            ref = warp_batch(cache[index], mats, 16, cache_scale=scale)
+            torch.testing.assert_close(got, ref, atol=2e-5, rtol=0)
 
 
 def _batched_cfg(**kw):

@@ -78,11 +78,14 @@ def _apply(points, matrices):
 
 @njit(parallel=True, fastmath=True)
 def _warp_u8_kernel(cache, index, m, out):  # pragma: no cover - compiled
-    # One output row per task: its sampling positions first (float32: within 1e-5 px of
-    # float64 for caches up to 512 px), then each channel's bilinear taps.
+    # One output row per task: first each pixel's top-left tap (clamped into the cache)
+    # and four weights (float32: positions within 1e-5 px of float64 for caches up to
+    # 512 px), then each channel's taps without branches. Zeros outside the cache: a tap
+    # outside gets weight 0; where clamping moved the taps, the weights move with them.
     b_n, c_n, o, _ = out.shape
     h, w = cache.shape[2], cache.shape[3]
     one = np.float32(1.0)
+    zero = np.float32(0.0)
     for r in prange(b_n * o):
         b = r // o
         v = r % o
@@ -91,44 +94,42 @@ def _warp_u8_kernel(cache, index, m, out):  # pragma: no cover - compiled
         m10 = np.float32(m[b, 1, 0])
         bx = np.float32(m[b, 0, 1] * v + m[b, 0, 2])
         by = np.float32(m[b, 1, 1] * v + m[b, 1, 2])
-        xs = np.empty(o, np.int32)
-        ys = np.empty(o, np.int32)
-        fxs = np.empty(o, np.float32)
-        fys = np.empty(o, np.float32)
+        tap = np.empty(o, np.int32)
+        w00 = np.empty(o, np.float32)
+        w01 = np.empty(o, np.float32)
+        w10 = np.empty(o, np.float32)
+        w11 = np.empty(o, np.float32)
         for u in range(o):
             sx = m00 * np.float32(u) + bx
             sy = m10 * np.float32(u) + by
-            x0 = np.floor(sx)
-            y0 = np.floor(sy)
-            xs[u] = np.int32(x0)
-            ys[u] = np.int32(y0)
-            fxs[u] = sx - x0
-            fys[u] = sy - y0
+            fx0 = np.floor(sx)
+            fy0 = np.floor(sy)
+            x0 = np.int32(fx0)
+            y0 = np.int32(fy0)
+            fx = sx - fx0
+            fy = sy - fy0
+            ax0, ax1 = one - fx, fx  # weights of columns x0, x0 + 1
+            ay0, ay1 = one - fy, fy
+            if x0 < 0:  # reads columns 0, 1: column 0 is x0 + 1 (when x0 == -1)
+                ax0, ax1 = (ax1 if x0 == -1 else zero), zero
+            elif x0 > w - 2:  # reads columns w - 2, w - 1: column w - 1 is x0 (when x0 == w - 1)
+                ax0, ax1 = zero, (ax0 if x0 == w - 1 else zero)
+            if y0 < 0:
+                ay0, ay1 = (ay1 if y0 == -1 else zero), zero
+            elif y0 > h - 2:
+                ay0, ay1 = zero, (ay0 if y0 == h - 1 else zero)
+            tap[u] = min(max(y0, 0), h - 2) * w + min(max(x0, 0), w - 2)
+            w00[u] = ax0 * ay0
+            w01[u] = ax1 * ay0
+            w10[u] = ax0 * ay1
+            w11[u] = ax1 * ay1
         for c in range(c_n):
-            plane = cache[k, c]
+            plane = cache[k, c].reshape(-1)
             row = out[b, c, v]
             for u in range(o):
-                x0 = xs[u]
-                y0 = ys[u]
-                fx = fxs[u]
-                fy = fys[u]
-                if 0 <= x0 and x0 + 1 < w and 0 <= y0 and y0 + 1 < h:  # inside: no bounds tests per tap
-                    top = (one - fx) * np.float32(plane[y0, x0]) + fx * np.float32(plane[y0, x0 + 1])
-                    bot = (one - fx) * np.float32(plane[y0 + 1, x0]) + fx * np.float32(plane[y0 + 1, x0 + 1])
-                    row[u] = (one - fy) * top + fy * bot
-                    continue
-                acc = np.float32(0.0)  # zeros outside the cache
-                if 0 <= y0 < h:
-                    if 0 <= x0 < w:
-                        acc += (one - fx) * (one - fy) * np.float32(plane[y0, x0])
-                    if 0 <= x0 + 1 < w:
-                        acc += fx * (one - fy) * np.float32(plane[y0, x0 + 1])
-                if 0 <= y0 + 1 < h:
-                    if 0 <= x0 < w:
-                        acc += (one - fx) * fy * np.float32(plane[y0 + 1, x0])
-                    if 0 <= x0 + 1 < w:
-                        acc += fx * fy * np.float32(plane[y0 + 1, x0 + 1])
-                row[u] = acc
+                p = tap[u]
+                row[u] = (w00[u] * np.float32(plane[p]) + w01[u] * np.float32(plane[p + 1])
+                          + w10[u] * np.float32(plane[p + w]) + w11[u] * np.float32(plane[p + w + 1]))
 
 
 def warp_cached(cache, index, matrices, out_size, cache_scale=1.0, normalise=True):
