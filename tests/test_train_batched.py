@@ -130,6 +130,19 @@ def test_gamma_is_the_power_of_the_clipped_values():
     torch.testing.assert_close(y, ref, atol=2e-6, rtol=1e-5)
 
 
+def test_unchosen_images_stay_unchanged_on_both_paths():
+    """The device path computes every image; an operation working in place must not reach the unchosen ones."""
+    from shapekit.train.batched import _on_chosen, _where_chosen
+
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    on = torch.tensor([True, False, True, False, False, True])
+    g = torch.linspace(0.5, 2.0, 6)
+    for path in (_on_chosen, _where_chosen):
+        y = path(x.clone(), on, lambda v, gv: v.clamp_(1e-20, 1.0).log_().mul_(gv.view(-1, 1, 1, 1)).exp_(), g)
+        assert torch.equal(y[~on], x[~on])
+        torch.testing.assert_close(y[on], x[on] ** g[on].view(-1, 1, 1, 1))
+
+
 def test_cpu_noise_is_normal_per_image_reproducible_and_differs_between_images():
     x = torch.full((8, 3, 64, 64), 0.5)
     aug = BatchedAugment(A.Compose([A.GaussianNoise(p=1, sigma=(0.05, 0.05))], seed=0))

@@ -194,13 +194,21 @@ def _coin(gen, n, p, device):
 
 
 def _on_chosen(x, on, fn, *params):
-    """Return ``x`` with ``fn(x[chosen], *params[chosen])`` on the chosen images (see the notes above)."""
+    """Return ``x`` with ``fn(x[chosen], *params[chosen])`` on the chosen images (see the notes above).
+
+    ``fn`` may change its argument in place.
+    """
     if x.device.type == "cpu":
         idx = on.nonzero().flatten()
         if len(idx):
             x[idx] = fn(x[idx], *(p[idx] for p in params))
         return x
-    return torch.where(on.view(-1, 1, 1, 1), fn(x, *params), x)
+    return _where_chosen(x, on, fn, *params)
+
+
+def _where_chosen(x, on, fn, *params):
+    """:func:`_on_chosen` without host synchronisation: every image computed (on a copy), the chosen ones kept."""
+    return torch.where(on.view(-1, 1, 1, 1), fn(x.clone(), *params), x)
 
 
 def _col(v):
