@@ -261,8 +261,8 @@ def _noise(op, x, gen, on):
     b, c, h, w = x.shape
     s = _u(gen, b, *op.sigma, x.device)
     if x.device.type == "cpu":
-        # On the CPU drawing fresh normals costs more than the rest of the operations
-        # together: each image gets an H x W window of a fixed bank of normal fields at
+        # On the CPU drawing fresh normals was the costliest photometric operation
+        # (torch's Mersenne Twister): each image gets an H x W window of a fixed bank of normal fields at
         # a drawn field, offset and sign, so its noise is still i.i.d. N(0, sigma^2)
         # per pixel. Three draws per image, chosen or not (a fixed number of draws).
         bank = _noise_bank(c, h, w, x.dtype)
